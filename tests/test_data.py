@@ -1,0 +1,120 @@
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmrec.data import DataError, atomic_write, chronological_cut, load_dataset, read_items, read_windows, sample_windows
+
+
+def test_toy_counts(toy):
+    assert len(toy.items) == 11_758
+    assert (len(toy.train), len(toy.valid), len(toy.test)) == (5_000, 4_793, 4_794)
+    assert toy.domain == "toys"
+
+
+def test_books_counts_and_validation_cut(books):
+    assert len(books.items) == 6_344
+    assert len(books.train) + len(books.valid) == 35_060  # the published train file, before the cut
+    assert len(books.valid) == len(books.test) == 4_383
+    assert books.domain == "books"
+
+
+@pytest.mark.parametrize("name", ["toy", "books"])
+def test_split_is_chronological(name):
+    ds = load_dataset(name)
+    last_train = ds.train.timestamp.max()
+    assert ds.valid.timestamp.min() >= last_train
+    assert ds.test.timestamp.min() >= last_train
+    assert ds.test.timestamp.min() >= ds.valid.timestamp.max() or name == "toy"
+
+
+@pytest.mark.parametrize("name", ["toy", "books"])
+def test_every_window_is_well_formed(name):
+    ds = load_dataset(name)
+    for split in ("train", "valid", "test"):
+        df = ds.split(split)
+        assert df.history.map(len).min() >= 1
+        assert df.history.map(len).max() <= 10
+        ids = set(df.target) | {i for h in df.history for i in h}
+        assert ids <= set(ds.items)
+    assert all(t.strip() for t in ds.items.values())
+
+
+def test_windows_match_the_source_rows(toy):
+    # first row of the published Toy test file, read by hand from the source CSV
+    row = toy.test.iloc[0]
+    assert row.user_id == 351
+    assert list(row.history[:3]) == [5910, 8510, 5913]
+    assert row.target == 3704
+
+
+def test_sample_windows_is_reproducible(toy):
+    a = sample_windows(toy.train, 100, seed=1)
+    b = sample_windows(toy.train, 100, seed=1)
+    c = sample_windows(toy.train, 100, seed=2)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+    assert len(a) == 100 and sample_windows(toy.train, None) is toy.train
+    with pytest.raises(ValueError, match="positive"):
+        sample_windows(toy.train, 0)
+
+
+def test_chronological_cut():
+    df = pd.DataFrame({"user_id": [1, 2, 3, 4], "history": [[1]] * 4, "target": [2] * 4, "timestamp": [5, 1, 9, 3]})
+    early, late = chronological_cut(df, 2)
+    assert early.timestamp.tolist() == [1, 3] and late.timestamp.tolist() == [5, 9]
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_bad_rows_name_file_line_and_field(tmp_path):
+    items = {1: "A", 2: "B"}
+    p = write(tmp_path / "w.csv", "user_id,item_ids,timestamp\n1,\"[1, 2]\",10\n2,\"[1, x]\",11\n")
+    with pytest.raises(DataError, match=r"w\.csv, line 3, field item_ids"):
+        read_windows(p, items)
+    p = write(tmp_path / "w2.csv", "user_id,item_ids,timestamp\n1,\"[1, 7]\",10\n")
+    with pytest.raises(DataError, match=r"line 2, field item_ids: item 7 has no title"):
+        read_windows(p, items)
+    p = write(tmp_path / "w3.csv", "user_id,item_ids,timestamp\n1,\"[1]\",10\n")
+    with pytest.raises(DataError, match=r"line 2.*history of at least 1 item"):
+        read_windows(p, items)
+    p = write(tmp_path / "w4.csv", "user_id,item_ids,timestamp\nu,\"[1, 2]\",10\n")
+    with pytest.raises(DataError, match=r"line 2, field user_id"):
+        read_windows(p, items)
+    p = write(tmp_path / "w5.csv", "user,item_ids\n1,\"[1, 2]\"\n")
+    with pytest.raises(DataError, match=r"missing column"):
+        read_windows(p, items)
+
+
+def test_bad_titles(tmp_path):
+    p = write(tmp_path / "items.json", '{"1": "A", "2": "  "}')
+    with pytest.raises(DataError, match=r"items\.json: item 2 has an empty title"):
+        read_items(p)
+    p = write(tmp_path / "items2.json", '{"x": "A"}')
+    with pytest.raises(DataError, match="not an integer"):
+        read_items(p)
+    gz = tmp_path / "items3.json.gz"
+    gz.write_bytes(gzip.compress(b'{"1": "A"}'))
+    assert read_items(gz) == {1: "A"}
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        load_dataset("nope")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "out.bin"
+    import os
+
+    def boom(*a):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write(target, b"data")
+    assert list(tmp_path.iterdir()) == []
