@@ -83,7 +83,11 @@ def load_tokenizer(name_or_path: str = SMOLLM2, cache_dir=None):
     from transformers import AutoTokenizer
 
     path = smollm2_cache(cache_dir) if name_or_path in (SMOLLM2, "tiny") else name_or_path
-    tok = AutoTokenizer.from_pretrained(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load a tokenizer for model {name_or_path!r} (not '{SMOLLM2}', 'tiny', a local "
+                         f"folder or a reachable hub id): {str(e).splitlines()[0]}") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok

@@ -48,41 +48,55 @@ class ItemTrie:
         self.sequences = sequences
         self._title_ids: dict[str, list[int]] = {}
 
-        # marisa key store: sequence bytes -> item ids (several for shared titles)
-        self.keys = marisa_trie.RecordTrie("<I", ((self._key(s), (iid,)) for iid, s in sequences.items()))
+        ids = list(sequences)
+        lens = np.fromiter((len(sequences[i]) for i in ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter((t for i in ids for t in sequences[i]), dtype=np.int64, count=int(lens.sum()))
+        offsets = np.concatenate([[0], np.cumsum(lens)])
 
-        # node table: walk the sorted distinct sequences, create a node per new prefix
-        uniq = sorted({tuple(s) for s in sequences.values()})
-        parent, token = [-1], [-1]
-        path: list[int] = [0]  # node ids along the previous sequence
-        prev: tuple = ()
-        seq_path: dict[tuple, list[int]] = {}
-        for seq in uniq:
-            common = 0
-            while common < min(len(seq), len(prev)) and seq[common] == prev[common]:
-                common += 1
-            del path[common + 1:]
-            for t in seq[common:]:
-                parent.append(path[-1])
-                token.append(t)
-                path.append(len(parent) - 1)
-            seq_path[seq] = path[:]
-            prev = seq
-        parent_a, token_a = np.asarray(parent[1:]), np.asarray(token[1:])
-        child_a = np.arange(1, len(parent))
-        order = np.lexsort((token_a, parent_a))  # by parent, then token
-        self.n_nodes = len(parent)
+        # marisa key store: sequence key -> item ids (several for shared titles)
+        blob = self._digits(flat).tobytes().decode("latin-1")
+        w = self.width
+        self.keys = marisa_trie.RecordTrie(
+            "<I", ((blob[offsets[k] * w:offsets[k + 1] * w], (iid,)) for k, iid in enumerate(ids)))
+
+        # node table, vectorised: sort the sequences (rows padded with -1), a row creates a node at
+        # depth d when it differs from the previous row somewhere in columns <= d
+        S = np.full((len(ids), int(lens.max())), -1, dtype=np.int64)
+        S[np.arange(len(ids)).repeat(lens), np.arange(len(flat)) - offsets[:-1].repeat(lens)] = flat
+        order = np.lexsort(S.T[::-1])
+        S_sorted = S[order]
+        differs = np.ones_like(S_sorted, dtype=bool)
+        differs[1:] = np.logical_or.accumulate(S_sorted[1:] != S_sorted[:-1], axis=1)
+        is_new = differs & (S_sorted >= 0)
+        n_new = int(is_new.sum())
+        node_at = np.zeros(S_sorted.shape, dtype=np.int64)
+        node_at[is_new] = np.arange(1, n_new + 1)  # row-major: DFS pre-order, children by token
+        # forward-fill each column: a row that did not create the node shares the one above
+        filled = np.where(is_new, np.arange(len(ids))[:, None], 0)
+        np.maximum.accumulate(filled, axis=0, out=filled)
+        node_at = node_at[filled, np.arange(S_sorted.shape[1])[None, :]]
+        node_at[S_sorted < 0] = -1
+        parent_of = np.concatenate([np.zeros((len(ids), 1), dtype=np.int64), node_at[:, :-1]], axis=1)
+        parent_a, token_a, child_a = parent_of[is_new], S_sorted[is_new], node_at[is_new]
+        self.n_nodes = n_new + 1
         counts = np.bincount(parent_a, minlength=self.n_nodes)
         self.child_ptr = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)])).long()
-        self.child_tok = torch.from_numpy(token_a[order]).long()
-        self.child_node = torch.from_numpy(child_a[order]).long()
-        self.parent = torch.tensor(parent).long()
-        self._edge_key = self._node_key(torch.from_numpy(parent_a[order]).long(), self.child_tok)
+        parent = np.full(self.n_nodes, -1, dtype=np.int64)
+        parent[child_a] = parent_a
+        self.parent = torch.from_numpy(parent)
+        by_parent = np.argsort(parent_a, kind="stable")  # rows are sorted, so siblings come by token
+        self.child_tok = torch.from_numpy(token_a[by_parent]).long()
+        self.child_node = torch.from_numpy(child_a[by_parent]).long()
+        self._edge_key = self._node_key(torch.from_numpy(parent_a[by_parent]), self.child_tok)
+        if not bool((self._edge_key[1:] > self._edge_key[:-1]).all()):
+            raise TrieError("internal error: trie edges are not sorted")
+
         # the nodes each item's response visits (root ... terminal), flat with offsets
-        self._row = {iid: k for k, iid in enumerate(sequences)}
-        walks = [seq_path[tuple(s)] for s in sequences.values()]
-        self._path_ptr = np.concatenate([[0], np.cumsum([len(w) for w in walks])])
-        self._path_flat = np.fromiter((n for w in walks for n in w), dtype=np.int64, count=int(self._path_ptr[-1]))
+        self._row = {iid: k for k, iid in enumerate(ids)}
+        walk = np.empty((len(ids), S.shape[1] + 1), dtype=np.int64)
+        walk[order] = np.concatenate([np.zeros((len(ids), 1), dtype=np.int64), node_at], axis=1)
+        self._path_ptr = np.concatenate([[0], np.cumsum(lens + 1)])
+        self._path_flat = walk[walk >= 0]
 
     # ------------------------------------------------------------------ construction
 
@@ -113,18 +127,14 @@ class ItemTrie:
 
     # ------------------------------------------------------------------ single sequences
 
+    def _digits(self, tokens: np.ndarray) -> np.ndarray:
+        """Fixed-width base-250 digits 1..250 per token (uint8, most significant first):
+        order-preserving, and free of the bytes 0x00 and 0xff that marisa's record tries reserve."""
+        powers = _BASE ** np.arange(self.width - 1, -1, -1)
+        return ((np.asarray(tokens, dtype=np.int64)[:, None] // powers) % _BASE + 1).astype(np.uint8)
+
     def _key(self, seq) -> str:
-        """Fixed-width base-250 digits 1..250 per token: order-preserving, and free of the
-        bytes 0x00 and 0xff that marisa's record tries reserve."""
-        out = []
-        for t in seq:
-            t = int(t)
-            digits = []
-            for _ in range(self.width):
-                t, r = divmod(t, _BASE)
-                digits.append(r + 1)
-            out.extend(reversed(digits))
-        return bytes(out).decode("latin-1")
+        return self._digits(np.asarray(list(seq), dtype=np.int64)).tobytes().decode("latin-1")
 
     def _node_key(self, nodes: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return nodes * self.vocab_size + tokens

@@ -1,0 +1,83 @@
+"""Evaluate an LLM recommender run: beam search, grounding or exact ranking, on a fixed user subset.
+
+Users are a seeded sample of the split's windows (seed 0 whatever the run's seed),
+so two runs evaluated on the same split and size are compared user by user.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import runs
+from .data import sample_windows
+from .metrics import summarize
+
+MODES = ("beam", "exact", "ground")
+
+
+def eval_users(df, n_users: int | None):
+    return sample_windows(df, n_users, seed=0)
+
+
+def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode: str = "beam", beams: int = 10,
+               batch_size: int = 4, progress: bool = False) -> dict:
+    """0-based ranks of the targets of ``n_users`` windows of ``split`` (misses of a finite list: ``inf``)."""
+    from tqdm.auto import tqdm
+
+    from . import decode
+
+    if mode not in MODES:
+        raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {MODES}")
+    df = eval_users(rec.ds.split(split), n_users)
+    prompts = [rec.encoder.prompt_ids(list(h)) for h in df["history"]]
+    targets = df["target"].tolist()
+    model.eval()
+    t0 = time.perf_counter()
+    ranks = np.full(len(df), np.inf)
+    with torch.no_grad():
+        if mode == "beam":
+            results = decode.beam_search_batch(model, prompts, rec.trie, num_beams=beams, batch_size=batch_size,
+                                               progress=progress)
+            for u, (res, t) in enumerate(zip(results, targets)):
+                flat = [i for group, _ in res for i in group]
+                if t in flat:
+                    ranks[u] = flat.index(t)
+        elif mode == "exact":
+            order = sorted(rec.ds.items)
+            for u, (p, t) in enumerate(tqdm(list(zip(prompts, targets)), disable=not progress, desc="exact ranking")):
+                scores = decode.score_all_items(model, p, rec.trie, item_ids=order)
+                ranks[u] = decode.rank_of(scores, order.index(t))
+        else:
+            index = decode.TitleIndex(model, rec.tok, rec.ds.items)
+            for u, (p, t) in enumerate(tqdm(list(zip(prompts, targets)), disable=not progress, desc="grounding")):
+                found = decode.ground(model, rec.tok, p, index, k=beams)
+                if t in found:
+                    ranks[u] = found.index(t)
+    seconds = time.perf_counter() - t0
+    return {"user_ids": df["user_id"].tolist(), "targets": targets, "ranks": ranks.tolist(),
+            "seconds": seconds, "seconds_per_user": seconds / max(len(df), 1), "mode": mode, "split": split,
+            "n_users": len(df), "beams": beams, "summary": summarize(ranks)}
+
+
+def evaluate_run(run_dir: str | Path, mode: str = "beam", split: str = "test", n_users: int | None = 100,
+                 beams: int = 10, progress: bool = True, force: bool = False) -> dict:
+    """Evaluate the best adapter of a finished run; cached in ``metrics.json`` under ``split/mode/n/beams``."""
+    from .train import Recommender, TrainConfig
+
+    run_dir = Path(run_dir)
+    if not runs.is_done(run_dir):
+        raise FileNotFoundError(f"{run_dir}: no finished training run here (missing done.json)")
+    key = f"{split}/{mode}/n{n_users}/b{beams}"
+    cached = runs.load_metrics(run_dir).get(key)
+    if cached and not force:
+        return cached
+    cfg = TrainConfig.from_dict(runs.read_json(run_dir / "config.json"))
+    rec = Recommender(cfg)
+    model = rec.load_model(run_dir / "adapter")
+    out = rank_users(rec, model, split, n_users=n_users, mode=mode, beams=beams, progress=progress)
+    runs.save_metrics(run_dir, key, out)
+    return out

@@ -1,0 +1,40 @@
+"""The three profiles (DESIGN.md): one parameter that sizes notebooks, CLI runs and papermill batches.
+
+* ``smoke``: synthetic catalogue, tiny random Llama; every path runs in seconds (tests, CI).
+* ``quick``: real Toy/Books, SmolLM2-135M truncated to its first layers, subsampled
+  windows and users, one short epoch; every figure on 2 CPU cores.
+* ``full``: the paper's protocol (10,000 windows, 10 epochs, batch 128 via
+  accumulation, all test users, 10 beams) on a GPU.
+"""
+
+from __future__ import annotations
+
+PROFILES = {
+    "smoke": dict(dataset="synthetic", model="tiny", layers=None, n_train=64, epochs=1, batch_size=8,
+                  max_steps=4, n_valid_users=8, valid_beams=4, lr=1e-3, max_history=5,
+                  eval_users=8, eval_beams=4, exact_users=2),
+    "quick": dict(dataset="toy", model="smollm2-135m", layers=8, n_train=640, epochs=1, batch_size=8,
+                  max_steps=None, n_valid_users=0, valid_beams=5, lr=5e-4, max_history=5,
+                  eval_users=100, eval_beams=10, exact_users=3),
+    "full": dict(dataset="toy", model="smollm2-135m", layers=None, n_train=10_000, epochs=10, batch_size=16,
+                 grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
+                 eval_users=None, eval_beams=10, exact_users=20, dtype="bfloat16", device="cuda"),
+}
+
+# keys that size evaluation, not training
+EVAL_KEYS = ("eval_users", "eval_beams", "exact_users")
+
+
+def profile(name: str) -> dict:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return dict(PROFILES[name])
+
+
+def train_config(name: str, **overrides) -> dict:
+    """Training options of a profile with overrides (None values are ignored)."""
+    cfg = {k: v for k, v in profile(name).items() if k not in EVAL_KEYS}
+    cfg["validate"] = cfg["n_valid_users"] > 0
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cfg["profile"] = name
+    return cfg
