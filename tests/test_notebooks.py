@@ -1,0 +1,65 @@
+"""Every chapter executes under ``profile=smoke`` through papermill and writes its figures."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from llmrec.batch import chapters, run_batch
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+CHAPTERS = chapters(NB_DIR)
+
+
+def saved_figures(nb: Path) -> set[str]:
+    """Names passed to save_figure(fig, "NAME") in the notebook's code cells."""
+    import re
+
+    src = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+    return set(re.findall(r"save_figure\([^,]+,\s*f?\"([^\"{]+)", src))
+
+
+def test_chapters_follow_the_rules():
+    assert len(CHAPTERS) >= 6
+    for nb in CHAPTERS:
+        cells = json.loads(nb.read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        assert "parameters" in code[0]["metadata"].get("tags", []), f"{nb.name}: first code cell not tagged"
+        assert "profile" in "".join(code[0]["source"]), f"{nb.name}: no profile parameter"
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
+            f"{nb.name}: committed with outputs"
+        assert cells[0]["cell_type"] == "markdown" and "what this shows" in "".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] == "markdown").lower(), nb.name
+        assert saved_figures(nb), f"{nb.name}: saves no figure"
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_runs_under_smoke(nb, tmp_path, monkeypatch):
+    figs = tmp_path / "figures"
+    monkeypatch.setenv("LLMREC_FIGURES", str(figs))
+    monkeypatch.setenv("LLMREC_RUNS", os.environ.get("LLMREC_TEST_RUNS", str(tmp_path / "runs")))
+    status = run_batch(profile="smoke", only=[nb.stem], notebooks=NB_DIR, out_dir=tmp_path / "executed")
+    assert status == 0, f"{nb.name} failed under the smoke profile (see {tmp_path / 'executed'})"
+    assert (tmp_path / "executed" / nb.name).exists()
+    for name in saved_figures(nb):
+        assert (figs / f"{name}.png").stat().st_size > 1000, f"{nb.name}: figure {name} not written"
+
+
+def test_batch_reports_a_failing_chapter_and_goes_on(tmp_path, capsys):
+    import nbformat
+
+    for name, src in (("01_ok", "x = 1"), ("02_bad", "raise RuntimeError('boom')"), ("03_ok", "y = 2")):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'\ndevice = 'cpu'", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(src)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    status = run_batch(profile="smoke", notebooks=tmp_path, out_dir=tmp_path / "out")
+    out = capsys.readouterr()
+    assert status == 1
+    assert (tmp_path / "out" / "01_ok.ipynb").exists() and (tmp_path / "out" / "03_ok.ipynb").exists()
+    assert (tmp_path / "out" / "02_bad.FAILED.ipynb").exists()
+    assert "02_bad.ipynb: FAILED" in out.out and "boom" in out.out
+    with pytest.raises(ValueError, match="no chapter"):
+        run_batch(profile="smoke", only=["99"], notebooks=tmp_path)

@@ -1,0 +1,158 @@
+"""SASRec / GRU4Rec: learning on the synthetic catalogue, causality, evaluation protocol, resume, run cache."""
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec import runs, seqrec
+from llmrec.data import load_dataset
+from llmrec.metrics import summarize
+
+
+@pytest.fixture(autouse=True)
+def runs_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def smoke(**kw):
+    return seqrec.seqrec_config("smoke", **kw)
+
+
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
+def test_model_beats_popularity_on_synthetic(model):
+    pop = seqrec.popularity_summary("synthetic", "test")["ndcg@10"]
+    run_dir = seqrec.train_seqrec(smoke(model=model, loss="ce"), progress=False)
+    res = seqrec.evaluate_seqrec(run_dir, "test")
+    assert res["summary"]["ndcg@10"] > pop + 0.05, (res["summary"], pop)
+    log = runs.read_log(run_dir)
+    assert [r["epoch"] for r in log] == list(range(1, len(log) + 1))
+    assert {"loss", "seconds", "valid_ndcg@10"} <= set(log[0])
+    done = runs.read_json(run_dir / "done.json")
+    assert 1 <= done["best_epoch"] <= len(log) and done["seconds_per_epoch"] > 0 and "memory_method" in done
+    assert runs.load_metrics(run_dir)["test/full"]["summary"] == res["summary"]
+
+
+@pytest.mark.parametrize("loss", ["bce", "bpr", "sampled-softmax", "sce"])
+def test_every_loss_trains(loss):
+    cfg = smoke(loss=loss, epochs=2, patience=None)
+    run_dir = seqrec.train_seqrec(cfg, progress=False)
+    log = runs.read_log(run_dir)
+    assert len(log) == 2 and all(np.isfinite(r["loss"]) for r in log)
+
+
+def test_sasrec_is_causal_and_padding_invariant():
+    torch.manual_seed(0)
+    m = seqrec.SASRec(50, hidden=16, blocks=2, heads=2, dropout=0.3, maxlen=12).eval()
+    seq = torch.tensor([[0, 0, 3, 7, 9, 11, 4, 5], [1, 2, 3, 4, 5, 6, 7, 8]])
+    out = m(seq)
+    pert = seq.clone()
+    pert[:, 5] = torch.tensor([40, 41])
+    out2 = m(pert)
+    assert torch.allclose(out[:, :5], out2[:, :5], atol=1e-6)
+    assert not torch.allclose(out[:, 5:], out2[:, 5:], atol=1e-4)
+    # more left padding changes nothing: positions are counted from the most recent item
+    wide = torch.cat([torch.zeros(2, 4, dtype=torch.long), seq], 1)
+    assert torch.allclose(m(wide)[:, 4:][seq != 0], out[seq != 0], atol=1e-5)
+
+
+def test_gru4rec_is_causal_and_padding_invariant():
+    torch.manual_seed(0)
+    m = seqrec.GRU4Rec(50, hidden=16, blocks=1, dropout=0.3).eval()
+    seq = torch.tensor([[0, 0, 3, 7, 9, 11], [1, 2, 3, 4, 5, 6]])
+    pert = seq.clone()
+    pert[:, 4] = 33
+    out, out2 = m(seq), m(pert)
+    assert torch.allclose(out[:, :4], out2[:, :4], atol=1e-6)
+    wide = torch.cat([torch.zeros(2, 3, dtype=torch.long), seq], 1)
+    assert torch.allclose(m(wide)[:, 3:][seq != 0], out[seq != 0], atol=1e-5)
+
+
+def test_evaluation_equals_brute_force_ranking():
+    run_dir = seqrec.train_seqrec(smoke(epochs=2, patience=None), progress=False)
+    res = seqrec.evaluate_seqrec(run_dir, "test")
+    model, cfg = seqrec.load_model(run_dir)
+    df = load_dataset("synthetic").test
+    n_items = max(load_dataset("synthetic").items)
+    brute = []
+    for hist, target in zip(df["history"], df["target"]):  # one user at a time, no padding, all items
+        h = torch.tensor([list(hist)[-cfg["maxlen"]:]])
+        with torch.no_grad():
+            s = (model(h)[0, -1] @ model.item_emb.weight.T).numpy()  # column = item id (0 = padding)
+        brute.append(sum(1 for i in range(1, n_items + 1) if i != target and s[i] >= s[target]))
+    assert res["ranks"] == brute
+    assert res["user_ids"] == df["user_id"].tolist()
+    assert res["summary"] == pytest.approx(summarize(np.array(brute)))
+
+
+@pytest.mark.parametrize("model,loss", [("sasrec", "sce"), ("gru4rec", "bpr")])
+def test_resume_equals_uninterrupted(tmp_path, model, loss):
+    cfg = smoke(model=model, loss=loss, epochs=3, patience=None)
+    full = seqrec.train_seqrec(cfg, run_dir=tmp_path / "full", progress=False)
+    part = tmp_path / "part"
+    seqrec.train_seqrec({**cfg, "epochs": 1}, run_dir=part, progress=False)  # stopped after epoch 1
+    seqrec.train_seqrec({**cfg, "epochs": 2}, run_dir=part, progress=False)  # continued
+    # a crash in the middle of epoch 3, then a restart with the same config
+    real = seqrec._batch_loss
+    calls = {"n": 0}
+
+    def crash(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    seqrec._batch_loss = crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            seqrec.train_seqrec(cfg, run_dir=part, progress=False)
+    finally:
+        seqrec._batch_loss = real
+    assert not runs.is_done(part)
+    seqrec.train_seqrec(cfg, run_dir=part, progress=False)
+
+    keys = ("epoch", "loss", "valid_ndcg@10")
+    assert [{k: r[k] for k in keys} for r in runs.read_log(part)] == \
+           [{k: r[k] for k in keys} for r in runs.read_log(full)]
+    for which in ("last", "best"):
+        a = torch.load(full / "checkpoints" / f"{which}.pt", weights_only=False)["model"]
+        b = torch.load(part / "checkpoints" / f"{which}.pt", weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs.read_json(part / "done.json")["best_epoch"] == runs.read_json(full / "done.json")["best_epoch"]
+
+
+def test_run_cache_returns_without_training(runs_root, monkeypatch):
+    cfg = smoke(epochs=1)
+    run_dir = seqrec.train_seqrec(cfg, progress=False)
+    assert run_dir == runs.run_dir_for(cfg) and str(run_dir).startswith(str(runs_root))
+    assert runs.is_done(run_dir)
+
+    def boom(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(seqrec, "_batch_loss", boom)
+    assert seqrec.train_seqrec(dict(cfg), progress=False) == run_dir
+    # partial configs are completed with the defaults before hashing
+    partial = {k: v for k, v in cfg.items() if v != seqrec.DEFAULT_CONFIG[k]}
+    assert seqrec.train_seqrec(partial, progress=False) == run_dir
+    # another configuration in the same directory is refused
+    with pytest.raises(ValueError):
+        seqrec.train_seqrec({**cfg, "lr": 0.1}, run_dir=run_dir, progress=False)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        seqrec.seqrec_config("smoke", loss="hinge")
+    with pytest.raises(ValueError):
+        seqrec.seqrec_config("smoke", nonsense=1)
+    with pytest.raises(ValueError):
+        seqrec.seqrec_config("nope")
+    assert seqrec.seqrec_config("full") == seqrec.DEFAULT_CONFIG
+
+
+def test_bench_reports_ce_and_sce():
+    out = seqrec.bench_seqrec("synthetic", profile="smoke", epochs=1, K=20, fresh_process=False)
+    for name in ("ce", "sce"):
+        assert out[name]["seconds_per_epoch"] > 0 and out[name]["peak_memory_mb"] >= 0
+    assert out["sce"]["score_matrix_mb"] < out["ce"]["score_matrix_mb"]
+    assert out["memory_method"]

@@ -1,0 +1,145 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec import runs
+from llmrec.profiles import train_config
+from llmrec.train import LOSSES, LossComputer, Recommender, TrainConfig, collate, length_grouped_batches, train
+
+
+@pytest.fixture()
+def runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path))
+    return tmp_path
+
+
+def smoke(**kw):
+    base = dict(validate=False, max_steps=20, n_train=160, batch_size=8, lr=3e-3, log_decomposition=True)
+    base.update(kw)
+    return train_config("smoke", **base)
+
+
+def objective(log, loss):
+    return [r["loss"] for r in log if "loss" in r]
+
+
+def fixed_batch_objective(run, cfg: dict, adapter: bool, tau=None) -> float:
+    """The run's own loss on a fixed batch of training windows, before (fresh LoRA) or after training."""
+    c = TrainConfig.from_dict(cfg)
+    if tau is not None:
+        c.tau = tau
+        c.loss = "msl" if c.loss == "msl-ats" else c.loss
+    rec = Recommender(c)
+    torch.manual_seed(0)
+    model = rec.load_model(run / "adapter" if adapter else None)
+    model.eval()
+    batch = collate(rec.encoder.encode_frame(rec.ds.train.head(32)), rec.trie, rec.tok.pad_token_id)
+    with torch.no_grad():
+        return LossComputer(c)(model, batch)[0].item()
+
+
+@pytest.mark.parametrize("loss", ["lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha"])
+def test_every_loss_trains_and_lowers_its_objective(loss, runs_dir):
+    kw = {"tau": 2.0} if loss in ("lml-tau", "msl") else {}
+    cfg = smoke(loss=loss, **kw)
+    run = train(cfg, progress=False)
+    log = runs.read_log(run)
+    vals = objective(log, loss)
+    assert len(vals) == 20 and all(math.isfinite(v) for v in vals)
+    tau = log[-2]["tau"] if loss == "msl-ats" else None  # judge ATS at its final temperature
+    before = fixed_batch_objective(run, cfg, adapter=False, tau=tau)
+    after = fixed_batch_objective(run, cfg, adapter=True, tau=tau)
+    assert after < before
+    done = runs.read_json(run / "done.json")
+    assert done["steps"] == 20 and done["seconds_per_step"] > 0
+    assert (run / "adapter" / "adapter_config.json").exists()
+
+
+def test_sdpo_starts_from_lml_and_lowers_its_objective(runs_dir):
+    from llmrec.train import _adapter_dir, _sdpo_batch
+
+    ref = train(smoke(loss="lml", max_steps=5, lora_dropout=0.0), progress=False)  # no dropout: policy == ref
+    cfg = smoke(loss="sdpo", sdpo_ref=str(ref), max_steps=20, sdpo_negatives=3, lora_dropout=0.0)
+    run = train(cfg, progress=False)
+    vals = objective(runs.read_log(run), "sdpo")
+    assert len(vals) == 20 and vals[0] == pytest.approx(math.log(1 + 3), abs=1e-5)  # policy == reference
+    # the S-DPO objective on a fixed batch of windows with their own sampled negatives: before vs after
+    c = TrainConfig.from_dict(cfg)
+    rec = Recommender(c)
+    batch = _sdpo_batch(rec.encoder.encode_frame(rec.ds.train.head(32)), rec, c, 0, list(range(32)))
+    got = []
+    for adapter in (_adapter_dir(ref), run / "adapter"):
+        model = rec.load_model(adapter)
+        model.load_adapter(str(_adapter_dir(ref)), adapter_name="ref")
+        model.set_adapter("default")
+        model.eval()
+        with torch.no_grad():
+            got.append(LossComputer(c)(model, batch)[0].item())
+    assert got[0] == pytest.approx(math.log(4), abs=1e-5) and got[1] < got[0] - 0.05
+
+
+def test_run_cache_and_resume_reproduce_the_uninterrupted_run(runs_dir, tmp_path):
+    cfg = smoke(loss="msl-ats", epochs=2, max_steps=6, lora_dropout=0.1)
+    whole = train(cfg, run_dir=tmp_path / "whole", progress=False)
+    part = train(cfg, run_dir=tmp_path / "part", progress=False, stop_after_epoch=1)
+    assert not runs.is_done(part)
+    part = train(cfg, run_dir=tmp_path / "part", progress=False)  # resumes at epoch 2
+    a, b = runs.read_log(whole), runs.read_log(part)
+    assert [r["loss"] for r in a if "loss" in r] == [r["loss"] for r in b if "loss" in r]
+    assert [r["tau"] for r in a if "loss" in r] == [r["tau"] for r in b if "loss" in r]
+    assert len([r for r in a if "loss" in r]) == 12
+    from safetensors.torch import load_file
+
+    wa = load_file(whole / "adapter" / "adapter_model.safetensors")
+    wb = load_file(part / "adapter" / "adapter_model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # identical config -> the run cache returns the finished run without training
+    cached = runs_dir / "cached"
+    first = train(cfg, run_dir=cached, progress=False)
+    mtime = (first / "done.json").stat().st_mtime
+    assert train(cfg, run_dir=cached, progress=False) == first
+    assert (first / "done.json").stat().st_mtime == mtime
+
+
+def test_adapter_loads_with_plain_peft(runs_dir):
+    from peft import PeftModel
+
+    from llmrec.models import load_llm
+
+    run = train(smoke(loss="msl", max_steps=2), progress=False)
+    base, _ = load_llm("tiny")
+    model = PeftModel.from_pretrained(base, str(run / "adapter"))
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+
+
+def test_collate_aligns_response_positions(tok):
+    rec = Recommender(TrainConfig(dataset="synthetic", model="tiny", validate=False))
+    exs = rec.encoder.encode_frame(rec.ds.train.head(3))
+    batch = collate(exs, rec.trie, tok.pad_token_id)
+    for b, e in enumerate(exs):
+        sel = batch.b_idx == b
+        assert batch.targets[sel].tolist() == e.input_ids[e.prompt_len:]
+        assert batch.pos_idx[sel][0] == e.prompt_len - 1
+        cols = batch.target_index[sel]
+        assert torch.equal(batch.valid_tokens[sel].gather(1, cols[:, None])[:, 0], batch.targets[sel])
+    assert batch.first.sum() == 3
+
+
+def test_length_grouped_batches_cover_everything_once():
+    lengths = list(np.random.default_rng(0).integers(10, 100, size=103))
+    bs = length_grouped_batches(lengths, 8, seed=1, epoch=0)
+    assert sorted(i for b in bs for i in b) == list(range(103))
+    assert bs == length_grouped_batches(lengths, 8, seed=1, epoch=0)
+    assert bs != length_grouped_batches(lengths, 8, seed=1, epoch=1)
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
+        TrainConfig(loss="nope")
+    with pytest.raises(ValueError, match="sdpo_ref"):
+        TrainConfig(loss="sdpo")
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"lossy": 1})
+    assert set(LOSSES) >= {"lml", "msl", "msl-ats", "sdpo"}
