@@ -252,10 +252,16 @@ def sample_windows(df: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFra
     """A reproducible sample of ``n`` windows (all of them when ``n`` is None or too large), in original order."""
     if n is None or n >= len(df):
         return df
+    return df.iloc[sample_rows(len(df), n, seed)].reset_index(drop=True)
+
+
+def sample_rows(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
+    """The sorted row positions :func:`sample_windows` keeps (all rows when ``n`` is None or too large)."""
+    if n is None or n >= n_total:
+        return np.arange(n_total)
     if n <= 0:
         raise ValueError(f"sample size must be positive, got n={n}")
-    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
-    return df.iloc[idx].reset_index(drop=True)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
 
 
 def chronological_cut(df: pd.DataFrame, n_last: int) -> tuple[pd.DataFrame, pd.DataFrame]:

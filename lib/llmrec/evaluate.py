@@ -59,7 +59,10 @@ def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode:
                        for g, t in zip(decode.ground_batch(model, rec.tok, P, rec.ds.items, embed=embed, k=beams), T)]
             ranks[sl] = got
     seconds = time.perf_counter() - t0
-    return {"user_ids": df["user_id"].tolist(), "targets": targets, "ranks": ranks.tolist(),
+    from .data import sample_rows
+
+    rows = sample_rows(len(rec.ds.split(split)), n_users, seed=0).tolist()
+    return {"user_ids": df["user_id"].tolist(), "rows": rows, "targets": targets, "ranks": ranks.tolist(),
             "seconds": seconds, "seconds_per_user": seconds / max(len(df), 1), "mode": mode, "split": split,
             "n_users": len(df), "beams": beams, "summary": summarize(ranks)}
 

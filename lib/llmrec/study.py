@@ -103,3 +103,243 @@ def valid_logits_of(model, batch, full: bool = True):
 
     with torch.no_grad():
         return valid_logits(model, batch, full=full)
+
+
+# ============================================================================ chapter 02: LML = L1 + L2
+
+
+def decomposition_table(rec, model, batch) -> pd.DataFrame:
+    """LML, L1, L2 on one batch: the dense teaching version (full logits, -inf mask) beside the fast path."""
+    import torch
+
+    from . import losses as L
+    from .train import output_weight, response_hidden
+
+    with torch.no_grad():
+        h = response_hidden(model, batch)
+        logits = h @ output_weight(model).T  # (N, |V|): what the dense version needs
+        nodes, _ = rec.trie.response_nodes(batch.items.tolist())
+        valid = rec.trie.dense_mask(nodes)[:, : logits.shape[1]]
+        dense_lml = L.lml_loss_dense(logits, batch.targets)
+        d1, d2 = L.lml_decomposition_dense(logits, valid, batch.targets)
+        v = valid_logits_of(model, batch, full=True)
+        f1, f2 = L.lml_decomposition(v)
+        rows = [("LML (eq. 1)", dense_lml, L.lml_loss(v)), ("L1 (eq. 3)", d1, f1), ("L2 (eq. 4)", d2, f2),
+                ("L1 + L2", d1 + d2, f1 + f2), ("MSL, tau = 1", L.msl_loss_dense(logits, valid, batch.targets, drop_singletons=False),
+                                               L.msl_loss(v, drop_singletons=False))]
+    return pd.DataFrame([{"quantity": n, "dense": float(a), "fast": float(b)} for n, a, b in rows]).set_index("quantity")
+
+
+def log_frame(run: str | Path) -> pd.DataFrame:
+    """The per-step training log of a run as a DataFrame (epoch-end records dropped)."""
+    return pd.DataFrame([r for r in runs.read_log(run) if "loss" in r])
+
+
+def plot_log_curves(curves: dict[str, Path], columns, smooth: int = 5, title: str = "", logy: bool = False):
+    """Step curves of logged columns (e.g. grad_norm_l1/l2, l2, tau) for several runs, with a rolling mean."""
+    import matplotlib.pyplot as plt
+
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False, sharey=False)
+    for ax, (name, run) in zip(axes[0], curves.items()):
+        df = log_frame(run)
+        for c in columns:
+            if c in df:
+                ax.plot(df["step"], df[c].rolling(smooth, min_periods=1).mean(), label=c)
+        ax.set(title=name, xlabel="training step")
+        if logy:
+            ax.set_yscale("log")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlay(curves: dict[str, Path], column: str, smooth: int = 5, title: str = ""):
+    """One logged column of several runs on one axis (Figure 4: L2 under LML vs L2-only training)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, run in curves.items():
+        df = log_frame(run)
+        ax.plot(df["step"], df[column].rolling(smooth, min_periods=1).mean(), label=name)
+    ax.set(xlabel="training step", ylabel=column, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def grad_norm_summary(curves: dict[str, Path]) -> pd.DataFrame:
+    """Mean gradient norms of L1 and L2 and their ratio per run (Figure 3 in numbers)."""
+    out = []
+    for name, run in curves.items():
+        df = log_frame(run)
+        out.append({"run": name, "steps": len(df), "mean |grad L1|": df["grad_norm_l1"].mean(),
+                    "mean |grad L2|": df["grad_norm_l2"].mean(),
+                    "ratio L1/L2": (df["grad_norm_l1"] / df["grad_norm_l2"]).median()})
+    return pd.DataFrame(out).set_index("run")
+
+
+# ============================================================================ chapter 05: tau sweep and ablation
+
+
+def evaluated(profile: str, loss: str, dataset: str | None, device: str | None, splits=("valid", "test"),
+              progress: bool = True, **overrides) -> dict:
+    """Train (or reuse) a run and evaluate it on ``splits``: {"run", split: evaluation}."""
+    run = llm_run(profile, loss, dataset, device, progress=progress, **overrides)
+    return {"run": run, **{s: llm_eval(run, profile, s, progress=progress) for s in splits}}
+
+
+def tau_sweep(profile: str, datasets, taus, device: str | None = None, seed: int = 0,
+              progress: bool = True) -> pd.DataFrame:
+    """MSL at fixed temperatures (Figure 6): NDCG@10 and HR@10 on valid and test for each (dataset, tau)."""
+    out = []
+    for ds in datasets:
+        for tau in taus:
+            e = evaluated(profile, "msl", ds, device, tau=float(tau), seed=seed, progress=progress)
+            for split in ("valid", "test"):
+                out.append({"dataset": ds, "tau": float(tau), "split": split, **e[split]["summary"],
+                            "run": str(e["run"])})
+    return pd.DataFrame(out)
+
+
+def plot_tau_sweep(sweep: pd.DataFrame, metric: str = "ndcg@10", paper: dict | None = None):
+    """Figure 6: the metric against tau, one panel per dataset, valid and test lines; paper's best tau marked."""
+    import matplotlib.pyplot as plt
+
+    dss = list(dict.fromkeys(sweep["dataset"]))
+    fig, axes = plt.subplots(1, len(dss), figsize=(5 * len(dss), 3.6), squeeze=False)
+    for ax, ds in zip(axes[0], dss):
+        for split, g in sweep[sweep["dataset"] == ds].groupby("split"):
+            ax.plot(g["tau"], g[metric], marker="o", label=split)
+        if paper and ds in paper:
+            ax.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
+        ax.set(title=ds, xlabel="tau", ylabel=metric)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def best_on_valid(sweep: pd.DataFrame, dataset: str, key: str = "tau", metric: str = "ndcg@10"):
+    """The value of ``key`` with the best validation metric (ties: the smallest)."""
+    v = sweep[(sweep["dataset"] == dataset) & (sweep["split"] == "valid")].sort_values([metric, key],
+                                                                                        ascending=[False, True])
+    return v[key].iloc[0]
+
+
+def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.DataFrame, lml_taus=(2.0,),
+                   lr_factors=(3.0,), seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Table 6: every variant's NDCG@10 on valid and test; tuned values are chosen on valid."""
+    from .profiles import train_config
+
+    base_lr = train_config(profile)["lr"]
+    rows = []
+
+    def add(name, e, note=""):
+        rows.append({"method": name, "valid ndcg@10": e["valid"]["summary"]["ndcg@10"],
+                     "test ndcg@10": e["test"]["summary"]["ndcg@10"], "test hr@10": e["test"]["summary"]["hr@10"],
+                     "chosen": note, "run": str(e["run"])})
+
+    lml = evaluated(profile, "lml", dataset, device, seed=seed, progress=progress)
+    add("LML", lml)
+    cands = [(1.0, lml)] + [(t, evaluated(profile, "lml-tau", dataset, device, tau=float(t), seed=seed,
+                                          progress=progress)) for t in lml_taus]
+    t, e = max(cands, key=lambda c: c[1]["valid"]["summary"]["ndcg@10"])
+    add("LML + tuning tau", e, f"tau={t}")
+    msl1 = evaluated(profile, "msl", dataset, device, tau=1.0, seed=seed, progress=progress)
+    add("MSL (w/o tau)", msl1)
+    cands = [(base_lr, msl1)] + [(base_lr * f, evaluated(profile, "msl", dataset, device, tau=1.0, lr=base_lr * f,
+                                                         seed=seed, progress=progress)) for f in lr_factors]
+    lr, e = max(cands, key=lambda c: c[1]["valid"]["summary"]["ndcg@10"])
+    add("MSL + tuning lr", e, f"lr={lr:g}")
+    add("MSL + alpha", evaluated(profile, "msl-alpha", dataset, device, seed=seed, progress=progress),
+        "alpha=|Z|/|Z_valid|")
+    tau = best_on_valid(sweep, dataset)
+    add("MSL + tuning tau", evaluated(profile, "msl", dataset, device, tau=float(tau), seed=seed, progress=progress),
+        f"tau={tau}")
+    add("MSL (w/ ATS)", evaluated(profile, "msl-ats", dataset, device, seed=seed, progress=progress))
+    return pd.DataFrame(rows).set_index("method")
+
+
+# ============================================================================ chapter 06: comparison
+
+
+def compare_methods(profile: str, dataset: str | None, device: str | None, methods: dict[str, str],
+                    seed: int = 0, split: str = "test", progress: bool = True) -> dict[str, tuple[Path, dict]]:
+    """{name: (run, evaluation)} for ``methods`` = {name: loss}, all evaluated on the same users."""
+    out = {}
+    for name, loss in methods.items():
+        run = llm_run(profile, loss, dataset, device, progress=progress, seed=seed)
+        out[name] = (run, llm_eval(run, profile, split, progress=progress))
+    return out
+
+
+def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = ""):
+    """Figure 7: the metric against training seconds, with a 95% bootstrap interval per method."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .metrics import per_user
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    rng = np.random.default_rng(0)
+    for name, (run, ev) in evals.items():
+        v = per_user(ev["ranks"], metric)
+        boots = v[rng.integers(0, len(v), (2000, len(v)))].mean(1)
+        lo, hi = np.quantile(boots, [0.025, 0.975])
+        t = runs.read_json(Path(run) / "done.json")["train_seconds"]
+        ax.errorbar([t], [v.mean()], yerr=[[v.mean() - lo], [hi - v.mean()]], fmt="o", capsize=4, label=name)
+    ax.set(xlabel="training time (s)", ylabel=metric, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def beam_vs_exact(run: str | Path, profile: str, split: str = "test", progress: bool = True) -> pd.DataFrame:
+    """Per-user ranks of constrained beam search vs exact full-catalogue ranking on the same users."""
+    from .evaluate import evaluate_run
+    from .profiles import profile as sizes
+
+    p = sizes(profile)
+    n = p["exact_users"]
+    beam = evaluate_run(run, mode="beam", split=split, n_users=n, beams=p["eval_beams"], progress=progress)
+    exact = evaluate_run(run, mode="exact", split=split, n_users=n, beams=p["eval_beams"], progress=progress)
+    return pd.DataFrame({"user_id": beam["user_ids"], "beam rank": beam["ranks"], "exact rank": exact["ranks"],
+                         "beam s/user": beam["seconds_per_user"], "exact s/user": exact["seconds_per_user"]})
+
+
+# ============================================================================ chapter 07: across families
+
+
+def cross_family_table(llm: dict[str, Path], seq: dict[str, Path], profile: str, baseline: str,
+                       split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LLM runs and SASRec-style runs on the LLM runs' users: metrics, and paired intervals vs ``baseline``.
+
+    Sequential models are evaluated on every window of the split; their per-user
+    ranks are restricted to the rows the LLM evaluation sampled.
+    """
+    import numpy as np
+
+    from .metrics import summarize
+    from .seqrec import evaluate_seqrec
+
+    evals = {name: (run, llm_eval(run, profile, split)) for name, run in llm.items()}
+    rows = next(iter(evals.values()))[1]["rows"]
+    for name, run in seq.items():
+        full = evaluate_seqrec(run, split=split)
+        ranks = np.asarray(full["ranks"], dtype=float)[rows]
+        evals[name] = (run, {"ranks": ranks.tolist(), "user_ids": [full["user_ids"][r] for r in rows],
+                             "summary": summarize(ranks), "n_users": len(rows)})
+    table = pd.DataFrame([{"method": n, **ev["summary"], "n_users": ev["n_users"]} for n, (_, ev) in evals.items()])
+    return table.set_index("method"), paired_table(evals, baseline)
+
+
+def plot_table(table: pd.DataFrame, columns, title: str = ""):
+    """Horizontal grouped bars of some numeric columns of a method-indexed table."""
+    import matplotlib.pyplot as plt
+
+    ax = table[list(columns)][::-1].plot.barh(figsize=(6.5, 0.45 * len(table) + 1.5))
+    ax.set(title=title, xlabel=", ".join(columns) if len(columns) == 1 else "value")
+    ax.figure.tight_layout()
+    return ax.figure
