@@ -329,7 +329,10 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     else:
         model = rec.load_model()
     opt = torch.optim.AdamW(trainable(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    model, opt = acc.prepare(model, opt)
+    # No DDP wrapper: the loss reaches into the decoder (no LM head), so LoRA gradients are averaged
+    # across processes by hand after each backward (they are a few hundred thousand numbers).
+    model = model.to(acc.device)
+    opt = acc.prepare(opt)
     compute = LossComputer(cfg)
     evaluate_fn = evaluate_fn or _default_validation
 
@@ -359,6 +362,8 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
             with acc.accumulate(model):
                 loss, log = compute(model, batch)
                 acc.backward(loss)
+                if world > 1:
+                    _average_gradients(model, world)
                 opt.step()
                 opt.zero_grad()
             state["step"] += 1
@@ -398,6 +403,20 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
             "n_train": len(examples), "history": state["history"]})
     acc.wait_for_everyone()
     return run_dir
+
+
+def _average_gradients(model, world: int) -> None:
+    """All-reduce the trainable gradients and divide by the number of processes (what DDP does)."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in trainable(model) if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def _default_validation(rec, model, split, n_users, beams):

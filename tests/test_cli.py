@@ -1,0 +1,28 @@
+import json
+
+from llmrec.cli import main
+
+
+def test_unknown_loss_dataset_and_device_are_named(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path))
+    assert main(["train", "--profile", "smoke", "--loss", "nope"]) == 2
+    assert "unknown loss 'nope'" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--dataset", "no-such-data", "--loss", "lml"]) == 2
+    assert "no-such-data" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--loss", "lml", "--device", "cuda:7"]) == 2
+    assert "cuda:7" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "nothing" in capsys.readouterr().err
+
+
+def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path))
+    assert main(["train", "--profile", "smoke", "--loss", "msl-ats", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    run = out[0]
+    assert json.loads("\n".join(out[1:]))["ndcg@10"] >= 0
+    assert main(["evaluate", run, "--mode", "exact", "--users", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_users"] == 2 and res["summary"]["hr@10"] in (0.0, 0.5, 1.0)
+    metrics = json.loads((tmp_path / run.split("/")[-1] / "metrics.json").read_text())
+    assert {"test/beam/n8/b4", "test/exact/n2/b10"} <= set(metrics)
