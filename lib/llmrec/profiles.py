@@ -15,7 +15,7 @@ PROFILES = {
                   eval_users=8, eval_beams=4, exact_users=2),
     "quick": dict(dataset="toy", model="smollm2-135m", layers=4, n_train=512, epochs=1, batch_size=8,
                   max_steps=None, n_valid_users=0, valid_beams=5, lr=1e-3, max_history=5,
-                  eval_users=100, eval_beams=10, exact_users=10),
+                  eval_users=64, eval_beams=10, exact_users=10),
     "full": dict(dataset="toy", model="smollm2-135m", layers=None, n_train=10_000, epochs=10, batch_size=16,
                  grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
                  eval_users=None, eval_beams=10, exact_users=20, dtype="bfloat16", device="cuda"),
