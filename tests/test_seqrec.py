@@ -19,7 +19,7 @@ def smoke(**kw):
     return seqrec.seqrec_config("smoke", **kw)
 
 
-@pytest.mark.parametrize("model", ["sasrec", "gru4rec"])
+@pytest.mark.parametrize("model", ["sasrec", "gru4rec", "caser"])
 def test_model_beats_popularity_on_synthetic(model):
     pop = seqrec.popularity_summary("synthetic", "test")["ndcg@10"]
     run_dir = seqrec.train_seqrec(smoke(model=model, loss="ce"), progress=False)
@@ -66,6 +66,24 @@ def test_gru4rec_is_causal_and_padding_invariant():
     assert torch.allclose(out[:, :4], out2[:, :4], atol=1e-6)
     wide = torch.cat([torch.zeros(2, 3, dtype=torch.long), seq], 1)
     assert torch.allclose(m(wide)[:, 3:][seq != 0], out[seq != 0], atol=1e-5)
+
+
+def test_caser_is_causal_and_sees_only_its_window():
+    torch.manual_seed(0)
+    m = seqrec.Caser(50, hidden=16, window=3, dropout=0.3).eval()
+    seq = torch.tensor([[0, 0, 3, 7, 9, 11, 4, 5], [1, 2, 3, 4, 5, 6, 7, 8]])
+    out = m(seq)
+    pert = seq.clone()
+    pert[:, 4] = torch.tensor([40, 41])
+    out2 = m(pert)
+    assert torch.allclose(out[:, :4], out2[:, :4], atol=1e-6)  # the past does not see the change
+    assert not torch.allclose(out[:, 4:7], out2[:, 4:7], atol=1e-5)  # the next `window` positions do
+    assert torch.allclose(out[:, 7:], out2[:, 7:], atol=1e-6)  # beyond the window, nothing changes
+    # brute force: position t equals the model run on the window ending at t alone
+    for t in range(seq.shape[1]):
+        win = seq[:, max(0, t - 2): t + 1]
+        win = torch.cat([torch.zeros(2, 3 - win.shape[1], dtype=torch.long), win], 1)
+        assert torch.allclose(m(win)[:, -1], out[:, t], atol=1e-5)
 
 
 def test_evaluation_equals_brute_force_ranking():

@@ -47,7 +47,7 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
         print(f"[figures] {nb.name} (profile={profile}, device={device}) ...", flush=True)
         t0 = time.perf_counter()
         err = None
-        tmp = out_dir / f".{nb.name}.partial"
+        tmp = out_dir / f".{nb.stem}.partial.ipynb"
         try:
             pm.execute_notebook(str(nb), str(tmp), parameters=dict(profile=profile, device=device),
                                 kernel_name=kernel, cwd=str(nb.parent), progress_bar=False)

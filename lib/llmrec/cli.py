@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-SEQ_MODELS = ("sasrec", "gru4rec")
+SEQ_MODELS = ("sasrec", "gru4rec", "caser")
 
 
 def _train(args) -> int:
@@ -93,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train (or reuse from the run cache) and evaluate on test")
     t.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} or a prepared folder")
-    t.add_argument("--loss", default="msl-ats", help=f"LLM: {', '.join(LOSSES)}; sasrec/gru4rec: ce, bce, bpr, "
+    t.add_argument("--loss", default="msl-ats", help=f"LLM: {', '.join(LOSSES)}; sasrec/gru4rec/caser: ce, bce, bpr, "
                                                      "sampled-softmax, sce")
-    t.add_argument("--model", default=None, help="smollm2-135m, tiny, a local HF folder, sasrec or gru4rec")
+    t.add_argument("--model", default=None, help="smollm2-135m, tiny, a local HF folder, sasrec, gru4rec or caser")
     t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     for name, typ in (("--tau", float), ("--epochs", int), ("--lr", float), ("--n-train", int), ("--layers", int),
                       ("--seed", int), ("--negatives", int), ("--max-steps", int)):

@@ -51,13 +51,13 @@ from .samplers import item_counts, uniform, unseen
 
 __all__ = [
     "DEFAULT_CONFIG", "SEQREC_PROFILES", "LOSSES", "MODELS", "seqrec_config", "profile_dataset",
-    "SASRec", "GRU4Rec", "build_model", "train_seqrec", "evaluate_seqrec", "load_model", "score_histories",
+    "SASRec", "GRU4Rec", "Caser", "build_model", "train_seqrec", "evaluate_seqrec", "load_model", "score_histories",
     "popularity_ranks", "popularity_summary", "run_seqrec", "compare_losses", "sce_grid", "sce_grid_values",
     "plot_sce_grid", "bench_seqrec", "PeakMemory",
 ]
 
 LOSSES = ("ce", "bce", "bpr", "sampled-softmax", "sce")
-MODELS = ("sasrec", "gru4rec")
+MODELS = ("sasrec", "gru4rec", "caser")
 
 # The SCE authors' SASRec setting (architecture, optimiser, alpha, K). Epochs and
 # patience are ours: the authors train to convergence with early stopping.
@@ -239,6 +239,40 @@ class GRU4Rec(nn.Module):
         return out.gather(1, back) * (seq != 0).unsqueeze(-1)
 
 
+class Caser(nn.Module):
+    """Caser (Tang & Wang 2018): convolutions over the "image" of the last ``window`` item embeddings.
+
+    Horizontal filters of heights 1..window (``n_h`` each, ReLU, max over time)
+    catch union-level and point-level sequential patterns, ``n_v`` vertical
+    filters take weighted sums over the window; a fully connected layer maps both
+    to the state h_t. Applied at every position with the window ending at that
+    position (left zero-padded), so it is causal and trains on every position
+    like SASRec; no user embedding (test users are windows, not known users).
+    """
+
+    def __init__(self, n_items: int, hidden: int = 64, window: int = 5, n_h: int = 16, n_v: int = 4,
+                 dropout: float = 0.2, **_):
+        super().__init__()
+        self.n_items, self.hidden, self.window = n_items, hidden, window
+        self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+        self.conv_h = nn.ModuleList(nn.Conv2d(1, n_h, (h, hidden)) for h in range(1, window + 1))
+        self.conv_v = nn.Conv2d(1, n_v, (window, 1))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(n_h * window + n_v * hidden, hidden)
+        _init_weights(self)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """(B, W) left-padded ids -> (B, W, hidden); position t sees items t-window+1..t."""
+        B, W = seq.shape
+        e = self.item_emb(seq)  # (B, W, d); padding embeds to 0
+        e = nn.functional.pad(e, (0, 0, self.window - 1, 0))  # zero rows before the first item
+        img = e.unfold(1, self.window, 1).permute(0, 1, 3, 2).reshape(B * W, 1, self.window, self.hidden)
+        horiz = [torch.relu(conv(img)).squeeze(3).amax(2) for conv in self.conv_h]  # (B*W, n_h) each
+        vert = self.conv_v(img).reshape(B * W, -1)  # (B*W, n_v * d)
+        h = torch.relu(self.fc(self.dropout(torch.cat(horiz + [vert], 1))))
+        return h.view(B, W, self.hidden) * (seq != 0).unsqueeze(-1)
+
+
 def _init_weights(model: nn.Module) -> None:
     """Xavier-normal for matrices (as the reference SASRec code), zero padding embedding."""
     for name, p in model.named_parameters():
@@ -251,6 +285,8 @@ def _init_weights(model: nn.Module) -> None:
 def build_model(cfg: dict, n_items: int) -> nn.Module:
     if cfg["model"] == "sasrec":
         return SASRec(n_items, cfg["hidden"], cfg["blocks"], cfg["heads"], cfg["dropout"], cfg["maxlen"])
+    if cfg["model"] == "caser":
+        return Caser(n_items, cfg["hidden"], min(5, cfg["maxlen"]), dropout=cfg["dropout"])
     return GRU4Rec(n_items, cfg["hidden"], cfg["blocks"], cfg["dropout"])
 
 

@@ -237,7 +237,7 @@ def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.Dat
     rows = []
 
     def add(name, e, note=""):
-        rows.append({"method": name, "valid ndcg@10": e["valid"]["summary"]["ndcg@10"],
+        rows.append({"method": name, "valid ndcg@10": e["valid"]["summary"]["ndcg@10"] if "valid" in e else None,
                      "test ndcg@10": e["test"]["summary"]["ndcg@10"], "test hr@10": e["test"]["summary"]["hr@10"],
                      "chosen": note, "run": str(e["run"])})
 
@@ -253,12 +253,14 @@ def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.Dat
                                                          seed=seed, progress=progress)) for f in lr_factors]
     lr, e = max(cands, key=lambda c: c[1]["valid"]["summary"]["ndcg@10"])
     add("MSL + tuning lr", e, f"lr={lr:g}")
-    add("MSL + alpha", evaluated(profile, "msl-alpha", dataset, device, seed=seed, progress=progress),
-        "alpha=|Z|/|Z_valid|")
+    # rows that choose nothing need no validation run
+    add("MSL + alpha", evaluated(profile, "msl-alpha", dataset, device, splits=("test",), seed=seed,
+                                 progress=progress), "alpha=|Z|/|Z_valid|")
     tau = best_on_valid(sweep, dataset)
     add("MSL + tuning tau", evaluated(profile, "msl", dataset, device, tau=float(tau), seed=seed, progress=progress),
         f"tau={tau}")
-    add("MSL (w/ ATS)", evaluated(profile, "msl-ats", dataset, device, seed=seed, progress=progress))
+    add("MSL (w/ ATS)", evaluated(profile, "msl-ats", dataset, device, splits=("test",), seed=seed,
+                                  progress=progress))
     return pd.DataFrame(rows).set_index("method")
 
 
