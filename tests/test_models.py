@@ -50,3 +50,11 @@ def test_bad_names_are_named():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="CUDA is not available"):
             load_llm("tiny", device="cuda")
+
+
+def test_classic_models_are_reachable_from_models():
+    from llmrec import seqrec
+
+    assert models.SASRec is seqrec.SASRec and models.Caser is seqrec.Caser and models.GRU4Rec is seqrec.GRU4Rec
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        models.Nope  # noqa: B018

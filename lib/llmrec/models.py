@@ -160,3 +160,12 @@ def _check_device(device: str) -> None:
         raise ModelError(f"device {device!r} requested but CUDA is not available on this machine")
     if d.type == "mps" and not torch.backends.mps.is_available():
         raise ModelError(f"device {device!r} requested but MPS is not available")
+
+
+def __getattr__(name: str):
+    """The classic sequential models live in :mod:`llmrec.seqrec`; ``llmrec.models.SASRec`` etc. reach them."""
+    if name in ("SASRec", "GRU4Rec", "Caser"):
+        from . import seqrec
+
+        return getattr(seqrec, name)
+    raise AttributeError(f"module 'llmrec.models' has no attribute {name!r}")
