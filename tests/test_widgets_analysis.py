@@ -17,6 +17,7 @@ from llmrec import losses as L
 from llmrec import widgets as Wd
 from llmrec.data import load_dataset
 from llmrec.trie import ItemTrie
+from test_decode import biased_head  # the planted-preference model of the decoding tests
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +225,7 @@ def test_recommend_finds_a_planted_target(tiny_rec):
     rec, model = tiny_rec
     row = 0
     target = int(rec.ds.test.target.iloc[row])
-    biased = _biased_head(model, rec.trie.sequences[target])
+    biased = biased_head(model, rec.trie.sequences[target])
     r = Wd.recommend(rec, {"plain": model, "planted": biased}, row, "test", num_beams=4)
     assert r["target"] == rec.ds.items[target] and r["table"].shape == (4, 2)
     assert r["table"]["planted"].iloc[0] == rec.ds.items[target] and r["hit"]["planted"] == 0
@@ -236,17 +237,3 @@ def test_user_explorer_computes_only_on_click(tiny_rec):
     widget = Wd.user_explorer(rec, {"broken": object()}, num_beams=2)  # building must not touch the model
     widget.children[0].children[1].click()
     assert "Error" in widget.children[1].value
-
-
-def _biased_head(model, tokens, bias=12.0):
-    import copy
-
-    m = copy.deepcopy(model)
-    W = m.get_input_embeddings().weight
-    head = torch.nn.Linear(W.shape[1], W.shape[0], bias=True)
-    with torch.no_grad():
-        head.weight.copy_(W)
-        head.bias.zero_()
-        head.bias[torch.tensor(sorted(set(tokens)))] = bias
-    m.lm_head = head
-    return m.eval()

@@ -13,14 +13,10 @@ import numpy as np
 import torch
 
 from . import runs
-from .data import sample_windows
+from .data import sample_rows
 from .metrics import summarize
 
 MODES = ("beam", "exact", "ground")
-
-
-def eval_users(df, n_users: int | None):
-    return sample_windows(df, n_users, seed=0)
 
 
 def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode: str = "beam", beams: int = 10,
@@ -38,7 +34,9 @@ def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode:
 
     if mode not in MODES:
         raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {MODES}")
-    df = eval_users(rec.ds.split(split), n_users)
+    split_df = rec.ds.split(split)
+    rows = sample_rows(len(split_df), n_users, seed=0)  # seed 0 whatever the run: paired across runs
+    df = split_df.iloc[rows].reset_index(drop=True)
     prompts = [rec.encoder.prompt_ids(list(h)) for h in df["history"]]
     targets = df["target"].tolist()
     model.eval()
@@ -59,10 +57,7 @@ def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode:
                        for g, t in zip(decode.ground_batch(model, rec.tok, P, rec.ds.items, embed=embed, k=beams), T)]
             ranks[sl] = got
     seconds = time.perf_counter() - t0
-    from .data import sample_rows
-
-    rows = sample_rows(len(rec.ds.split(split)), n_users, seed=0).tolist()
-    return {"user_ids": df["user_id"].tolist(), "rows": rows, "targets": targets, "ranks": ranks.tolist(),
+    return {"user_ids": df["user_id"].tolist(), "rows": rows.tolist(), "targets": targets, "ranks": ranks.tolist(),
             "seconds": seconds, "seconds_per_user": seconds / max(len(df), 1), "mode": mode, "split": split,
             "n_users": len(df), "beams": beams, "summary": summarize(ranks)}
 
