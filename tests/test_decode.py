@@ -148,6 +148,22 @@ def test_beam_search_batch_matches_single(setup):
         assert np.allclose([s for _, s in got], [s for _, s in single], atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["full", "valid"])
+@pytest.mark.parametrize("beams", [2, 3, 8])
+def test_fast_engine_equals_hf_generate(setup, mode, beams):
+    """The hand-written beam search (one prefill per prompt) returns HF generate's titles and scores."""
+    model, tok, data, trie, prompts = setup
+    enc = PromptEncoder(tok, trie, data.items, max_history=5)
+    P = prompts + [enc.prompt_ids(list(h)) for h in data.test["history"].iloc[2:5]]  # unequal lengths: left padding
+    assert len({len(p) for p in P}) > 1
+    for m in (model, biased_head(model, trie.sequences[77], bias=4.0)):
+        fast = D.beam_search_batch(m, P, trie, num_beams=beams, batch_size=3, score=mode, engine="fast")
+        ref = D.beam_search_batch(m, P, trie, num_beams=beams, batch_size=3, score=mode, engine="hf")
+        for f, r in zip(fast, ref):
+            assert [g for g, _ in f] == [g for g, _ in r]
+            assert np.allclose([s for _, s in f], [s for _, s in r], atol=1e-4)
+
+
 def test_beam_search_more_beams_than_titles():
     from llmrec.models import load_llm
 

@@ -143,3 +143,76 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"lossy": 1})
     assert set(LOSSES) >= {"lml", "msl", "msl-ats", "sdpo"}
+
+
+# ----------------------------------------------------------------------------- LoRA on the top blocks only
+
+
+@pytest.fixture()
+def frozen_dir(tmp_path, monkeypatch):
+    d = tmp_path / "frozen"
+    monkeypatch.setenv("LLMREC_FROZEN", str(d))
+    return d
+
+
+@pytest.mark.parametrize("loss", ["lml", "msl"])
+def test_frozen_prefix_gives_the_full_forward_loss_and_gradients(loss, frozen_dir):
+    """Cached lower-block states + the top block == the whole model, for the loss and every LoRA gradient."""
+    from llmrec.train import FrozenPrefix, trainable
+
+    cfg = TrainConfig.from_dict(smoke(loss=loss, tau=2.0, lora_layers=1, lora_dropout=0.0))
+    rec = Recommender(cfg)
+    torch.manual_seed(0)
+    model = rec.load_model()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all(".layers.1." in n for n in names)  # the tiny Llama has 2 blocks: LoRA on the top one
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)  # LoRA B starts at zero: make the adapter matter
+    exs = rec.encoder.encode_frame(rec.ds.train.head(8))
+    results = []
+    for use_cache in (False, True):
+        batch = collate(exs, rec.trie, rec.tok.pad_token_id)
+        if use_cache:
+            FrozenPrefix(model, cfg).attach(batch)
+            assert batch.frozen is not None and batch.frozen_from == 1
+        model.zero_grad()
+        loss_value, _ = LossComputer(cfg)(model, batch)
+        loss_value.backward()
+        results.append((loss_value.item(), [p.grad.clone() for p in trainable(model)]))
+    (l0, g0), (l1, g1) = results
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    # the states came from disk the second time: same values
+    batch = collate(exs, rec.trie, rec.tok.pad_token_id)
+    n_files = len(list(frozen_dir.rglob("*.pt")))
+    assert n_files == len({tuple(e.input_ids) for e in exs})
+    again = FrozenPrefix(model, cfg).attach(batch)
+    assert len(list(frozen_dir.rglob("*.pt"))) == n_files
+
+
+def test_lora_layers_runs_share_the_frozen_pass_and_load_with_plain_peft(runs_dir, frozen_dir):
+    from peft import PeftModel
+
+    from llmrec.models import load_llm
+    from llmrec.train import FrozenPrefix
+
+    run = train(smoke(loss="msl", lora_layers=1, max_steps=4), progress=False)
+    n_files = len(list(frozen_dir.rglob("*.pt")))
+    assert 24 < n_files <= 32  # 4 steps x 8 windows (identical windows share a file)
+    first = runs.read_json(run / "done.json")["history"][0]
+    assert first["frozen_seconds"] > 0
+    run2 = train(smoke(loss="lml", lora_layers=1, max_steps=4), progress=False)
+    assert len(list(frozen_dir.rglob("*.pt"))) == n_files  # the LML run read the MSL run's states
+    base, _ = load_llm("tiny")
+    peft_model = PeftModel.from_pretrained(base, str(run2 / "adapter"))
+    lora = [n for n, _ in peft_model.named_parameters() if "lora_" in n]
+    assert lora and all(".layers.1." in n for n in lora)
+    # an adapter with LoRA below the frozen split is refused
+    cfg = TrainConfig.from_dict(smoke(loss="msl"))
+    everywhere = Recommender(cfg).load_model()
+    cfg.lora_layers = 1
+    with pytest.raises(ValueError, match="lower blocks"):
+        FrozenPrefix(everywhere, cfg)

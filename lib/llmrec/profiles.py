@@ -1,8 +1,10 @@
 """The three profiles (DESIGN.md): one parameter that sizes notebooks, CLI runs and papermill batches.
 
 * ``smoke``: synthetic catalogue, tiny random Llama; every path runs in seconds (tests, CI).
-* ``quick``: real Toy/Books, SmolLM2-135M truncated to its first layers, subsampled
-  windows and users, one short epoch; every figure on 2 CPU cores.
+* ``quick``: real Toy/Books, the whole SmolLM2-135M with LoRA on its last 4 blocks
+  only (the 26 frozen blocks below run once per training window and are cached,
+  see :class:`llmrec.train.FrozenPrefix`), 512 windows, one epoch (64 steps),
+  48 test / 24 validation users; every figure on 2 CPU cores.
 * ``full``: the paper's protocol (10,000 windows, 10 epochs, batch 128 via
   accumulation, all test users, 10 beams) on a GPU.
 """
@@ -10,19 +12,20 @@
 from __future__ import annotations
 
 PROFILES = {
-    "smoke": dict(dataset="synthetic", model="tiny", layers=None, n_train=64, epochs=1, batch_size=8,
-                  max_steps=4, n_valid_users=0, valid_beams=4, lr=1e-3, max_history=5,
-                  eval_users=8, eval_beams=4, exact_users=2),
-    "quick": dict(dataset="toy", model="smollm2-135m", layers=4, n_train=512, epochs=1, batch_size=8,
-                  max_steps=None, n_valid_users=0, valid_beams=5, lr=1e-3, max_history=5,
-                  eval_users=64, eval_beams=10, exact_users=10),
-    "full": dict(dataset="toy", model="smollm2-135m", layers=None, n_train=10_000, epochs=10, batch_size=16,
-                 grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
-                 eval_users=None, eval_beams=10, exact_users=20, dtype="bfloat16", device="cuda"),
+    "smoke": dict(dataset="synthetic", model="tiny", layers=None, lora_layers=None, n_train=64, epochs=1,
+                  batch_size=8, max_steps=4, n_valid_users=0, valid_beams=4, lr=1e-3, max_history=5,
+                  eval_users=8, valid_users=8, eval_beams=4, exact_users=2, sdpo_n_train=None),
+    "quick": dict(dataset="toy", model="smollm2-135m", layers=None, lora_layers=4, n_train=512, epochs=1,
+                  batch_size=8, max_steps=None, n_valid_users=0, valid_beams=5, lr=1e-3, max_history=5,
+                  eval_users=48, valid_users=24, eval_beams=10, exact_users=4, sdpo_n_train=128),
+    "full": dict(dataset="toy", model="smollm2-135m", layers=None, lora_layers=None, n_train=10_000, epochs=10,
+                 batch_size=16, grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4,
+                 max_history=10, eval_users=None, valid_users=None, eval_beams=10, exact_users=20,
+                 sdpo_n_train=None, dtype="bfloat16", device="cuda"),
 }
 
-# keys that size evaluation, not training
-EVAL_KEYS = ("eval_users", "eval_beams", "exact_users")
+# keys that size evaluation (or S-DPO's windows), not a TrainConfig
+EVAL_KEYS = ("eval_users", "valid_users", "eval_beams", "exact_users", "sdpo_n_train")
 
 
 def profile(name: str) -> dict:

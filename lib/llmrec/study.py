@@ -31,8 +31,10 @@ def llm_run(profile: str, loss: str, dataset: str | None = None, device: str | N
     from .train import train
 
     if loss == "sdpo" and "sdpo_ref" not in overrides:
-        ref_over = {k: v for k, v in overrides.items() if k in ("seed", "lr", "n_train", "layers")}
+        ref_over = {k: v for k, v in overrides.items() if k in ("seed", "lr", "n_train", "layers", "lora_layers")}
         overrides["sdpo_ref"] = str(llm_run(profile, "lml", dataset, device, progress, **ref_over))
+    if loss == "sdpo" and "n_train" not in overrides:
+        overrides["n_train"] = profile_sizes(profile)["sdpo_n_train"]  # S-DPO's extra windows (None: the profile's)
     return train(llm_config(profile, loss, dataset, device, **overrides), progress=progress)
 
 
@@ -41,7 +43,7 @@ def llm_eval(run: str | Path, profile: str, split: str = "test", mode: str = "be
     from .evaluate import evaluate_run
 
     p = profile_sizes(profile)
-    n = p["exact_users"] if mode == "exact" else p["eval_users"]
+    n = p["exact_users"] if mode == "exact" else p["valid_users"] if split == "valid" else p["eval_users"]
     return evaluate_run(run, mode=mode, split=split, n_users=n, beams=p["eval_beams"], progress=progress)
 
 
@@ -230,7 +232,12 @@ def best_on_valid(sweep: pd.DataFrame, dataset: str, key: str = "tau", metric: s
 
 def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.DataFrame, lml_taus=(2.0,),
                    lr_factors=(3.0,), seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Table 6: every variant's NDCG@10 on valid and test; tuned values are chosen on valid."""
+    """Table 6: every variant's NDCG@10 on valid and test; tuned values are chosen on valid.
+
+    Candidates that lose on validation are not evaluated on test (their test
+    cell is empty); rows that choose nothing (MSL + alpha, MSL + ATS) are not
+    evaluated on validation.
+    """
     from .profiles import train_config
 
     base_lr = train_config(profile)["lr"]
@@ -241,17 +248,23 @@ def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.Dat
                      "test ndcg@10": e["test"]["summary"]["ndcg@10"], "test hr@10": e["test"]["summary"]["hr@10"],
                      "chosen": note, "run": str(e["run"])})
 
+    def chosen(cands):
+        """The candidate (value, evaluation) best on valid (ties: the first), then evaluated on test."""
+        v, e = max(cands, key=lambda c: c[1]["valid"]["summary"]["ndcg@10"])
+        if "test" not in e:
+            e = {**e, "test": llm_eval(e["run"], profile, "test", progress=progress)}
+        return v, e
+
     lml = evaluated(profile, "lml", dataset, device, seed=seed, progress=progress)
     add("LML", lml)
-    cands = [(1.0, lml)] + [(t, evaluated(profile, "lml-tau", dataset, device, tau=float(t), seed=seed,
-                                          progress=progress)) for t in lml_taus]
-    t, e = max(cands, key=lambda c: c[1]["valid"]["summary"]["ndcg@10"])
+    t, e = chosen([(1.0, lml)] + [(t, evaluated(profile, "lml-tau", dataset, device, splits=("valid",), tau=float(t),
+                                                seed=seed, progress=progress)) for t in lml_taus])
     add("LML + tuning tau", e, f"tau={t}")
     msl1 = evaluated(profile, "msl", dataset, device, tau=1.0, seed=seed, progress=progress)
     add("MSL (w/o tau)", msl1)
-    cands = [(base_lr, msl1)] + [(base_lr * f, evaluated(profile, "msl", dataset, device, tau=1.0, lr=base_lr * f,
-                                                         seed=seed, progress=progress)) for f in lr_factors]
-    lr, e = max(cands, key=lambda c: c[1]["valid"]["summary"]["ndcg@10"])
+    lr, e = chosen([(base_lr, msl1)] + [(base_lr * f, evaluated(profile, "msl", dataset, device, splits=("valid",),
+                                                                tau=1.0, lr=base_lr * f, seed=seed, progress=progress))
+                                        for f in lr_factors])
     add("MSL + tuning lr", e, f"lr={lr:g}")
     # rows that choose nothing need no validation run
     add("MSL + alpha", evaluated(profile, "msl-alpha", dataset, device, splits=("test",), seed=seed,

@@ -16,6 +16,7 @@ reference).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -67,6 +68,7 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_targets: tuple = ("q_proj", "v_proj")
+    lora_layers: int | None = None  # LoRA on the last k blocks only; the frozen blocks below run once per window
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -83,6 +85,8 @@ class TrainConfig:
             raise ValueError("loss 'sdpo' needs sdpo_ref: the run directory of an LML model")
         if self.tau <= 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
+        if self.lora_layers is not None and self.lora_layers < 1:
+            raise ValueError(f"lora_layers must be a positive number of blocks (or None for all), got {self.lora_layers}")
         self.lora_targets = tuple(self.lora_targets)
         self.ats_clamp = tuple(self.ats_clamp) if self.ats_clamp else None
 
@@ -114,6 +118,8 @@ class Batch:
     first: torch.Tensor  # (N,) first response token of its sample
     items: torch.Tensor  # (B,) item id of each sequence
     group: list = field(default_factory=list)  # S-DPO: (positive row, negative rows) per window
+    frozen: torch.Tensor | None = None  # (B, L, d) output of the frozen lower blocks, when training only the top ones
+    frozen_from: int = 0  # the first block that runs on ``frozen``
 
     def to(self, device):
         for f in fields(self):
@@ -158,9 +164,140 @@ def length_grouped_batches(lengths, batch_size: int, seed: int, epoch: int, mega
 
 
 def response_hidden(model, batch: Batch) -> torch.Tensor:
-    """Final hidden states at the positions that predict response tokens (N, d): no LM head."""
-    h = model.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    """Final hidden states at the positions that predict response tokens (N, d): no LM head.
+
+    With ``batch.frozen`` (the cached output of the lower, adapter-free blocks)
+    only the blocks above it run.
+    """
+    body = model.get_decoder()
+    if batch.frozen is None:
+        h = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    else:
+        with blocks(body, batch.frozen_from, len(body.layers)):
+            h = body(inputs_embeds=batch.frozen, attention_mask=batch.attention_mask, use_cache=False).last_hidden_state
     return h[batch.b_idx, batch.pos_idx]
+
+
+class blocks:
+    """Context manager: the decoder runs only its blocks ``start:stop`` (its input is the hidden state below ``start``)."""
+
+    def __init__(self, body, start: int, stop: int):
+        self.body, self.sl = body, slice(start, stop)
+
+    def __enter__(self):
+        b, cfg = self.body, self.body.config
+        self.saved = (b.layers, cfg.num_hidden_layers, getattr(cfg, "layer_types", None))
+        b.layers = b.layers[self.sl]
+        cfg.num_hidden_layers = len(b.layers)
+        if self.saved[2]:
+            cfg.layer_types = self.saved[2][self.sl]
+        return b
+
+    def __exit__(self, *exc):
+        b, cfg = self.body, self.body.config
+        b.layers, cfg.num_hidden_layers = self.saved[0], self.saved[1]
+        if self.saved[2]:
+            cfg.layer_types = self.saved[2]
+        return False
+
+
+class FrozenPrefix:
+    """The output of the frozen lower blocks for every training sequence, computed once and kept on disk.
+
+    With LoRA on the last ``k`` blocks only, the blocks below see no adapter,
+    so their output for a token sequence never changes: it is computed once
+    (no gradients, ``batch`` sequences per forward) and stored by content
+    (sha1 of the model tag, the split block and the token ids) under
+    ``$LLMREC_FROZEN`` (default ``cache_root()/frozen``), so every run on the same windows (every loss, every
+    tau) reuses it. Each file is written atomically.
+    """
+
+    def __init__(self, model, cfg: "TrainConfig", batch: int = 8):
+        from .models import cache_root
+
+        body = model.get_decoder()
+        self.model, self.body, self.batch = model, body, batch
+        self.split = len(body.layers) - cfg.lora_layers
+        below = [n for n, _ in body.layers[: self.split].named_parameters() if "lora_" in n]
+        if below:
+            raise ValueError(f"lora_layers={cfg.lora_layers}, but the adapter has LoRA weights in the lower blocks "
+                             f"({below[0]}, ...): their output is not frozen")
+        tag = cfg.model if cfg.model != "tiny" else f"tiny-seed{cfg.seed}"
+        tag = f"{tag}-{cfg.dtype}-layers{cfg.layers or 'all'}"
+        self.tag = f"{tag}-below{self.split}"
+        root = Path(os.environ.get("LLMREC_FROZEN") or cache_root() / "frozen")
+        self.dir = root / hashlib.sha1(self.tag.encode()).hexdigest()[:16]
+        self.seconds = 0.0
+
+    def _path(self, ids) -> Path:
+        h = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()
+        return self.dir / h[:2] / f"{h}.pt"
+
+    @torch.no_grad()
+    def _compute(self, seqs: list[list[int]]) -> list[torch.Tensor]:
+        out = []
+        for b in range(0, len(seqs), self.batch):
+            chunk = seqs[b:b + self.batch]
+            L_ = max(map(len, chunk))
+            ids = torch.zeros((len(chunk), L_), dtype=torch.long)
+            att = torch.zeros((len(chunk), L_), dtype=torch.long)
+            for r, q in enumerate(chunk):
+                ids[r, :len(q)], att[r, :len(q)] = torch.tensor(q), 1
+            dev = next(self.model.parameters()).device
+            got = []
+            hook = self.body.layers[self.split - 1].register_forward_hook(lambda m, i, o: got.append(o))
+            try:
+                with blocks(self.body, 0, self.split):
+                    self.body(input_ids=ids.to(dev), attention_mask=att.to(dev), use_cache=False)
+            finally:
+                hook.remove()
+            hs = got[0][0] if isinstance(got[0], tuple) else got[0]  # output of block split-1, before the final norm
+            out += [hs[r, :len(q)].float().cpu() for r, q in enumerate(chunk)]
+        return out
+
+    def states(self, seqs: list[list[int]]) -> list[torch.Tensor]:
+        """Frozen hidden states (len(seq), d) of each sequence, from disk or computed now (and stored)."""
+        t0 = time.perf_counter()
+        paths = [self._path(q) for q in seqs]
+        missing = [i for i, p in enumerate(paths) if not p.exists()]
+        got: dict[int, torch.Tensor] = {}
+        if missing:
+            was = self.model.training
+            self.model.eval()
+            for i, h in zip(missing, self._compute([seqs[i] for i in missing])):
+                _save_tensor(h, paths[i])
+                got[i] = h
+            self.model.train(was)
+        for i, p in enumerate(paths):
+            if i not in got:
+                got[i] = torch.load(p, weights_only=True)
+        self.seconds += time.perf_counter() - t0
+        return [got[i] for i in range(len(seqs))]
+
+    def attach(self, batch: Batch) -> Batch:
+        """Put the frozen states of the batch's sequences (right-padded with zeros) on ``batch``."""
+        lens = batch.attention_mask.sum(1).tolist()
+        seqs = [batch.input_ids[r, :n].tolist() for r, n in enumerate(lens)]
+        hs = self.states(seqs)
+        out = torch.zeros((len(seqs), batch.input_ids.shape[1], hs[0].shape[1]))
+        for r, h in enumerate(hs):
+            out[r, :len(h)] = h
+        batch.frozen, batch.frozen_from = out, self.split
+        return batch
+
+
+def _save_tensor(t: torch.Tensor, path: Path) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(t.clone(), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def output_weight(model) -> torch.Tensor:
@@ -184,8 +321,12 @@ def sequence_logprob(model, batch: Batch) -> torch.Tensor:
 def add_lora(model, cfg: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
+    n = len(model.get_decoder().layers)
+    if cfg.lora_layers is not None and cfg.lora_layers > n:
+        raise ValueError(f"lora_layers={cfg.lora_layers} but the model has {n} blocks")
+    top = list(range(n - cfg.lora_layers, n)) if cfg.lora_layers else None
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                    target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+                    target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM", layers_to_transform=top)
     return get_peft_model(model, lc)
 
 
@@ -334,6 +475,7 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     model = model.to(acc.device)
     opt = acc.prepare(opt)
     compute = LossComputer(cfg)
+    frozen = FrozenPrefix(model, cfg) if cfg.lora_layers else None
     evaluate_fn = evaluate_fn or _default_validation
 
     state = {"epoch": 0, "step": 0, "best_ndcg5": -1.0, "best_epoch": None, "seconds": 0.0, "history": []}
@@ -358,6 +500,8 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
                 batch = _sdpo_batch(exs, rec, cfg, epoch, mine)
             else:
                 batch = collate(exs, rec.trie, rec.tok.pad_token_id)
+            if frozen is not None:
+                frozen.attach(batch)
             batch.to(acc.device)
             with acc.accumulate(model):
                 loss, log = compute(model, batch)
@@ -370,7 +514,10 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
             if acc.is_main_process and state["step"] % cfg.log_every == 0:
                 runs.append_log(run_dir, {"epoch": epoch, "step": state["step"], **log})
             bar.set_postfix(loss=f"{log['loss']:.3f}", **({"tau": f"{log['tau']:.2f}"} if "tau" in log else {}))
-        seconds = time.perf_counter() - t0
+        frozen_s = frozen.seconds if frozen is not None else 0.0  # one-off pass of the frozen blocks, shared by runs
+        seconds = time.perf_counter() - t0 - frozen_s
+        if frozen is not None:
+            frozen.seconds = 0.0
         state["seconds"] += seconds
         ndcg5 = None
         if cfg.validate:
@@ -379,7 +526,8 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
             from .metrics import ndcg_at_k
 
             ndcg5 = float(ndcg_at_k(ranks, 5).mean())
-        state["history"].append({"epoch": epoch, "train_seconds": seconds, "steps": len(batches), "valid_ndcg@5": ndcg5})
+        state["history"].append({"epoch": epoch, "train_seconds": seconds, "frozen_seconds": frozen_s,
+                                 "steps": len(batches), "valid_ndcg@5": ndcg5})
         if acc.is_main_process:
             runs.append_log(run_dir, {"epoch": epoch, "event": "epoch_end", "train_seconds": seconds,
                                       "valid_ndcg@5": ndcg5, "peak_rss_mb": peak_rss_mb()})
