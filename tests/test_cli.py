@@ -13,11 +13,14 @@ def test_unknown_loss_dataset_and_device_are_named(capsys, tmp_path, monkeypatch
     assert "cuda:7" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "nothing" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--loss", "lml", "--lora-layers", "0"]) == 2
+    assert "lora_layers" in capsys.readouterr().err
 
 
 def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMREC_RUNS", str(tmp_path))
-    assert main(["train", "--profile", "smoke", "--loss", "msl-ats", "--quiet"]) == 0
+    monkeypatch.setenv("LLMREC_FROZEN", str(tmp_path / "frozen"))
+    assert main(["train", "--profile", "smoke", "--loss", "msl-ats", "--lora-layers", "1", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
     run = out[0]
     assert json.loads("\n".join(out[1:]))["ndcg@10"] >= 0
@@ -26,3 +29,5 @@ def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):
     assert res["n_users"] == 2 and res["summary"]["hr@10"] in (0.0, 0.5, 1.0)
     metrics = json.loads((tmp_path / run.split("/")[-1] / "metrics.json").read_text())
     assert {"test/beam/n8/b4", "test/exact/n2/b10"} <= set(metrics)
+    assert json.loads((tmp_path / run.split("/")[-1] / "config.json").read_text())["lora_layers"] == 1
+    assert list((tmp_path / "frozen").rglob("*.pt"))

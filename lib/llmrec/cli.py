@@ -27,7 +27,8 @@ def _train(args) -> int:
 
         cfg = train_config(args.profile, dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau,
                            alpha=args.alpha, epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
-                           seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref, max_steps=args.max_steps,
+                           lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
+                           max_steps=args.max_steps,
                            log_grad_norms=args.log_grad_norms or None)
         run = train(cfg, run_dir=args.run_dir, progress=not args.quiet)
         if args.no_eval:
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None, help="smollm2-135m, tiny, a local HF folder, sasrec, gru4rec or caser")
     t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     for name, typ in (("--tau", float), ("--epochs", int), ("--lr", float), ("--n-train", int), ("--layers", int),
-                      ("--seed", int), ("--negatives", int), ("--max-steps", int)):
+                      ("--lora-layers", int), ("--seed", int), ("--negatives", int), ("--max-steps", int)):
         t.add_argument(name, type=typ, default=None)
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)

@@ -2,9 +2,14 @@
 
 Three ways to turn a fine-tuned LLM into a ranked list of catalogue items:
 
-1. **Constrained beam search** (the MSL paper's inference): Hugging Face
-   ``model.generate`` with ``num_beams`` beams and a :class:`TrieLogitsProcessor`
-   that sets every token outside Z_valid(y_<t) to -inf. The beams that reach
+1. **Constrained beam search** (the MSL paper's inference): ``num_beams`` beams,
+   every token outside Z_valid(y_<t) at -inf. Two engines give the same titles
+   and scores (tested): ``"hf"``, Hugging Face ``model.generate`` with a
+   :class:`TrieLogitsProcessor` (the reference), and ``"fast"`` (default), the
+   same search written out so that each prompt is prefilled once instead of
+   ``num_beams`` times and only live beams are forwarded (full SmolLM2, 8 Toy
+   users, 2 CPU cores: 3.1 s/user at the first version, 6.7 s/user with
+   ``generate``; 1.9 s/user with live-beam compaction and 8 users per batch). The beams that reach
    EOS are the recommended titles; their score is the sum of the response
    tokens' log-probabilities under the model's *full* softmax (what HF beam
    search with a prefix-allowed-tokens constraint returns), or with

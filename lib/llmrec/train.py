@@ -12,6 +12,12 @@ Losses (``--loss``): ``lml`` (eq. 1), ``lml-tau`` (LML with temperature),
 ``msl-ats`` (tau from the Adaptive Temperature Strategy), ``msl-alpha`` (Table 6
 "MSL + alpha"), ``sdpo`` (S-DPO from an LML adapter, which is also the frozen
 reference).
+
+``lora_layers=k`` puts LoRA on the last k blocks only. The blocks below then
+never change, so their output for each training sequence is computed once,
+without gradients, and cached on disk (:class:`FrozenPrefix`); every step runs
+only the top k blocks from it. Runs on the same windows share the cache, and the
+one-off pass is logged apart from the training time (``frozen_seconds``).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 class TrainConfig:
     dataset: str = "toy"
     model: str = "smollm2-135m"
-    layers: int | None = None  # keep the first k transformer blocks (CPU speed lever)
+    layers: int | None = None  # keep only the first k transformer blocks (tests; breaks a pretrained LM)
     loss: str = "msl-ats"
     tau: float = 1.0  # msl, lml-tau
     alpha: float | str = "auto"  # msl-alpha: |Z| / |Z_valid| per position
