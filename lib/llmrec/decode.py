@@ -187,22 +187,20 @@ def _left_pad(prompts: list[list[int]], pad: int, device) -> tuple[torch.Tensor,
 
 def _parse_beams(seqs: torch.Tensor, scores: torch.Tensor, trie) -> list[tuple[list[int], float]]:
     """Finished catalogue responses among one user's returned rows, best first, one entry per title."""
-    out, seen = [], set()
     eos = trie.eos_id
-    for row, s in zip(seqs.tolist(), scores.tolist()):
-        if not math.isfinite(s) or s <= -1e8:  # HF's placeholder for "no finished beam" is -1e9
-            continue
-        if eos not in row:
-            continue
-        resp = tuple(row[:row.index(eos) + 1])
-        if resp in seen:
-            continue
+    pairs = [(s, tuple(row[:row.index(eos) + 1])) for row, s in zip(seqs.tolist(), scores.tolist())
+             if math.isfinite(s) and s > -1e8 and eos in row]  # HF's placeholder for "no finished beam" is -1e9
+    return _distinct_titles(pairs, trie)
+
+
+def _distinct_titles(pairs, trie) -> list[tuple[list[int], float]]:
+    """``(score, response ids)`` pairs -> ``(item ids, score)`` per distinct catalogue title, best first."""
+    out, seen = [], set()
+    for s, resp in sorted(pairs, key=lambda e: -e[0]):
         items = trie.items_for(resp)
-        if not items:
-            continue
-        seen.add(resp)
-        out.append((items, float(s)))
-    out.sort(key=lambda e: -e[1])
+        if items and resp not in seen:
+            seen.add(resp)
+            out.append((items, float(s)))
     return out
 
 
@@ -289,12 +287,13 @@ def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_
     done = torch.zeros(U, dtype=torch.bool)
     for _ in range(max_new):
         live = slot_row >= 0
-        z = head(h).float().cpu()
-        logp = torch.full((U * K, z.shape[1]), -math.inf)
-        logp[live] = torch.log_softmax(z, dim=-1) if score == "full" else z
+        z = head(h).float().cpu()  # one row per live beam
+        if score == "full":
+            z = torch.log_softmax(z, dim=-1)
         toks, ok = trie.children(nodes.clamp_min(0))
-        ok = ok & (nodes >= 0)[:, None] & live[:, None]
-        cand = logp.gather(1, toks).masked_fill(~ok, -math.inf)
+        cand = torch.full(toks.shape, -math.inf)
+        cand[live] = z.gather(1, toks[live])
+        cand = cand.masked_fill(~(ok & (nodes >= 0)[:, None]), -math.inf)
         if score == "valid":
             lse = torch.logsumexp(cand, dim=-1, keepdim=True)
             cand = torch.where(torch.isfinite(lse), cand - lse, cand)
@@ -340,16 +339,7 @@ def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_
         slot_row[keep] = torch.arange(len(rows))
         h = body(input_ids=new_tok.reshape(-1)[keep].reshape(-1, 1).to(dev), attention_mask=mask,
                  position_ids=pos[:, None], past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
-    results = []
-    for u in range(U):
-        out_u, seen = [], set()
-        for s_, resp in finished[u]:
-            items = trie.items_for(resp)
-            if items and resp not in seen:
-                seen.add(resp)
-                out_u.append((items, float(s_)))
-        results.append(out_u)
-    return results
+    return [_distinct_titles(f, trie) for f in finished]
 
 
 def beam_search(model, prompt_ids: list[int], trie, num_beams: int = 10, max_new_tokens: int | None = None,

@@ -144,11 +144,35 @@ def truncate_layers(model, k: int):
     n = len(body.layers)
     if not 1 <= k <= n:
         raise ModelError(f"layers must be in 1..{n}, got {k}")
-    body.layers = body.layers[:k]
-    model.config.num_hidden_layers = k
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = model.config.layer_types[:k]
+    _set_layers(body, body.layers[:k], slice(0, k))
     return model
+
+
+def _set_layers(body, layers, sl: slice | None) -> None:
+    """Give the decoder ``layers`` and make its config agree (``layer_types`` sliced by ``sl``, or restored as is)."""
+    cfg = body.config
+    body.layers = layers
+    cfg.num_hidden_layers = len(layers)
+    if getattr(cfg, "layer_types", None) and sl is not None:
+        cfg.layer_types = cfg.layer_types[sl]
+
+
+class blocks:
+    """Context manager: the decoder runs only its blocks ``start:stop`` (its input is the hidden state below ``start``)."""
+
+    def __init__(self, body, start: int, stop: int):
+        self.body, self.sl = body, slice(start, stop)
+
+    def __enter__(self):
+        self.saved = (self.body.layers, getattr(self.body.config, "layer_types", None))
+        _set_layers(self.body, self.body.layers[self.sl], self.sl)
+        return self.body
+
+    def __exit__(self, *exc):
+        _set_layers(self.body, self.saved[0], None)
+        if self.saved[1]:
+            self.body.config.layer_types = self.saved[1]
+        return False
 
 
 def _check_device(device: str) -> None:

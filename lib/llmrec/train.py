@@ -23,6 +23,7 @@ one-off pass is logged apart from the training time (``frozen_seconds``).
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import random
@@ -36,8 +37,9 @@ import torch
 
 from . import losses as L
 from . import runs
-from .data import load_dataset, sample_windows
+from .data import atomic_write, load_dataset, sample_windows
 from .prompts import Example, PromptEncoder
+from .models import blocks
 from .trie import ItemTrie
 
 LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
@@ -184,29 +186,6 @@ def response_hidden(model, batch: Batch) -> torch.Tensor:
     return h[batch.b_idx, batch.pos_idx]
 
 
-class blocks:
-    """Context manager: the decoder runs only its blocks ``start:stop`` (its input is the hidden state below ``start``)."""
-
-    def __init__(self, body, start: int, stop: int):
-        self.body, self.sl = body, slice(start, stop)
-
-    def __enter__(self):
-        b, cfg = self.body, self.body.config
-        self.saved = (b.layers, cfg.num_hidden_layers, getattr(cfg, "layer_types", None))
-        b.layers = b.layers[self.sl]
-        cfg.num_hidden_layers = len(b.layers)
-        if self.saved[2]:
-            cfg.layer_types = self.saved[2][self.sl]
-        return b
-
-    def __exit__(self, *exc):
-        b, cfg = self.body, self.body.config
-        b.layers, cfg.num_hidden_layers = self.saved[0], self.saved[1]
-        if self.saved[2]:
-            cfg.layer_types = self.saved[2]
-        return False
-
-
 class FrozenPrefix:
     """The output of the frozen lower blocks for every training sequence, computed once and kept on disk.
 
@@ -271,7 +250,9 @@ class FrozenPrefix:
             was = self.model.training
             self.model.eval()
             for i, h in zip(missing, self._compute([seqs[i] for i in missing])):
-                _save_tensor(h, paths[i])
+                buf = io.BytesIO()
+                torch.save(h, buf)
+                atomic_write(paths[i], buf.getvalue())
                 got[i] = h
             self.model.train(was)
         for i, p in enumerate(paths):
@@ -290,20 +271,6 @@ class FrozenPrefix:
             out[r, :len(h)] = h
         batch.frozen, batch.frozen_from = out, self.split
         return batch
-
-
-def _save_tensor(t: torch.Tensor, path: Path) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(t.clone(), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def output_weight(model) -> torch.Tensor:
@@ -481,7 +448,8 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     model = model.to(acc.device)
     opt = acc.prepare(opt)
     compute = LossComputer(cfg)
-    frozen = FrozenPrefix(model, cfg) if cfg.lora_layers else None
+    n_blocks = len(model.get_decoder().layers)
+    frozen = FrozenPrefix(model, cfg) if cfg.lora_layers and cfg.lora_layers < n_blocks else None
     evaluate_fn = evaluate_fn or _default_validation
 
     state = {"epoch": 0, "step": 0, "best_ndcg5": -1.0, "best_epoch": None, "seconds": 0.0, "history": []}
@@ -497,7 +465,7 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
         if cfg.max_steps:
             batches = batches[: cfg.max_steps * cfg.grad_accum]
         model.train()
-        t0 = time.perf_counter()
+        t0, f0 = time.perf_counter(), frozen.seconds if frozen is not None else 0.0
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} [{cfg.loss}]", disable=not (progress and acc.is_main_process))
         for idx in bar:
             mine = idx[rank::world] if world > 1 else idx  # same global batch, split over processes
@@ -520,10 +488,8 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
             if acc.is_main_process and state["step"] % cfg.log_every == 0:
                 runs.append_log(run_dir, {"epoch": epoch, "step": state["step"], **log})
             bar.set_postfix(loss=f"{log['loss']:.3f}", **({"tau": f"{log['tau']:.2f}"} if "tau" in log else {}))
-        frozen_s = frozen.seconds if frozen is not None else 0.0  # one-off pass of the frozen blocks, shared by runs
+        frozen_s = (frozen.seconds if frozen is not None else 0.0) - f0  # the one-off frozen pass, shared by runs
         seconds = time.perf_counter() - t0 - frozen_s
-        if frozen is not None:
-            frozen.seconds = 0.0
         state["seconds"] += seconds
         ndcg5 = None
         if cfg.validate:
