@@ -49,6 +49,14 @@ def test_windows_match_the_source_rows(toy):
     assert row.target == 3704
 
 
+def test_samples_of_one_seed_are_nested():
+    from llmrec.data import sample_rows
+
+    small, large = set(sample_rows(10_000, 64, seed=3)), set(sample_rows(10_000, 512, seed=3))
+    assert small < large and len(small) == 64
+    assert set(sample_rows(10_000, 64, seed=4)) != small
+
+
 def test_sample_windows_is_reproducible(toy):
     a = sample_windows(toy.train, 100, seed=1)
     b = sample_windows(toy.train, 100, seed=1)

@@ -148,6 +148,33 @@ def test_beam_search_batch_matches_single(setup):
         assert np.allclose([s for _, s in got], [s for _, s in single], atol=1e-4)
 
 
+def test_shared_prefix_attention_equals_dense_attention():
+    """Beam rows attend to their user's left-padded prompt (kept once per user) and their own response:
+    the same as softmax attention over the concatenated, unpadded keys of each row."""
+    g = torch.Generator().manual_seed(0)
+    U, K, kv, G, d, P, t = 3, 4, 2, 3, 8, 7, 5
+    Kp, Vp = torch.randn(U, kv, P, d, generator=g), torch.randn(U, kv, P, d, generator=g)
+    pad = torch.zeros(U, P, dtype=torch.bool)
+    pad[1, :3], pad[2, :1] = True, True  # left padding of users 1 and 2
+    slots = torch.tensor([0, 2, 3, 9, 10])  # live beams: user 0 (3 beams), user 2 (2 beams), user 1 none
+    R = len(slots)
+    q = torch.randn(R, kv * G, 1, d, generator=g)
+    kr, vr = torch.randn(R, kv, t, d, generator=g), torch.randn(R, kv, t, d, generator=g)
+
+    class Layer:
+        layer_idx = 0
+
+    prefix = D.SharedPrefix([Kp], [Vp], pad=pad, K=K, slots=slots)
+    out, _ = D.shared_prefix_attention(Layer(), q, kr, vr, scaling=d ** -0.5, prefix=prefix)
+    for r, slot in enumerate(slots.tolist()):
+        u = slot // K
+        for h in range(kv * G):
+            keys = torch.cat([Kp[u, h // G][~pad[u]], kr[r, h // G]])
+            vals = torch.cat([Vp[u, h // G][~pad[u]], vr[r, h // G]])
+            w = torch.softmax(keys @ q[r, h, 0] * d ** -0.5, dim=0)
+            assert torch.allclose(out[r, 0, h], w @ vals, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode", ["full", "valid"])
 @pytest.mark.parametrize("beams", [2, 3, 8])
 def test_fast_engine_equals_hf_generate(setup, mode, beams):

@@ -103,6 +103,24 @@ def test_run_cache_and_resume_reproduce_the_uninterrupted_run(runs_dir, tmp_path
     assert (first / "done.json").stat().st_mtime == mtime
 
 
+def test_grad_norms_every_k_steps_leave_training_unchanged(runs_dir, tmp_path):
+    """Figure 3's logging (two extra backward passes on every k-th step) changes what is logged, not the model."""
+    from safetensors.torch import load_file
+
+    cfg = smoke(loss="lml", max_steps=7, lora_dropout=0.1)
+    assert cfg["log_grad_norms"] == 1  # the profile's LML runs log them (smoke: every step)
+    every3 = train({**cfg, "log_grad_norms": 3}, run_dir=tmp_path / "k3", progress=False)
+    never = train({**cfg, "log_grad_norms": 0}, run_dir=tmp_path / "k0", progress=False)
+    logged = [r["step"] for r in runs.read_log(every3) if "grad_norm_l1" in r]
+    assert logged == [1, 4, 7]
+    assert not any("grad_norm_l1" in r for r in runs.read_log(never))
+    assert [r["loss"] for r in runs.read_log(every3) if "loss" in r] == \
+        [r["loss"] for r in runs.read_log(never) if "loss" in r]
+    a, b = (load_file(r / "adapter" / "adapter_model.safetensors") for r in (every3, never))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert "log_grad_norms" not in train_config("smoke", loss="msl")
+
+
 def test_adapter_loads_with_plain_peft(runs_dir):
     from peft import PeftModel
 

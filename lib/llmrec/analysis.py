@@ -137,11 +137,19 @@ def plot_valid_set_sizes(sizes: dict[str, pd.DataFrame], max_position: int = 20)
 
 def run_valid_logits(run, n_windows: int, split: str = "train", seed: int = 0):
     """``(rec, batch, v)``: valid-token logits (with the full-vocabulary logsumexp) of a trained run on
-    ``n_windows`` seeded windows of ``split``; the model is dropped afterwards."""
+    ``n_windows`` seeded windows of ``split``; the model is dropped afterwards.
+
+    With LoRA on the top blocks only, the frozen blocks' output comes from the
+    run's :class:`~llmrec.train.FrozenPrefix` cache (training windows of the run's
+    seed are a subset of what it trained on, so they are there already).
+    """
     from . import study
+    from .train import FrozenPrefix
 
     rec, model = study.load_trained(run)
     batch = study.real_batch(rec, n_windows, split, seed)
+    if rec.cfg.lora_layers and rec.cfg.lora_layers < len(model.get_decoder().layers):
+        FrozenPrefix(model, rec.cfg).attach(batch)
     v = study.valid_logits_of(model, batch.to(next(model.parameters()).device), full=True)
     del model
     return rec, batch, L.ValidLogits(*(x.cpu() if torch.is_tensor(x) else x for x in

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None)
     t.add_argument("--sdpo-ref", default=None, help="run directory of the LML run S-DPO starts from")
     t.add_argument("--run-dir", default=None)
-    t.add_argument("--log-grad-norms", action="store_true")
+    t.add_argument("--log-grad-norms", type=int, nargs="?", const=1, default=None, metavar="K",
+                   help="log the gradient norms of L1 and L2 every K steps (default K: 1)")
     t.add_argument("--no-eval", action="store_true")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)

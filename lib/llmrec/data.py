@@ -256,12 +256,16 @@ def sample_windows(df: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFra
 
 
 def sample_rows(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
-    """The sorted row positions :func:`sample_windows` keeps (all rows when ``n`` is None or too large)."""
+    """The sorted row positions :func:`sample_windows` keeps (all rows when ``n`` is None or too large).
+
+    The first ``n`` of one seeded permutation: samples of one seed are nested, so
+    a smaller sample reuses a larger one's cached work (frozen states, users).
+    """
     if n is None or n >= n_total:
         return np.arange(n_total)
     if n <= 0:
         raise ValueError(f"sample size must be positive, got n={n}")
-    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
 
 
 def chronological_cut(df: pd.DataFrame, n_last: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -260,6 +260,70 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
     return results
 
 
+PREFIX_ATTENTION = "llmrec-shared-prefix"
+
+
+@dataclass
+class SharedPrefix:
+    """Beam search's attention context: each user's prompt K/V, computed once, and the user slot of each beam row.
+
+    ``keys[l]``, ``values[l]``: layer ``l``'s prompt keys/values, one row per
+    user (U, kv heads, P, d); ``pad``: (U, P), True at left padding;
+    ``slots``: (R,) the slot ``u * K + j`` of each live beam row.
+    """
+
+    keys: list
+    values: list
+    pad: torch.Tensor
+    K: int
+    slots: torch.Tensor | None = None
+
+
+def shared_prefix_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
+                            prefix: SharedPrefix | None = None, **kwargs):
+    """Attention of one new token per beam row over [its user's prompt ; its own response so far].
+
+    The prompt part is one matmul per user for all of the user's beams against
+    the prompt K/V kept once per user (a beam never copies it: no per-step
+    ``index_select``/``cat`` of the prompt cache, which is most of the memory
+    traffic of a KV-cached beam search); the response part (``key``/``value``:
+    this row's own response tokens, from the small per-beam cache) is ordinary
+    attention. One softmax runs over both parts. ``attention_mask`` is unused:
+    the prompt's padding is ``prefix.pad`` and a response is never padded (all
+    live beams have the same length).
+    """
+    R, H, _, d = query.shape
+    kv = key.shape[1]
+    G, K = H // kv, prefix.K
+    Kp, Vp = prefix.keys[module.layer_idx], prefix.values[module.layer_idx]
+    U, P = Kp.shape[0], Kp.shape[2]
+    slots = prefix.slots
+
+    def to_users(x):  # (R, kv, G, n) rows -> (U, kv, K * G, n), zeros at empty slots
+        full = x.new_zeros((U * K, *x.shape[1:]))
+        full[slots] = x
+        return full.reshape(U, K, kv, G, -1).transpose(1, 2).reshape(U, kv, K * G, -1)
+
+    def to_rows(x):  # (U, kv, K * G, n) -> (R, kv, G, n)
+        return x.reshape(U, kv, K, G, -1).transpose(1, 2).reshape(U * K, kv, G, -1)[slots]
+
+    q = query[:, :, 0].reshape(R, kv, G, d) * scaling  # query head h reads kv head h // G (HF's repeat_kv)
+    s_prompt = to_rows((to_users(q) @ Kp.transpose(-1, -2)).float()
+                       .masked_fill(prefix.pad[:, None, None, :], -math.inf))
+    s_resp = (q @ key.transpose(-1, -2)).float()  # (R, kv, G, t)
+    w = torch.softmax(torch.cat([s_prompt, s_resp], dim=-1), dim=-1).to(query.dtype)
+    out = to_rows(to_users(w[..., :P]) @ Vp) + w[..., P:] @ value
+    return out.reshape(R, 1, H, d), None
+
+
+def _register_prefix_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(PREFIX_ATTENTION, shared_prefix_attention)
+    AttentionMaskInterface.register(PREFIX_ATTENTION, lambda *args, **kwargs: None)  # masks come from prefix.pad
+
+
 def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_new: int,
                 score: str) -> list[list[tuple[list[int], float]]]:
     """HF's beam search (``length_penalty=0``, ``early_stopping=False``) over the trie, prefilling each prompt once.
@@ -268,14 +332,22 @@ def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_
     log-probability; EOS among the top ``K`` of them finishes a title, the best
     ``K`` others stay live. A user is done when ``K`` titles are finished and no
     live beam scores above the worst of them (scores only fall), or at
-    ``max_new`` tokens. Only live beams are forwarded: the KV cache holds one
-    row per live beam (``slot_row`` maps the ``U x K`` beam slots to its rows).
+    ``max_new`` tokens. Only live beams are forwarded (``slot_row`` maps the
+    ``U x K`` beam slots to rows). The prompt's K/V stay in one row per user
+    (:class:`SharedPrefix`, :func:`shared_prefix_attention`); only the beams'
+    response K/V are reordered between steps.
     """
+    from transformers import DynamicCache
+
     body, head = _base(model).get_decoder(), _base(model).get_output_embeddings()
     U, dev = len(ids), ids.device
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
     out = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-    cache, h = out.past_key_values, out.last_hidden_state[:, -1]  # cache rows = users (one beam each)
+    h = out.last_hidden_state[:, -1]  # one row per user (its single, empty beam)
+    layers = out.past_key_values.layers
+    prefix = SharedPrefix([l.keys for l in layers], [l.values for l in layers], pad=(mask == 0), K=K)
+    del out, layers
+    cache = DynamicCache(config=body.config)  # the beams' response tokens only
     pos = pos[:, -1]
     slot_row = torch.full((U * K,), -1, dtype=torch.long)
     slot_row[::K] = torch.arange(U)
@@ -285,61 +357,70 @@ def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_
     seqs = torch.zeros((U * K, 0), dtype=torch.long)
     finished: list[list[tuple[float, tuple]]] = [[] for _ in range(U)]
     done = torch.zeros(U, dtype=torch.bool)
-    for _ in range(max_new):
-        live = slot_row >= 0
-        z = head(h).float().cpu()  # one row per live beam
-        if score == "full":
-            z = torch.log_softmax(z, dim=-1)
-        toks, ok = trie.children(nodes.clamp_min(0))
-        cand = torch.full(toks.shape, -math.inf)
-        cand[live] = z.gather(1, toks[live])
-        cand = cand.masked_fill(~(ok & (nodes >= 0)[:, None]), -math.inf)
-        if score == "valid":
-            lse = torch.logsumexp(cand, dim=-1, keepdim=True)
-            cand = torch.where(torch.isfinite(lse), cand - lse, cand)
-        C = cand.shape[1]
-        total = (beam_score.reshape(-1, 1) + cand).reshape(U, K * C)
-        top_s, top_i = total.topk(min(2 * K, K * C), dim=1)
-        parents = torch.zeros((U, K), dtype=torch.long)
-        new_tok = torch.zeros((U, K), dtype=torch.long)
-        new_score = torch.full((U, K), -math.inf)
-        for u in range(U):
-            if done[u]:
-                continue
-            n_live = 0
-            for rank, (s_, i_) in enumerate(zip(top_s[u].tolist(), top_i[u].tolist())):
-                if s_ == -math.inf:
-                    break
-                slot, c = u * K + i_ // C, i_ % C
-                tok = int(toks[slot, c])
-                if tok == trie.eos_id:
-                    if rank < K:
-                        finished[u].append((s_, tuple(seqs[slot].tolist()) + (tok,)))
+    attn = body.config._attn_implementation
+    body.config._attn_implementation = PREFIX_ATTENTION
+    try:
+        for step in range(max_new):
+            live = slot_row >= 0
+            z = head(h).float().cpu()  # one row per live beam
+            if score == "full":
+                z = torch.log_softmax(z, dim=-1)
+            toks, ok = trie.children(nodes.clamp_min(0))
+            cand = torch.full(toks.shape, -math.inf)
+            cand[live] = z.gather(1, toks[live])
+            cand = cand.masked_fill(~(ok & (nodes >= 0)[:, None]), -math.inf)
+            if score == "valid":
+                lse = torch.logsumexp(cand, dim=-1, keepdim=True)
+                cand = torch.where(torch.isfinite(lse), cand - lse, cand)
+            C = cand.shape[1]
+            total = (beam_score.reshape(-1, 1) + cand).reshape(U, K * C)
+            top_s, top_i = total.topk(min(2 * K, K * C), dim=1)
+            parents = torch.zeros((U, K), dtype=torch.long)
+            new_tok = torch.zeros((U, K), dtype=torch.long)
+            new_score = torch.full((U, K), -math.inf)
+            for u in range(U):
+                if done[u]:
                     continue
-                if n_live < K:
-                    parents[u, n_live], new_tok[u, n_live], new_score[u, n_live] = slot, tok, s_
-                    n_live += 1
-            finished[u] = sorted(finished[u], key=lambda e: -e[0])[:K]
-            best_live = float(new_score[u].max())
-            if len(finished[u]) == K and best_live <= finished[u][-1][0] or best_live == -math.inf:
-                done[u] = True
-        new_score[done] = -math.inf
-        keep = torch.isfinite(new_score.reshape(-1))
-        if not bool(keep.any()):
-            break
-        flat = parents.reshape(-1)
-        seqs = torch.cat([seqs[flat], new_tok.reshape(-1, 1)], dim=1)
-        nodes = trie.advance(nodes[flat], new_tok.reshape(-1))
-        beam_score = new_score
-        rows = slot_row[flat[keep]]  # the cache row of each surviving beam's parent
-        cache.reorder_cache(rows.to(dev))
-        mask = torch.cat([mask[rows.to(dev)], torch.ones((len(rows), 1), dtype=mask.dtype, device=dev)], dim=1)
-        pos = pos[rows.to(dev)] + 1
-        slot_row = torch.full((U * K,), -1, dtype=torch.long)
-        slot_row[keep] = torch.arange(len(rows))
-        h = body(input_ids=new_tok.reshape(-1)[keep].reshape(-1, 1).to(dev), attention_mask=mask,
-                 position_ids=pos[:, None], past_key_values=cache, use_cache=True).last_hidden_state[:, -1]
+                n_live = 0
+                for rank, (s_, i_) in enumerate(zip(top_s[u].tolist(), top_i[u].tolist())):
+                    if s_ == -math.inf:
+                        break
+                    slot, c = u * K + i_ // C, i_ % C
+                    tok = int(toks[slot, c])
+                    if tok == trie.eos_id:
+                        if rank < K:
+                            finished[u].append((s_, tuple(seqs[slot].tolist()) + (tok,)))
+                        continue
+                    if n_live < K:
+                        parents[u, n_live], new_tok[u, n_live], new_score[u, n_live] = slot, tok, s_
+                        n_live += 1
+                finished[u] = sorted(finished[u], key=lambda e: -e[0])[:K]
+                best_live = float(new_score[u].max())
+                if len(finished[u]) == K and best_live <= finished[u][-1][0] or best_live == -math.inf:
+                    done[u] = True
+            new_score[done] = -math.inf
+            keep = torch.isfinite(new_score.reshape(-1))
+            if not bool(keep.any()):
+                break
+            flat = parents.reshape(-1)
+            seqs = torch.cat([seqs[flat], new_tok.reshape(-1, 1)], dim=1)
+            nodes = trie.advance(nodes[flat], new_tok.reshape(-1))
+            beam_score = new_score
+            rows = slot_row[flat[keep]].to(dev)  # the row of each surviving beam's parent
+            if step > 0:  # before the first forward the response cache is empty
+                cache.reorder_cache(rows)
+            pos = pos[rows] + 1
+            slot_row = torch.full((U * K,), -1, dtype=torch.long)
+            slot_row[keep] = torch.arange(int(keep.sum()))
+            prefix.slots = keep.nonzero().squeeze(1).to(dev)
+            h = body(input_ids=new_tok.reshape(-1)[keep].reshape(-1, 1).to(dev), position_ids=pos[:, None],
+                     past_key_values=cache, use_cache=True, prefix=prefix).last_hidden_state[:, -1]
+    finally:
+        body.config._attn_implementation = attn
     return [_distinct_titles(f, trie) for f in finished]
+
+
+_register_prefix_attention()
 
 
 def beam_search(model, prompt_ids: list[int], trie, num_beams: int = 10, max_new_tokens: int | None = None,

@@ -20,7 +20,7 @@ MODES = ("beam", "exact", "ground")
 
 
 def rank_users(rec, model, split: str = "test", n_users: int | None = 100, mode: str = "beam", beams: int = 10,
-               batch_size: int = 8, progress: bool = False, embed: str = "llm") -> dict:
+               batch_size: int = 24, progress: bool = False, embed: str = "llm") -> dict:
     """0-based ranks of the targets of ``n_users`` windows of ``split``.
 
     ``beam``: rank in the constrained beam-search list (``beams`` titles; a miss

@@ -38,13 +38,34 @@ def llm_run(profile: str, loss: str, dataset: str | None = None, device: str | N
     return train(llm_config(profile, loss, dataset, device, **overrides), progress=progress)
 
 
+def mechanism_run(profile: str, dataset: str | None, device: str | None = None, progress: bool = True,
+                  **overrides) -> Path:
+    """The LML run the mechanism figures (3, 4, 5, 8) read: the profile's canonical LML run on its own
+    dataset; on any other dataset, a run of ``side_steps`` steps where the profile sets them (quick: 32)."""
+    ds = dataset_for(profile, dataset)
+    side = profile_sizes(profile)["side_steps"]
+    if side and ds != dataset_for(profile, None):
+        overrides.setdefault("max_steps", side)
+    return llm_run(profile, "lml", ds, device, progress=progress, **overrides)
+
+
+def valid_metric(profile: str) -> str:
+    """The metric that chooses on validation: NDCG@10 with 10 validation beams, else NDCG@5 (quick: 5 beams)."""
+    return "ndcg@10" if profile_sizes(profile)["valid_beams"] >= 10 else "ndcg@5"
+
+
 def llm_eval(run: str | Path, profile: str, split: str = "test", mode: str = "beam", progress: bool = True) -> dict:
-    """Evaluate a run at the profile's sizes (users, beams); cached in the run's metrics.json."""
+    """Evaluate a run at the profile's sizes (users, beams); cached in the run's metrics.json.
+
+    Validation uses the profile's ``valid_beams`` (quick: 5, so it is judged by NDCG@5, see
+    :func:`valid_metric`), the test and exact ranking ``eval_beams`` (10).
+    """
     from .evaluate import evaluate_run
 
     p = profile_sizes(profile)
     n = p["exact_users"] if mode == "exact" else p["valid_users"] if split == "valid" else p["eval_users"]
-    return evaluate_run(run, mode=mode, split=split, n_users=n, beams=p["eval_beams"], progress=progress)
+    beams = p["valid_beams"] if split == "valid" and mode == "beam" else p["eval_beams"]
+    return evaluate_run(run, mode=mode, split=split, n_users=n, beams=beams, progress=progress)
 
 
 def row(name: str, run: str | Path, ev: dict) -> dict:
@@ -146,8 +167,9 @@ def plot_log_curves(curves: dict[str, Path], columns, smooth: int = 5, title: st
     for ax, (name, run) in zip(axes[0], curves.items()):
         df = log_frame(run)
         for c in columns:
-            if c in df:
-                ax.plot(df["step"], df[c].rolling(smooth, min_periods=1).mean(), label=c)
+            if c in df:  # a column logged every k steps only: its own steps
+                d = df[["step", c]].dropna()
+                ax.plot(d["step"], d[c].rolling(smooth, min_periods=1).mean(), label=c)
         ax.set(title=name, xlabel="training step")
         if logy:
             ax.set_yscale("log")
@@ -176,8 +198,9 @@ def grad_norm_summary(curves: dict[str, Path]) -> pd.DataFrame:
     """Mean gradient norms of L1 and L2 and their ratio per run (Figure 3 in numbers)."""
     out = []
     for name, run in curves.items():
-        df = log_frame(run)
-        out.append({"run": name, "steps": len(df), "mean |grad L1|": df["grad_norm_l1"].mean(),
+        df = log_frame(run).dropna(subset=["grad_norm_l1", "grad_norm_l2"])
+        out.append({"run": name, "logged steps": len(df), "of steps": int(log_frame(run)["step"].max()),
+                    "mean |grad L1|": df["grad_norm_l1"].mean(),
                     "mean |grad L2|": df["grad_norm_l2"].mean(),
                     "ratio L1/L2": (df["grad_norm_l1"] / df["grad_norm_l2"]).median()})
     return pd.DataFrame(out).set_index("run")
@@ -195,44 +218,50 @@ def evaluated(profile: str, loss: str, dataset: str | None, device: str | None, 
 
 def tau_sweep(profile: str, datasets, taus, device: str | None = None, seed: int = 0,
               progress: bool = True) -> pd.DataFrame:
-    """MSL at fixed temperatures (Figure 6): NDCG@10 and HR@10 on valid and test for each (dataset, tau)."""
+    """MSL at fixed temperatures (Figure 6), one row per (dataset, tau, split).
+
+    ``score`` is the split's judging metric (``metric``): :func:`valid_metric` on
+    valid, NDCG@10 on test; the other columns are the split's full summary.
+    """
     out = []
     for ds in datasets:
         for tau in taus:
             e = evaluated(profile, "msl", ds, device, tau=float(tau), seed=seed, progress=progress)
             for split in ("valid", "test"):
-                out.append({"dataset": ds, "tau": float(tau), "split": split, **e[split]["summary"],
-                            "run": str(e["run"])})
+                m = valid_metric(profile) if split == "valid" else "ndcg@10"
+                out.append({"dataset": ds, "tau": float(tau), "split": split, "metric": m,
+                            "score": e[split]["summary"][m], **e[split]["summary"], "run": str(e["run"])})
     return pd.DataFrame(out)
 
 
-def plot_tau_sweep(sweep: pd.DataFrame, metric: str = "ndcg@10", paper: dict | None = None):
-    """Figure 6: the metric against tau, one panel per dataset, valid and test lines; paper's best tau marked."""
+def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None):
+    """Figure 6: each split's judging metric against tau, one panel per dataset; the paper's best tau marked."""
     import matplotlib.pyplot as plt
 
     dss = list(dict.fromkeys(sweep["dataset"]))
     fig, axes = plt.subplots(1, len(dss), figsize=(5 * len(dss), 3.6), squeeze=False)
     for ax, ds in zip(axes[0], dss):
         for split, g in sweep[sweep["dataset"] == ds].groupby("split"):
-            ax.plot(g["tau"], g[metric], marker="o", label=split)
+            ax.plot(g["tau"], g["score"], marker="o", label=f"{split} ({g['metric'].iloc[0].upper()})")
         if paper and ds in paper:
             ax.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
-        ax.set(title=ds, xlabel="tau", ylabel=metric)
+        ax.set(title=ds, xlabel="tau", ylabel="NDCG")
         ax.legend()
     fig.tight_layout()
     return fig
 
 
-def best_on_valid(sweep: pd.DataFrame, dataset: str, key: str = "tau", metric: str = "ndcg@10"):
-    """The value of ``key`` with the best validation metric (ties: the smallest)."""
-    v = sweep[(sweep["dataset"] == dataset) & (sweep["split"] == "valid")].sort_values([metric, key],
+def best_on_valid(sweep: pd.DataFrame, dataset: str, key: str = "tau"):
+    """The value of ``key`` with the best validation score (ties: the smallest)."""
+    v = sweep[(sweep["dataset"] == dataset) & (sweep["split"] == "valid")].sort_values(["score", key],
                                                                                         ascending=[False, True])
     return v[key].iloc[0]
 
 
 def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.DataFrame, lml_taus=(2.0,),
                    lr_factors=(3.0,), seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Table 6: every variant's NDCG@10 on valid and test; tuned values are chosen on valid.
+    """Table 6: every variant's score on valid (:func:`valid_metric`) and NDCG@10 on test; tuned values
+    are chosen on valid.
 
     Candidates that lose on validation are not evaluated on test (their test
     cell is empty); rows that choose nothing (MSL + alpha, MSL + ATS) are not
@@ -241,16 +270,17 @@ def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.Dat
     from .profiles import train_config
 
     base_lr = train_config(profile)["lr"]
+    vm = valid_metric(profile)
     rows = []
 
     def add(name, e, note=""):
-        rows.append({"method": name, "valid ndcg@10": e["valid"]["summary"]["ndcg@10"] if "valid" in e else None,
+        rows.append({"method": name, f"valid {vm}": e["valid"]["summary"][vm] if "valid" in e else None,
                      "test ndcg@10": e["test"]["summary"]["ndcg@10"], "test hr@10": e["test"]["summary"]["hr@10"],
                      "chosen": note, "run": str(e["run"])})
 
     def chosen(cands):
         """The candidate (value, evaluation) best on valid (ties: the first), then evaluated on test."""
-        v, e = max(cands, key=lambda c: c[1]["valid"]["summary"]["ndcg@10"])
+        v, e = max(cands, key=lambda c: c[1]["valid"]["summary"][vm])
         if "test" not in e:
             e = {**e, "test": llm_eval(e["run"], profile, "test", progress=progress)}
         return v, e

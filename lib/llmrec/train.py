@@ -81,7 +81,7 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "float32"
     log_every: int = 1
-    log_grad_norms: bool = False  # Figure 3: per-component gradient norms (two extra backward passes)
+    log_grad_norms: int = 0  # Figure 3: gradient norms of L1 and L2 every k steps (two extra backward passes); 0: never
     log_decomposition: bool = True  # log L1 and L2 (needs the full-vocabulary logsumexp)
     validate: bool = True
     profile: str = "custom"
@@ -95,6 +95,10 @@ class TrainConfig:
             raise ValueError(f"tau must be positive, got {self.tau}")
         if self.lora_layers is not None and self.lora_layers < 1:
             raise ValueError(f"lora_layers must be a positive number of blocks (or None for all), got {self.lora_layers}")
+        if self.log_grad_norms is True or self.log_grad_norms is False:
+            self.log_grad_norms = int(self.log_grad_norms)  # True: every step
+        if self.log_grad_norms < 0:
+            raise ValueError(f"log_grad_norms must be a step interval >= 0, got {self.log_grad_norms}")
         self.lora_targets = tuple(self.lora_targets)
         self.ats_clamp = tuple(self.ats_clamp) if self.ats_clamp else None
 
@@ -317,6 +321,7 @@ class LossComputer:
         self.cfg = cfg
         self.ats = L.ATSController(cfg.eta, cfg.ats_root, cfg.ats_positions, cfg.ats_clamp, cfg.ats_ema) \
             if cfg.loss == "msl-ats" else None
+        self.calls = 0  # batches seen: gradient norms are logged on every log_grad_norms-th
 
     def needs_full(self) -> bool:
         return self.cfg.loss in ("lml", "lml-tau") or self.cfg.log_decomposition or self.cfg.log_grad_norms
@@ -352,11 +357,12 @@ class LossComputer:
         if v.lse_all is not None:
             l1, l2 = L.lml_decomposition(v)
             log.update(l1=l1.item(), l2=l2.item())
-            if cfg.log_grad_norms:
+            if cfg.log_grad_norms and self.calls % int(cfg.log_grad_norms) == 0:
                 from .analysis import component_grad_norms
 
                 log.update(component_grad_norms(l1, l2, trainable(model)))
         log["w_mean"] = float(np.nanmean(L.gradient_weights(v, tau=log.get("tau", 1.0)).cpu().numpy()))
+        self.calls += 1
         return loss, log
 
     def sdpo(self, model, batch: Batch, ref_model) -> tuple[torch.Tensor, dict]:
