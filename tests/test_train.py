@@ -116,6 +116,8 @@ def test_grad_norms_every_k_steps_leave_training_unchanged(runs_dir, tmp_path):
     assert not any("grad_norm_l1" in r for r in runs.read_log(never))
     assert [r["loss"] for r in runs.read_log(every3) if "loss" in r] == \
         [r["loss"] for r in runs.read_log(never) if "loss" in r]
+    hist = runs.read_json(every3 / "done.json")["history"][0]
+    assert hist["grad_norm_seconds"] > 0 and runs.read_json(never / "done.json")["history"][0]["grad_norm_seconds"] == 0
     a, b = (load_file(r / "adapter" / "adapter_model.safetensors") for r in (every3, never))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert "log_grad_norms" not in train_config("smoke", loss="msl")
