@@ -148,8 +148,9 @@ def run_valid_logits(run, n_windows: int, split: str = "train", seed: int = 0):
 
     rec, model = study.load_trained(run)
     batch = study.real_batch(rec, n_windows, split, seed)
-    if rec.cfg.lora_layers and rec.cfg.lora_layers < len(model.get_decoder().layers):
-        FrozenPrefix(model, rec.cfg).attach(batch)
+    frozen = FrozenPrefix.of(model, rec.cfg)
+    if frozen is not None:
+        frozen.attach(batch)
     v = study.valid_logits_of(model, batch.to(next(model.parameters()).device), full=True)
     del model
     return rec, batch, L.ValidLogits(*(x.cpu() if torch.is_tensor(x) else x for x in

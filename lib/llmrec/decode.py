@@ -224,10 +224,10 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
     it copies every prompt ``num_beams`` times before the prefill, and keeps the
     full-vocabulary scores of every step: ~80 MB per user for 10 beams, 40
     steps, 49k tokens). ``engine="fast"`` (default) is the same beam search
-    written out: each prompt is prefilled once and its KV cache copied to the
-    beams, the LM head runs on the last position only, and only the trie
-    children of each beam are scored; tests check that both return the same
-    titles and scores.
+    written out: each prompt is prefilled once and its K/V kept once per user
+    for all of its beams (:func:`shared_prefix_attention`), the LM head runs on
+    the last position only, and only the trie children of each beam are scored;
+    tests check that both return the same titles and scores.
     """
     _check_mode(score)
     if engine not in ENGINES:

@@ -198,8 +198,9 @@ def grad_norm_summary(curves: dict[str, Path]) -> pd.DataFrame:
     """Mean gradient norms of L1 and L2 and their ratio per run (Figure 3 in numbers)."""
     out = []
     for name, run in curves.items():
-        df = log_frame(run).dropna(subset=["grad_norm_l1", "grad_norm_l2"])
-        out.append({"run": name, "logged steps": len(df), "of steps": int(log_frame(run)["step"].max()),
+        every = log_frame(run)
+        df = every.dropna(subset=["grad_norm_l1", "grad_norm_l2"])
+        out.append({"run": name, "logged steps": len(df), "of steps": int(every["step"].max()),
                     "mean |grad L1|": df["grad_norm_l1"].mean(),
                     "mean |grad L2|": df["grad_norm_l2"].mean(),
                     "ratio L1/L2": (df["grad_norm_l1"] / df["grad_norm_l2"]).median()})

@@ -95,8 +95,7 @@ class TrainConfig:
             raise ValueError(f"tau must be positive, got {self.tau}")
         if self.lora_layers is not None and self.lora_layers < 1:
             raise ValueError(f"lora_layers must be a positive number of blocks (or None for all), got {self.lora_layers}")
-        if self.log_grad_norms is True or self.log_grad_norms is False:
-            self.log_grad_norms = int(self.log_grad_norms)  # True: every step
+        self.log_grad_norms = int(self.log_grad_norms)  # True: every step
         if self.log_grad_norms < 0:
             raise ValueError(f"log_grad_norms must be a step interval >= 0, got {self.log_grad_norms}")
         self.lora_targets = tuple(self.lora_targets)
@@ -217,6 +216,12 @@ class FrozenPrefix:
         root = Path(os.environ.get("LLMREC_FROZEN") or cache_root() / "frozen")
         self.dir = root / hashlib.sha1(self.tag.encode()).hexdigest()[:16]
         self.seconds = 0.0
+
+    @classmethod
+    def of(cls, model, cfg: "TrainConfig") -> "FrozenPrefix | None":
+        """The frozen pass of a model whose LoRA covers only its top ``cfg.lora_layers`` blocks; None if all train."""
+        n = len(model.get_decoder().layers)
+        return cls(model, cfg) if cfg.lora_layers and cfg.lora_layers < n else None
 
     def _path(self, ids) -> Path:
         h = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()
@@ -358,7 +363,7 @@ class LossComputer:
         if v.lse_all is not None:
             l1, l2 = L.lml_decomposition(v)
             log.update(l1=l1.item(), l2=l2.item())
-            if cfg.log_grad_norms and self.calls % int(cfg.log_grad_norms) == 0 and l1.requires_grad:
+            if cfg.log_grad_norms and self.calls % cfg.log_grad_norms == 0 and l1.requires_grad:
                 from .analysis import component_grad_norms
 
                 t0 = time.perf_counter()
@@ -457,8 +462,7 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     model = model.to(acc.device)
     opt = acc.prepare(opt)
     compute = LossComputer(cfg)
-    n_blocks = len(model.get_decoder().layers)
-    frozen = FrozenPrefix(model, cfg) if cfg.lora_layers and cfg.lora_layers < n_blocks else None
+    frozen = FrozenPrefix.of(model, cfg)
     evaluate_fn = evaluate_fn or _default_validation
 
     state = {"epoch": 0, "step": 0, "best_ndcg5": -1.0, "best_epoch": None, "seconds": 0.0, "history": []}
