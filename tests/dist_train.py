@@ -5,8 +5,8 @@ python tests/dist_train.py RUN_DIR BATCH_SIZE
 
 import sys
 
-from llmrec.profiles import train_config
-from llmrec.train import train
+from llmrec.core.profiles import train_config
+from llmrec.llm import train
 
 if __name__ == "__main__":
     run_dir, batch_size = sys.argv[1], int(sys.argv[2])

@@ -24,10 +24,10 @@ def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out.splitlines()
     run = out[0]
     assert json.loads("\n".join(out[1:]))["ndcg@10"] >= 0
-    assert main(["evaluate", run, "--mode", "exact", "--users", "2"]) == 0
+    assert main(["evaluate", run, "--mode", "full", "--users", "2"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["n_users"] == 2 and res["summary"]["hr@10"] in (0.0, 0.5, 1.0)
     metrics = json.loads((tmp_path / run.split("/")[-1] / "metrics.json").read_text())
-    assert {"test/beam/n8/b4", "test/exact/n2/b10"} <= set(metrics)
+    assert {"test/beam/n8/k4", "test/full/n2"} <= set(metrics)
     assert json.loads((tmp_path / run.split("/")[-1] / "config.json").read_text())["lora_layers"] == 1
     assert list((tmp_path / "frozen").rglob("*.pt"))

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmrec.data import DataError, atomic_write, chronological_cut, load_dataset, read_items, read_windows, sample_windows
+from llmrec.core.io import atomic_write
+from llmrec.data import DataError, chronological_cut, load_dataset, read_items, read_windows, sample_windows
 
 
 def test_toy_counts(toy):
@@ -50,7 +51,7 @@ def test_windows_match_the_source_rows(toy):
 
 
 def test_samples_of_one_seed_are_nested():
-    from llmrec.data import sample_rows
+    from llmrec.core.samplers import sample_rows
 
     small, large = set(sample_rows(10_000, 64, seed=3)), set(sample_rows(10_000, 512, seed=3))
     assert small < large and len(small) == 64

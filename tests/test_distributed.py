@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmrec import runs
+from llmrec import runs  # noqa: F401
+from llmrec.core import rundir
 
 SCRIPT = Path(__file__).with_name("dist_train.py")
 
@@ -25,13 +26,13 @@ def test_two_processes_give_the_tau_trajectory_of_one(tmp_path):
     one = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "one"), "8"], env=env, capture_output=True,
                          text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
-    t2 = [r["tau"] for r in runs.read_log(tmp_path / "two") if "tau" in r]
-    t1 = [r["tau"] for r in runs.read_log(tmp_path / "one") if "tau" in r]
+    t2 = [r["tau"] for r in rundir.read_log(tmp_path / "two") if "tau" in r]
+    t1 = [r["tau"] for r in rundir.read_log(tmp_path / "one") if "tau" in r]
     assert len(t1) == len(t2) == 6
     assert t2[0] == pytest.approx(t1[0], rel=1e-5)  # same global batch, same weights: identical statistics
     np.testing.assert_allclose(t2, t1, rtol=1e-3)  # afterwards the two runs differ only by float summation order
-    assert runs.read_json(tmp_path / "two" / "done.json")["world_size"] == 2
+    assert rundir.read_json(tmp_path / "two" / "done.json")["world_size"] == 2
     # the statistics were gathered: rank 0 counts the positions of the whole global batch, not its half
-    n2 = [r["ats_n_positions"] for r in runs.read_log(tmp_path / "two") if "tau" in r]
-    n1 = [r["ats_n_positions"] for r in runs.read_log(tmp_path / "one") if "tau" in r]
+    n2 = [r["ats_n_positions"] for r in rundir.read_log(tmp_path / "two") if "tau" in r]
+    n1 = [r["ats_n_positions"] for r in rundir.read_log(tmp_path / "one") if "tau" in r]
     assert n2 == n1

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmrec import losses as L
+from llmrec.core import losses as L
 
 
 def problem(N=12, V=40, seed=0, dtype=torch.float32, singleton_rows=(3,), pad_rows=(5,)):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from llmrec import metrics as M
+from llmrec.core import metrics as M
 
 
 def test_hand_computed_values():

@@ -3,8 +3,8 @@ import importlib.util
 import pytest
 import torch
 
-from llmrec import models
-from llmrec.models import ModelError, load_llm
+from llmrec.llm import model as models
+from llmrec.llm.model import ModelError, load_llm
 
 
 def test_tiny_loads_with_the_smollm2_tokenizer():
@@ -50,11 +50,3 @@ def test_bad_names_are_named():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="CUDA is not available"):
             load_llm("tiny", device="cuda")
-
-
-def test_classic_models_are_reachable_from_models():
-    from llmrec import seqrec
-
-    assert models.SASRec is seqrec.SASRec and models.Caser is seqrec.Caser and models.GRU4Rec is seqrec.GRU4Rec
-    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        models.Nope  # noqa: B018

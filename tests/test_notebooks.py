@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmrec.batch import chapters, run_batch
+from llmrec.chapters import chapters, run_batch
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 CHAPTERS = chapters(NB_DIR)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from llmrec.data import DataError, load_dataset
-from llmrec.prepare import (add_prepare_args, chronological_split, main_prepare, make_windows, prepare,
+from llmrec.data.prepare import (add_prepare_args, chronological_split, main_prepare, make_windows, prepare,
                             read_titles)
 
 # --------------------------------------------------------------------------- raw data for core=3, window=3
@@ -253,7 +253,7 @@ def test_too_few_windows_and_missing_files(tmp_path, raw):
 
 
 def test_failure_while_writing_leaves_nothing(raw, tmp_path, monkeypatch):
-    import llmrec.prepare as prep
+    import llmrec.data.prepare as prep
 
     def broken_save(ds, directory):
         (Path(directory) / "items.json.gz").write_bytes(b"partial")

@@ -1,6 +1,6 @@
 import pytest
 
-from llmrec.prompts import PromptEncoder, build_prompt
+from llmrec.llm.prompts import PromptEncoder, build_prompt
 
 
 def test_prompt_layout():

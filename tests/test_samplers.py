@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from llmrec import samplers
+from llmrec.core import samplers
+from llmrec.core.tensors import pad_sequences
 
 
 def _freq(x: torch.Tensor, n: int) -> np.ndarray:
@@ -39,7 +40,7 @@ def test_unseen_never_returns_seen_items(as_sets):
     n = 30
     rng = np.random.default_rng(0)
     hist = [rng.choice(np.arange(1, n + 1), size=int(rng.integers(1, 25)), replace=False) for _ in range(64)]
-    inp = [set(h.tolist()) for h in hist] if as_sets else samplers.pad_histories(hist)
+    inp = [set(h.tolist()) for h in hist] if as_sets else pad_sequences(hist)[0]
     neg = samplers.unseen(inp, n, 40, torch.Generator().manual_seed(1))
     assert neg.shape == (64, 40)
     assert int(neg.min()) >= 1 and int(neg.max()) <= n

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+import llmrec.seqrec.training as T
 from llmrec import runs, seqrec
+from llmrec.bench import bench_seqrec
+from llmrec.core import rundir
+from llmrec.core.profiles import train_config
+from llmrec.experiments import popularity_summary
 from llmrec.data import load_dataset
-from llmrec.metrics import summarize
+from llmrec.core.metrics import summarize
 
 
 @pytest.fixture(autouse=True)
@@ -16,28 +21,28 @@ def runs_root(tmp_path, monkeypatch):
 
 
 def smoke(**kw):
-    return seqrec.seqrec_config("smoke", **kw)
+    return seqrec.complete(train_config("smoke", "seqrec", **kw))
 
 
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec", "caser"])
 def test_model_beats_popularity_on_synthetic(model):
-    pop = seqrec.popularity_summary("synthetic", "test")["ndcg@10"]
-    run_dir = seqrec.train_seqrec(smoke(model=model, loss="ce"), progress=False)
-    res = seqrec.evaluate_seqrec(run_dir, "test")
+    pop = popularity_summary("synthetic", "test")["ndcg@10"]
+    run_dir = seqrec.train(smoke(model=model, loss="ce"), progress=False)
+    res = runs.evaluate(run_dir, "test", progress=False)
     assert res["summary"]["ndcg@10"] > pop + 0.05, (res["summary"], pop)
-    log = runs.read_log(run_dir)
+    log = rundir.read_log(run_dir)
     assert [r["epoch"] for r in log] == list(range(1, len(log) + 1))
     assert {"loss", "seconds", "valid_ndcg@10"} <= set(log[0])
-    done = runs.read_json(run_dir / "done.json")
+    done = rundir.read_json(run_dir / "done.json")
     assert 1 <= done["best_epoch"] <= len(log) and done["seconds_per_epoch"] > 0 and "memory_method" in done
-    assert runs.load_metrics(run_dir)["test/full"]["summary"] == res["summary"]
+    assert rundir.load_metrics(run_dir)["test/full/nall"]["summary"] == res["summary"]
 
 
 @pytest.mark.parametrize("loss", ["bce", "bpr", "sampled-softmax", "sce"])
 def test_every_loss_trains(loss):
     cfg = smoke(loss=loss, epochs=2, patience=None)
-    run_dir = seqrec.train_seqrec(cfg, progress=False)
-    log = runs.read_log(run_dir)
+    run_dir = seqrec.train(cfg, progress=False)
+    log = rundir.read_log(run_dir)
     assert len(log) == 2 and all(np.isfinite(r["loss"]) for r in log)
 
 
@@ -87,9 +92,10 @@ def test_caser_is_causal_and_sees_only_its_window():
 
 
 def test_evaluation_equals_brute_force_ranking():
-    run_dir = seqrec.train_seqrec(smoke(epochs=2, patience=None), progress=False)
-    res = seqrec.evaluate_seqrec(run_dir, "test")
-    model, cfg = seqrec.load_model(run_dir)
+    run_dir = seqrec.train(smoke(epochs=2, patience=None), progress=False)
+    res = runs.evaluate(run_dir, "test", progress=False)
+    rec = seqrec.SeqRecommender.from_run(run_dir)
+    model, cfg = rec.model, rec.cfg
     df = load_dataset("synthetic").test
     n_items = max(load_dataset("synthetic").items)
     brute = []
@@ -106,12 +112,12 @@ def test_evaluation_equals_brute_force_ranking():
 @pytest.mark.parametrize("model,loss", [("sasrec", "sce"), ("gru4rec", "bpr")])
 def test_resume_equals_uninterrupted(tmp_path, model, loss):
     cfg = smoke(model=model, loss=loss, epochs=3, patience=None)
-    full = seqrec.train_seqrec(cfg, run_dir=tmp_path / "full", progress=False)
+    full = seqrec.train(cfg, run_dir=tmp_path / "full", progress=False)
     part = tmp_path / "part"
-    seqrec.train_seqrec({**cfg, "epochs": 1}, run_dir=part, progress=False)  # stopped after epoch 1
-    seqrec.train_seqrec({**cfg, "epochs": 2}, run_dir=part, progress=False)  # continued
+    seqrec.train({**cfg, "epochs": 1}, run_dir=part, progress=False)  # stopped after epoch 1
+    seqrec.train({**cfg, "epochs": 2}, run_dir=part, progress=False)  # continued
     # a crash in the middle of epoch 3, then a restart with the same config
-    real = seqrec._batch_loss
+    real = T.batch_loss
     calls = {"n": 0}
 
     def crash(*a, **k):
@@ -120,56 +126,56 @@ def test_resume_equals_uninterrupted(tmp_path, model, loss):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    seqrec._batch_loss = crash
+    T.batch_loss = crash
     try:
         with pytest.raises(KeyboardInterrupt):
-            seqrec.train_seqrec(cfg, run_dir=part, progress=False)
+            seqrec.train(cfg, run_dir=part, progress=False)
     finally:
-        seqrec._batch_loss = real
-    assert not runs.is_done(part)
-    seqrec.train_seqrec(cfg, run_dir=part, progress=False)
+        T.batch_loss = real
+    assert not rundir.is_done(part)
+    seqrec.train(cfg, run_dir=part, progress=False)
 
     keys = ("epoch", "loss", "valid_ndcg@10")
-    assert [{k: r[k] for k in keys} for r in runs.read_log(part)] == \
-           [{k: r[k] for k in keys} for r in runs.read_log(full)]
-    for which in ("last", "best"):
-        a = torch.load(full / "checkpoints" / f"{which}.pt", weights_only=False)["model"]
-        b = torch.load(part / "checkpoints" / f"{which}.pt", weights_only=False)["model"]
+    assert [{k: r[k] for k in keys} for r in rundir.read_log(part)] == \
+           [{k: r[k] for k in keys} for r in rundir.read_log(full)]
+    for name in ("model.pt", "checkpoints/epoch-3/checkpoint.pt"):
+        a = torch.load(full / name, weights_only=False)["model"]
+        b = torch.load(part / name, weights_only=False)["model"]
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert runs.read_json(part / "done.json")["best_epoch"] == runs.read_json(full / "done.json")["best_epoch"]
+    assert rundir.read_json(part / "done.json")["best_epoch"] == rundir.read_json(full / "done.json")["best_epoch"]
 
 
 def test_run_cache_returns_without_training(runs_root, monkeypatch):
     cfg = smoke(epochs=1)
-    run_dir = seqrec.train_seqrec(cfg, progress=False)
-    assert run_dir == runs.run_dir_for(cfg) and str(run_dir).startswith(str(runs_root))
-    assert runs.is_done(run_dir)
+    run_dir = seqrec.train(cfg, progress=False)
+    assert run_dir == rundir.run_dir_for(cfg) and str(run_dir).startswith(str(runs_root))
+    assert rundir.is_done(run_dir)
 
     def boom(*a, **k):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(seqrec, "_batch_loss", boom)
-    assert seqrec.train_seqrec(dict(cfg), progress=False) == run_dir
+    monkeypatch.setattr(T, "batch_loss", boom)
+    assert seqrec.train(dict(cfg), progress=False) == run_dir
     # partial configs are completed with the defaults before hashing
-    partial = {k: v for k, v in cfg.items() if v != seqrec.DEFAULT_CONFIG[k]}
-    assert seqrec.train_seqrec(partial, progress=False) == run_dir
+    partial = {k: v for k, v in cfg.items() if v != seqrec.DEFAULTS[k]}
+    assert seqrec.train(partial, progress=False) == run_dir
     # another configuration in the same directory is refused
     with pytest.raises(ValueError):
-        seqrec.train_seqrec({**cfg, "lr": 0.1}, run_dir=run_dir, progress=False)
+        seqrec.train({**cfg, "lr": 0.1}, run_dir=run_dir, progress=False)
 
 
 def test_config_validation():
     with pytest.raises(ValueError):
-        seqrec.seqrec_config("smoke", loss="hinge")
+        smoke(loss="hinge")
     with pytest.raises(ValueError):
-        seqrec.seqrec_config("smoke", nonsense=1)
+        smoke(nonsense=1)
     with pytest.raises(ValueError):
-        seqrec.seqrec_config("nope")
-    assert seqrec.seqrec_config("full") == seqrec.DEFAULT_CONFIG
+        train_config("nope", "seqrec")
+    assert seqrec.complete(train_config("full", "seqrec")) == {**seqrec.DEFAULTS, "profile": "full"}
 
 
 def test_bench_reports_ce_and_sce():
-    out = seqrec.bench_seqrec("synthetic", profile="smoke", epochs=1, K=20, fresh_process=False)
+    out = bench_seqrec("synthetic", profile="smoke", epochs=1, K=20, fresh_process=False)
     for name in ("ce", "sce"):
         assert out[name]["seconds_per_epoch"] > 0 and out[name]["peak_memory_mb"] >= 0
     assert out["sce"]["score_matrix_mb"] < out["ce"]["score_matrix_mb"]

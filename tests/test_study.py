@@ -1,7 +1,7 @@
 """The study's choices of runs and evaluation sizes (no training: llm_run and evaluate_run are replaced)."""
 
-from llmrec import study
-from llmrec.profiles import train_config
+from llmrec import experiments as study
+from llmrec.core.profiles import train_config
 
 
 def test_mechanism_runs_share_the_canonical_lml_run_and_shorten_the_side_dataset(monkeypatch):
@@ -16,12 +16,12 @@ def test_mechanism_runs_share_the_canonical_lml_run_and_shorten_the_side_dataset
 
 
 def test_validation_uses_fewer_beams_and_its_own_metric(monkeypatch):
-    import llmrec.evaluate as E
+    from llmrec import runs
 
     seen = []
-    monkeypatch.setattr(E, "evaluate_run", lambda run, **kw: seen.append((kw["split"], kw["n_users"], kw["beams"])))
+    monkeypatch.setattr(runs, "evaluate", lambda run, split, mode, n_users, k, **kw: seen.append((split, n_users, k)))
     study.llm_eval("r", "quick", "valid")
     study.llm_eval("r", "quick", "test")
-    study.llm_eval("r", "quick", "test", mode="exact")
+    study.llm_eval("r", "quick", "test", mode="full")
     assert seen == [("valid", 24, 5), ("test", 48, 10), ("test", 4, 10)]
     assert study.valid_metric("quick") == "ndcg@5" and study.valid_metric("full") == "ndcg@10"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from llmrec.data import SPLITS, load_dataset
-from llmrec.synthetic import make_synthetic
+from llmrec.data.synthetic import make_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from llmrec import runs
-from llmrec.profiles import train_config
-from llmrec.train import LOSSES, LossComputer, Recommender, TrainConfig, collate, length_grouped_batches, train
+from llmrec import runs  # noqa: F401
+from llmrec.core import rundir
+from llmrec.core.profiles import train_config
+from llmrec.llm.config import LOSSES, TrainConfig
+from llmrec.llm.objectives import LossComputer, collate, length_grouped_batches
+from llmrec.llm.recommender import LLMRecommender as Recommender
+from llmrec.llm import train
 
 
 @pytest.fixture()
@@ -45,25 +49,26 @@ def test_every_loss_trains_and_lowers_its_objective(loss, runs_dir):
     kw = {"tau": 2.0} if loss in ("lml-tau", "msl") else {}
     cfg = smoke(loss=loss, **kw)
     run = train(cfg, progress=False)
-    log = runs.read_log(run)
+    log = rundir.read_log(run)
     vals = objective(log, loss)
     assert len(vals) == 20 and all(math.isfinite(v) for v in vals)
     tau = log[-2]["tau"] if loss == "msl-ats" else None  # judge ATS at its final temperature
     before = fixed_batch_objective(run, cfg, adapter=False, tau=tau)
     after = fixed_batch_objective(run, cfg, adapter=True, tau=tau)
     assert after < before
-    done = runs.read_json(run / "done.json")
+    done = rundir.read_json(run / "done.json")
     assert done["steps"] == 20 and done["seconds_per_step"] > 0
     assert (run / "adapter" / "adapter_config.json").exists()
 
 
 def test_sdpo_starts_from_lml_and_lowers_its_objective(runs_dir):
-    from llmrec.train import _adapter_dir, _sdpo_batch
+    from llmrec.llm.recommender import adapter_dir as _adapter_dir
+    from llmrec.llm.training import _sdpo_batch
 
     ref = train(smoke(loss="lml", max_steps=5, lora_dropout=0.0), progress=False)  # no dropout: policy == ref
     cfg = smoke(loss="sdpo", sdpo_ref=str(ref), max_steps=20, sdpo_negatives=3, lora_dropout=0.0)
     run = train(cfg, progress=False)
-    vals = objective(runs.read_log(run), "sdpo")
+    vals = objective(rundir.read_log(run), "sdpo")
     assert len(vals) == 20 and vals[0] == pytest.approx(math.log(1 + 3), abs=1e-5)  # policy == reference
     # the S-DPO objective on a fixed batch of windows with their own sampled negatives: before vs after
     c = TrainConfig.from_dict(cfg)
@@ -84,9 +89,9 @@ def test_run_cache_and_resume_reproduce_the_uninterrupted_run(runs_dir, tmp_path
     cfg = smoke(loss="msl-ats", epochs=2, max_steps=6, lora_dropout=0.1)
     whole = train(cfg, run_dir=tmp_path / "whole", progress=False)
     part = train(cfg, run_dir=tmp_path / "part", progress=False, stop_after_epoch=1)
-    assert not runs.is_done(part)
+    assert not rundir.is_done(part)
     part = train(cfg, run_dir=tmp_path / "part", progress=False)  # resumes at epoch 2
-    a, b = runs.read_log(whole), runs.read_log(part)
+    a, b = rundir.read_log(whole), rundir.read_log(part)
     assert [r["loss"] for r in a if "loss" in r] == [r["loss"] for r in b if "loss" in r]
     assert [r["tau"] for r in a if "loss" in r] == [r["tau"] for r in b if "loss" in r]
     assert len([r for r in a if "loss" in r]) == 12
@@ -111,13 +116,13 @@ def test_grad_norms_every_k_steps_leave_training_unchanged(runs_dir, tmp_path):
     assert cfg["log_grad_norms"] == 1  # the profile's LML runs log them (smoke: every step)
     every3 = train({**cfg, "log_grad_norms": 3}, run_dir=tmp_path / "k3", progress=False)
     never = train({**cfg, "log_grad_norms": 0}, run_dir=tmp_path / "k0", progress=False)
-    logged = [r["step"] for r in runs.read_log(every3) if "grad_norm_l1" in r]
+    logged = [r["step"] for r in rundir.read_log(every3) if "grad_norm_l1" in r]
     assert logged == [1, 4, 7]
-    assert not any("grad_norm_l1" in r for r in runs.read_log(never))
-    assert [r["loss"] for r in runs.read_log(every3) if "loss" in r] == \
-        [r["loss"] for r in runs.read_log(never) if "loss" in r]
-    hist = runs.read_json(every3 / "done.json")["history"][0]
-    assert hist["grad_norm_seconds"] > 0 and runs.read_json(never / "done.json")["history"][0]["grad_norm_seconds"] == 0
+    assert not any("grad_norm_l1" in r for r in rundir.read_log(never))
+    assert [r["loss"] for r in rundir.read_log(every3) if "loss" in r] == \
+        [r["loss"] for r in rundir.read_log(never) if "loss" in r]
+    hist = rundir.read_json(every3 / "done.json")["history"][0]
+    assert hist["grad_norm_seconds"] > 0 and rundir.read_json(never / "done.json")["history"][0]["grad_norm_seconds"] == 0
     a, b = (load_file(r / "adapter" / "adapter_model.safetensors") for r in (every3, never))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert "log_grad_norms" not in train_config("smoke", loss="msl")
@@ -126,7 +131,7 @@ def test_grad_norms_every_k_steps_leave_training_unchanged(runs_dir, tmp_path):
 def test_adapter_loads_with_plain_peft(runs_dir):
     from peft import PeftModel
 
-    from llmrec.models import load_llm
+    from llmrec.llm.model import load_llm
 
     run = train(smoke(loss="msl", max_steps=2), progress=False)
     base, _ = load_llm("tiny")
@@ -178,7 +183,8 @@ def frozen_dir(tmp_path, monkeypatch):
 @pytest.mark.parametrize("loss", ["lml", "msl"])
 def test_frozen_prefix_gives_the_full_forward_loss_and_gradients(loss, frozen_dir):
     """Cached lower-block states + the top block == the whole model, for the loss and every LoRA gradient."""
-    from llmrec.train import FrozenPrefix, trainable
+    from llmrec.llm.frozen import FrozenBlocks as FrozenPrefix
+    from llmrec.llm.model import trainable
 
     cfg = TrainConfig.from_dict(smoke(loss=loss, tau=2.0, lora_layers=1, lora_dropout=0.0))
     rec = Recommender(cfg)
@@ -216,13 +222,13 @@ def test_frozen_prefix_gives_the_full_forward_loss_and_gradients(loss, frozen_di
 def test_lora_layers_runs_share_the_frozen_pass_and_load_with_plain_peft(runs_dir, frozen_dir):
     from peft import PeftModel
 
-    from llmrec.models import load_llm
-    from llmrec.train import FrozenPrefix
+    from llmrec.llm.model import load_llm
+    from llmrec.llm.frozen import FrozenBlocks as FrozenPrefix
 
     run = train(smoke(loss="msl", lora_layers=1, max_steps=4), progress=False)
     n_files = len(list(frozen_dir.rglob("*.pt")))
     assert 24 < n_files <= 32  # 4 steps x 8 windows (identical windows share a file)
-    first = runs.read_json(run / "done.json")["history"][0]
+    first = rundir.read_json(run / "done.json")["history"][0]
     assert first["frozen_seconds"] > 0
     run2 = train(smoke(loss="lml", lora_layers=1, max_steps=4), progress=False)
     assert len(list(frozen_dir.rglob("*.pt"))) == n_files  # the LML run read the MSL run's states

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmrec.trie import ItemTrie, TrieError
+from llmrec.llm.trie import ItemTrie, TrieError
 
 
 def brute_force_next(sequences):

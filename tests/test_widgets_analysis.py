@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from llmrec import analysis as A
-from llmrec import losses as L
+from llmrec import probes as A
+from llmrec.core import losses as L
 from llmrec import widgets as Wd
 from llmrec.data import load_dataset
-from llmrec.trie import ItemTrie
+from llmrec.llm.trie import ItemTrie
 from test_decode import biased_head  # the planted-preference model of the decoding tests
 
 
@@ -212,8 +212,8 @@ def test_widgets_build_headless(tok, syn):
 
 @pytest.fixture(scope="module")
 def tiny_rec(tok, syn):
-    from llmrec.models import load_llm
-    from llmrec.prompts import PromptEncoder
+    from llmrec.llm.model import load_llm
+    from llmrec.llm.prompts import PromptEncoder
 
     data, trie = syn
     model, _ = load_llm("tiny")

@@ -1,4 +1,12 @@
-"""llmrec: the thin library behind the llmrec-study notebooks."""
+"""llmrec: the library behind the llmrec-study notebooks, in layers (docs/architecture.md).
+
+Lowest first: ``core`` (losses, metrics, samplers, profiles, the recommender
+interface, run directories, files), ``data``, one package per model family
+(``llm``, ``seqrec``), ``runs`` (train / load / evaluate any family), ``probes``
+(statistics of trained runs), ``plots``, ``experiments`` (what the chapters
+run), and ``widgets``, ``bench``, ``chapters`` (the papermill batch), ``cli``
+on top. A lower layer never imports a higher one (``lint-imports``).
+"""
 
 __version__ = "0.1.0"
 

@@ -25,9 +25,23 @@ import sys
 import time
 from pathlib import Path
 
+import multiprocessing as mp
+import resource
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+
 import torch
 
-from .data import atomic_write
+from . import seqrec
+from .core import losses as L
+from .core.io import atomic_write, read_json, repo_root
+from .core.profiles import train_config
+from .data import load_dataset, sample_windows
+from .llm.config import TrainConfig
+from .llm.model import add_lora, load_llm, load_tokenizer, smollm2_cache, trainable
+from .llm.objectives import collate, response_hidden, valid_logits
+from .llm.prompts import PromptEncoder
+from .llm.trie import ItemTrie
 
 
 def machine() -> dict:
@@ -37,12 +51,6 @@ def machine() -> dict:
 
 
 def _toy_batch(n: int = 8, seed: int = 0, device: str = "cpu"):
-    from .data import load_dataset, sample_windows
-    from .models import load_tokenizer
-    from .prompts import PromptEncoder
-    from .train import collate
-    from .trie import ItemTrie
-
     ds = load_dataset("toy")
     tok = load_tokenizer()
     trie = ItemTrie.from_titles(ds.items, tok)
@@ -53,10 +61,6 @@ def _toy_batch(n: int = 8, seed: int = 0, device: str = "cpu"):
 
 def _variant(name: str, repeats: int = 3, device: str = "cpu") -> dict:
     """One benchmark variant in this process: median step seconds and peak memory."""
-    from . import losses as L
-    from .models import load_llm
-    from .train import TrainConfig, add_lora, response_hidden, trainable, valid_logits
-
     torch.manual_seed(0)
     batch, trie = _toy_batch(device=device)
     model, _ = load_llm("smollm2-135m", device=device)
@@ -91,8 +95,6 @@ def _variant(name: str, repeats: int = 3, device: str = "cpu") -> dict:
         if device != "cpu":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    import resource
-
     out = {"variant": name, "step_seconds": statistics.median(times), "all_seconds": times,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "batch": {"windows": len(batch.items), "tokens": int(batch.attention_mask.sum()),
@@ -117,10 +119,6 @@ def bench_losses(repeats: int = 3, device: str = "cpu") -> dict:
 
 
 def bench_trie(repeats: int = 3) -> dict:
-    from .data import load_dataset
-    from .models import load_tokenizer
-    from .trie import ItemTrie
-
     tok = load_tokenizer()
     out = {}
     for name in ("toy", "books"):
@@ -147,8 +145,6 @@ def bench_trie(repeats: int = 3) -> dict:
 
 
 def run_bench(what: str = "all", out: str | None = None, device: str = "cpu") -> dict:
-    from .models import smollm2_cache
-
     smollm2_cache()  # convert once before timing anything
     res = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     if what in ("trie", "all"):
@@ -156,10 +152,8 @@ def run_bench(what: str = "all", out: str | None = None, device: str = "cpu") ->
     if what in ("losses", "all"):
         res["losses"] = bench_losses(device=device)
     if what in ("seqrec", "all"):
-        from .seqrec import bench_seqrec
-
         res["seqrec"] = bench_seqrec(device=device)
-    path = Path(out) if out else Path(__file__).resolve().parents[2] / "bench" / f"{what}.json"
+    path = Path(out) if out else repo_root() / "bench" / f"{what}.json"
     atomic_write(path, (json.dumps(res, indent=1) + "\n").encode())
     return res
 
@@ -168,3 +162,45 @@ if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "_variant":
         torch.set_num_threads(int(os.environ.get("LLMREC_BENCH_THREADS", os.cpu_count() or 1)))
         print(json.dumps(_variant(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "cpu")))
+
+
+def _bench_child(cfg: dict) -> dict:
+    """Train ``cfg`` in a temporary run directory of this (fresh) process; return done.json + RSS numbers."""
+    load_dataset(cfg["dataset"])  # data in memory before the baseline is taken
+    with tempfile.TemporaryDirectory(prefix="llmrec-bench-") as tmp:
+        done = read_json(seqrec.train(cfg, run_dir=tmp, progress=False) / "done.json")
+    done["process_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return done
+
+
+def bench_seqrec(dataset: str = "books", device: str = "cpu", epochs: int = 2, profile: str = "quick",
+                 K: int = 500, alpha: float = 100.0, fresh_process: bool = True, **overrides) -> dict:
+    """Epoch time and peak memory of SASRec with full CE vs SCE (K, alpha), side by side in one call.
+
+    Each loss trains ``epochs`` epochs (no early stopping) from the same seed
+    in a temporary run directory, each in a fresh spawned process by default so
+    that memory one run freed cannot hide the other's peak. Reported per loss:
+    mean training seconds per epoch (validation excluded), ``peak_memory_mb``
+    (peak RSS above the RSS once data and model are loaded, polled every 5 ms;
+    on CUDA ``max_memory_allocated``; ``memory_method`` says which),
+    ``process_peak_rss_mb`` (``ru_maxrss`` of that process), the float32 size of
+    one batch's score matrix, and the CE / SCE ratios.
+    """
+    base = dict(dataset=dataset, device=device, epochs=epochs, patience=None, model="sasrec", **overrides)
+    out = {"dataset": dataset, "device": device, "epochs": epochs, "profile": profile,
+           "torch_threads": torch.get_num_threads(), "fresh_process": fresh_process}
+    for name, extra in (("ce", {"loss": "ce"}), ("sce", {"loss": "sce", "negatives": K, "alpha": alpha})):
+        cfg = train_config(profile, "seqrec", **{**base, **extra})
+        if fresh_process:
+            with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                done = pool.submit(_bench_child, cfg).result()
+        else:
+            done = _bench_child(cfg)
+        out[name] = {"loss": cfg["loss"], **({"K": K, "alpha": alpha} if name == "sce" else {}),
+                     **{k: done[k] for k in ("seconds_per_epoch", "peak_memory_mb", "process_peak_rss_mb",
+                                             "score_matrix_mb", "n_train_positions")}}
+        out["memory_method"] = done["memory_method"]
+    out["speedup_sce_vs_ce"] = out["ce"]["seconds_per_epoch"] / out["sce"]["seconds_per_epoch"]
+    out["memory_ratio_ce_vs_sce"] = (out["ce"]["peak_memory_mb"] / out["sce"]["peak_memory_mb"]
+                                     if out["sce"]["peak_memory_mb"] > 0 else None)
+    return out

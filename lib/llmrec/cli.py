@@ -6,89 +6,64 @@ import argparse
 import json
 import sys
 
+from . import runs
+from .bench import run_bench
+from .chapters import run_batch
+from .core.profiles import PROFILES, dataset_for, profile, train_config
+from .data import DATASETS
+from .data.prepare import add_prepare_args, run_prepare
+from .llm import LOSSES
+
 SEQ_MODELS = ("sasrec", "gru4rec", "caser")
 
 
 def _train(args) -> int:
-    if args.model in SEQ_MODELS:
-        from .seqrec import evaluate_seqrec, profile_dataset, seqrec_config, train_seqrec
-
+    family = "seqrec" if args.model in SEQ_MODELS else "llm"
+    if family == "seqrec":
         loss = args.loss if args.loss != "msl-ats" else "ce"  # the LLM default means nothing here
-        over = dict(model=args.model, dataset=profile_dataset(args.profile, args.dataset or "toy"), loss=loss,
+        over = dict(model=args.model, dataset=dataset_for(args.profile, args.dataset), loss=loss,
                     alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
                     lr=args.lr, seed=args.seed, device=args.device)
-        cfg = seqrec_config(args.profile, **{k: v for k, v in over.items() if v is not None})
-        run = train_seqrec(cfg, run_dir=args.run_dir, progress=not args.quiet)
-        out = evaluate_seqrec(run, split="test")
     else:
-        from .evaluate import evaluate_run
-        from .profiles import profile, train_config
-        from .train import train
-
-        cfg = train_config(args.profile, dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau,
-                           alpha=args.alpha, epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
-                           lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
-                           max_steps=args.max_steps,
-                           log_grad_norms=args.log_grad_norms or None)
-        run = train(cfg, run_dir=args.run_dir, progress=not args.quiet)
-        if args.no_eval:
-            print(run)
-            return 0
-        p = profile(args.profile)
-        out = evaluate_run(run, mode="beam", split="test", n_users=p["eval_users"], beams=p["eval_beams"],
-                           progress=not args.quiet)
+        over = dict(dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau, alpha=args.alpha,
+                    epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
+                    lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
+                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms or None)
+    run = runs.train(train_config(args.profile, family, **over), run_dir=args.run_dir, progress=not args.quiet)
+    if args.no_eval:
+        print(run)
+        return 0
+    p = profile(args.profile)
+    out = runs.evaluate(run, "test", n_users=p["eval_users"] if family == "llm" else None, k=p["eval_beams"],
+                        progress=not args.quiet)
     print(run)
     print(json.dumps(out["summary"], indent=1))
     return 0
 
 
 def _evaluate(args) -> int:
-    from .runs import read_json
-
-    cfg = read_json(f"{args.run_dir}/config.json")
-    if cfg.get("model") in SEQ_MODELS:
-        from .seqrec import evaluate_seqrec
-
-        out = evaluate_seqrec(args.run_dir, split=args.split)
-    else:
-        from .evaluate import evaluate_run
-
-        out = evaluate_run(args.run_dir, mode=args.mode, split=args.split, n_users=args.users, beams=args.beams,
-                           force=args.force, embed=args.embed)
+    out = runs.evaluate(args.run_dir, args.split, args.mode, n_users=args.users, k=args.beams, force=args.force,
+                        embed=args.embed)
     print(json.dumps({k: out[k] for k in ("summary", "seconds_per_user", "n_users") if k in out}, indent=1))
     return 0
 
 
 def _compare(args) -> int:
-    from .metrics import paired_bootstrap
-    from .runs import load_metrics
-
-    a, b = load_metrics(args.run_a)[args.key], load_metrics(args.run_b)[args.key]
-    if a["user_ids"] != b["user_ids"]:
-        raise ValueError(f"the two runs were evaluated on different users under {args.key!r}")
-    for m in ("ndcg@5", "ndcg@10", "hr@5", "hr@10"):
-        print(json.dumps(paired_bootstrap(a["ranks"], b["ranks"], m)))
+    for row in runs.compare(args.run_a, args.run_b, args.key):
+        print(json.dumps(row))
     return 0
 
 
 def _bench(args) -> int:
-    from .bench import run_bench
-
     print(json.dumps(run_bench(args.what, args.out), indent=1))
     return 0
 
 
 def _figures(args) -> int:
-    from .batch import run_batch
-
     return run_batch(profile=args.profile, device=args.device, only=args.only)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import DATASETS
-    from .profiles import PROFILES
-    from .train import LOSSES
-
     ap = argparse.ArgumentParser(prog="llmrec", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -113,10 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a finished run")
     e.add_argument("run_dir")
-    e.add_argument("--mode", default="beam", choices=["beam", "exact", "ground"])
+    e.add_argument("--mode", default=None, choices=["beam", "full", "ground"],
+                   help="LLM: beam (default), full (exact ranking of every item), ground; classic models: full")
     e.add_argument("--split", default="test", choices=["valid", "test"])
-    e.add_argument("--users", type=int, default=100)
-    e.add_argument("--beams", type=int, default=10)
+    e.add_argument("--users", type=int, default=None, help="seeded sample of the split's windows (default: all)")
+    e.add_argument("--beams", type=int, default=10, help="beams / list length of the list modes")
     e.add_argument("--embed", default="llm", choices=["llm", "minilm"], help="grounding encoder (--mode ground)")
     e.add_argument("--force", action="store_true")
     e.set_defaults(func=_evaluate)
@@ -124,10 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="paired bootstrap of two evaluated runs")
     c.add_argument("run_a")
     c.add_argument("run_b")
-    c.add_argument("--key", default="test/beam/n100/b10")
+    c.add_argument("--key", default=None, help="evaluation key (default: the one both runs share)")
     c.set_defaults(func=_compare)
-
-    from .prepare import add_prepare_args, run_prepare
 
     p = sub.add_parser("prepare", help="Amazon 2014 reviews + metadata -> windows (5-core, window 11, 8:1:1)")
     add_prepare_args(p)

@@ -1,88 +1,97 @@
-"""Run directories and the run cache shared by the CLI, the notebooks and the tests.
+"""Runs of any family: train (or find in the run cache), load as a recommender, evaluate, compare.
 
-A run directory holds:
-
-* ``config.json``: the full configuration; its hash names the directory, so an
-  identical configuration finds the finished run again (the run cache);
-* ``log.jsonl``: one JSON object per logged training step / epoch;
-* ``checkpoints/``: per-epoch state for exact resume (model-specific);
-* ``done.json``: written last when training finished (best epoch, seconds);
-* ``metrics.json``: evaluations keyed ``"<split>/<mode>"``, each with the
-  summary metrics and the per-user ``user_ids`` and 0-based ``ranks``.
-
-Every file is written atomically.
+The family of a run is ``config["family"]`` (``llm`` or ``seqrec``); each
+family trains with its own loop (:func:`llmrec.llm.train`,
+:func:`llmrec.seqrec.train`) into the one run-directory layout of
+:mod:`llmrec.core.rundir`, loads as a :class:`~llmrec.core.recommender.Recommender`
+and is evaluated by the one :func:`~llmrec.core.recommender.evaluate`, whose
+per-user ranks are cached in the run's ``metrics.json``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
-from .data import atomic_write
+from . import llm, seqrec
+from .core import rundir
+from .core.io import read_json
+from .core.metrics import paired_bootstrap
+from .core.recommender import Recommender, evaluate as evaluate_recommender
+
+FAMILIES = {"llm": llm, "seqrec": seqrec}
+DEFAULT_MODE = {"llm": "beam", "seqrec": "full"}
 
 
-def runs_root() -> Path:
-    """``$LLMREC_RUNS`` or ``runs/`` at the repository root."""
-    env = os.environ.get("LLMREC_RUNS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "runs"
+def config_of(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
+    return read_json(path)
 
 
-def config_key(config: dict) -> str:
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha1(blob).hexdigest()[:12]
+def family_of(config: dict) -> str:
+    family = config.get("family", "llm")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+    return family
 
 
-def run_dir_for(config: dict, root: str | Path | None = None) -> Path:
-    name = "-".join(str(config.get(k, "x")) for k in ("dataset", "model", "loss"))
-    return Path(root or runs_root()) / f"{name}-{config_key(config)}".replace("/", "_")
+def train(config: dict, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Train a configuration of its family (or find it in the run cache) and return its run directory."""
+    return FAMILIES[family_of(config)].train(config, run_dir=run_dir, progress=progress)
 
 
-def write_json(path: str | Path, obj) -> None:
-    atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True, default=_default) + "\n").encode())
+def load(run_dir: str | Path, embed: str = "llm") -> Recommender:
+    """The trained recommender of a finished run (its best validation epoch)."""
+    if not rundir.is_done(run_dir):
+        raise FileNotFoundError(f"{run_dir}: no finished training run here (missing done.json)")
+    if family_of(config_of(run_dir)) == "llm":
+        return llm.LLMRecommender.from_run(run_dir, embed=embed)
+    return seqrec.SeqRecommender.from_run(run_dir)
 
 
-def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
+def metrics_key(split: str, mode: str, n_users: int | None, k: int, embed: str = "llm") -> str:
+    """``split/mode/n<users>`` (+ ``/k<list length>`` for list modes, + ``/<encoder>`` for grounding)."""
+    key = f"{split}/{mode}/n{n_users if n_users else 'all'}"
+    if mode != "full":
+        key += f"/k{k}"
+    return key + (f"/{embed}" if mode == "ground" else "")
 
 
-def _default(o):
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def append_log(run_dir: str | Path, record: dict) -> None:
-    """Append one JSON line to ``log.jsonl`` (a line is written whole or not at all)."""
-    with open(Path(run_dir) / "log.jsonl", "a") as f:
-        f.write(json.dumps(record, default=_default) + "\n")
-
-
-def read_log(run_dir: str | Path) -> list[dict]:
-    p = Path(run_dir) / "log.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, n_users: int | None = None,
+             k: int = 10, force: bool = False, progress: bool = True, embed: str = "llm") -> dict:
+    """Evaluate a finished run on ``n_users`` seeded windows of ``split`` (all when None); cached in
+    ``metrics.json`` under :func:`metrics_key`. ``mode`` defaults to the family's (LLM: beam, seqrec: full)."""
+    mode = mode or DEFAULT_MODE[family_of(config_of(run_dir))]
+    key = metrics_key(split, mode, n_users, k, embed)
+    cached = rundir.load_metrics(run_dir).get(key)
+    if cached and not force:
+        return cached
+    rec = load(run_dir, embed=embed)
+    out = evaluate_recommender(rec, rec.ds.split(split), mode, n_users, k, batch_size=rec.eval_batch,
+                               progress=progress)
+    out["split"] = split
+    rundir.save_metrics(run_dir, key, out)
+    return out
 
 
-def is_done(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / "done.json").exists()
+def compare(run_a: str | Path, run_b: str | Path, key: str | None = None,
+            metrics=("ndcg@5", "ndcg@10", "hr@5", "hr@10")) -> list[dict]:
+    """Paired bootstrap of (b - a) on the users both runs were evaluated on under ``key``.
 
-
-def save_metrics(run_dir: str | Path, key: str, entry: dict) -> None:
-    p = Path(run_dir) / "metrics.json"
-    data = read_json(p) if p.exists() else {}
-    data[key] = entry
-    write_json(p, data)
-
-
-def load_metrics(run_dir: str | Path) -> dict:
-    p = Path(run_dir) / "metrics.json"
-    return read_json(p) if p.exists() else {}
+    Without ``key``: the one evaluation key the two runs share (an error lists
+    the keys when there are none or several).
+    """
+    ma, mb = rundir.load_metrics(run_a), rundir.load_metrics(run_b)
+    shared = sorted(set(ma) & set(mb))
+    if key is None:
+        if len(shared) != 1:
+            raise ValueError(f"give --key: the runs share {len(shared)} evaluations {shared} "
+                             f"({run_a}: {sorted(ma)}; {run_b}: {sorted(mb)})")
+        key = shared[0]
+    if key not in shared:
+        raise ValueError(f"evaluation {key!r} is not in both runs; {run_a} has {sorted(ma)}, {run_b} has {sorted(mb)}")
+    a, b = ma[key], mb[key]
+    if a["user_ids"] != b["user_ids"]:
+        raise ValueError(f"the two runs were evaluated on different users under {key!r}")
+    return [{"key": key, **paired_bootstrap(a["ranks"], b["ranks"], m)} for m in metrics]

@@ -1,4 +1,4 @@
-"""Interactive explorers for the chapters (ipywidgets, imported lazily).
+"""Interactive explorers for the chapters (ipywidgets).
 
 Each ``*_explorer`` / ``tau_slider`` returns a widget and computes nothing heavy
 until the reader interacts with it, so a chapter executed headless (papermill)
@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .analysis import items_below, position_probs
+import ipywidgets as W
+import matplotlib.pyplot as plt
+
+from .core import losses as L
+from .llm.decode import beam_search
+from .probes import items_below, position_probs
 
 
 def token_label(tok, token_id: int) -> str:
@@ -70,8 +75,6 @@ def _prefix_html(info: dict, note: str = "") -> str:
 def trie_explorer(trie, items: dict[int, str], tok, max_options: int = 300, max_items: int = 10):
     """Walk the token trie: pick a valid next token (or type the start of a title) and see Z_valid and the
     items below the prefix. Returns the widget."""
-    import ipywidgets as W
-
     state = {"prefix": []}
     text = W.Text(placeholder="type the start of a title, e.g. Lego", description="type:",
                   layout=W.Layout(width="60%"), continuous_update=False)
@@ -118,10 +121,6 @@ def trie_explorer(trie, items: dict[int, str], tok, max_options: int = 300, max_
 
 def plot_position(v, row: int, tau: float, tok=None, tokens=None, top: int = 20, ax=None):
     """Bar chart of P_valid over the ``top`` valid tokens (by logit) of one position at ``tau``; y_t in red."""
-    import matplotlib.pyplot as plt
-
-    from . import losses as L
-
     df = position_probs(v, row, tau)
     shown = df.head(top)
     if not shown.is_target.any():
@@ -142,9 +141,6 @@ def plot_position(v, row: int, tau: float, tok=None, tokens=None, top: int = 20,
 def tau_slider(v, row: int, tok=None, tokens=None, tau: float = 1.0, tau_range=(0.2, 10.0), top: int = 20):
     """A τ slider on one real response position: P_valid of its valid tokens and w(y_t) = 1 - P_valid(y_t)
     (eq. 10). ``tokens`` (the batch's ``valid_tokens[row]``) and ``tok`` label the bars. Returns the widget."""
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
-
     slider = W.FloatLogSlider(value=tau, base=10, min=np.log10(tau_range[0]), max=np.log10(tau_range[1]), step=0.02,
                               description="τ", continuous_update=False)
     out = W.Output()
@@ -170,8 +166,6 @@ def recommend(rec, models: dict, row: int, split: str = "test", num_beams: int =
     """History, target and the constrained-beam-search top-``num_beams`` titles of each model for one window
     of ``split``: ``{"history": [titles], "target": title, "table": DataFrame (rank x model),
     "hit": {model: 0-based rank of the target or None}, "user_id": ...}``."""
-    from .decode import beam_search
-
     df = rec.ds.split(split)
     w = df.iloc[int(row)]
     prompt = rec.encoder.prompt_ids(list(w["history"]))
@@ -199,8 +193,6 @@ def _recommend_html(r: dict) -> str:
 def user_explorer(rec, models: dict, split: str = "test", num_beams: int = 10):
     """Pick a window of ``split``: its history, target and each model's top titles (constrained beam search,
     computed only when the button is pressed). Returns the widget."""
-    import ipywidgets as W
-
     n = len(rec.ds.split(split))
     pick = W.BoundedIntText(value=0, min=0, max=n - 1, description=f"{split} row:")
     go = W.Button(description=f"recommend (top {num_beams})")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from ..core.io import cache_root, publish_dir
 
 SMOLLM2 = "smollm2-135m"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,14 +28,6 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 class ModelError(RuntimeError):
     pass
-
-
-def cache_root() -> Path:
-    """``$LLMREC_CACHE`` or ``$XDG_CACHE_HOME/llmrec`` (default ``~/.cache/llmrec``)."""
-    env = os.environ.get("LLMREC_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmrec"
 
 
 def smollm2_gguf() -> Path:
@@ -57,8 +51,6 @@ def smollm2_cache(cache_dir: str | Path | None = None) -> Path:
         return target
     if target.exists():
         raise ModelError(f"{target} exists but is incomplete or unreadable: delete it and load again to rebuild")
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -67,21 +59,13 @@ def smollm2_cache(cache_dir: str | Path | None = None) -> Path:
         del config.quantization_config
     plain = LlamaForCausalLM(config)
     plain.load_state_dict(src.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+    with publish_dir(target) as tmp:
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
 def load_tokenizer(name_or_path: str = SMOLLM2, cache_dir=None):
-    from transformers import AutoTokenizer
-
     path = smollm2_cache(cache_dir) if name_or_path in (SMOLLM2, "tiny") else name_or_path
     try:
         tok = AutoTokenizer.from_pretrained(path)
@@ -95,8 +79,6 @@ def load_tokenizer(name_or_path: str = SMOLLM2, cache_dir=None):
 
 def tiny_llama(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 2):
     """A small random Llama (2 layers, width 64) for tests and the smoke profile."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=1024, tie_word_embeddings=True, eos_token_id=2, pad_token_id=2,
@@ -115,8 +97,6 @@ def load_llm(name_or_path: str = SMOLLM2, device: str = "cpu", dtype="float32", 
     ``layers=k`` keeps the first k transformer blocks (an explicit speed lever
     for CPU profiles). ``device`` is any torch device string.
     """
-    from transformers import AutoModelForCausalLM
-
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise ModelError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
@@ -186,10 +166,17 @@ def _check_device(device: str) -> None:
         raise ModelError(f"device {device!r} requested but MPS is not available")
 
 
-def __getattr__(name: str):
-    """The classic sequential models live in :mod:`llmrec.seqrec`; ``llmrec.models.SASRec`` etc. reach them."""
-    if name in ("SASRec", "GRU4Rec", "Caser"):
-        from . import seqrec
+def add_lora(model, cfg):
+    """LoRA (``cfg.lora_r``, ``lora_alpha``, ``lora_dropout``, ``lora_targets``) on every block, or on the last
+    ``cfg.lora_layers`` only."""
+    n = len(model.get_decoder().layers)
+    if cfg.lora_layers is not None and cfg.lora_layers > n:
+        raise ValueError(f"lora_layers={cfg.lora_layers} but the model has {n} blocks")
+    top = list(range(n - cfg.lora_layers, n)) if cfg.lora_layers else None
+    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                    target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM", layers_to_transform=top)
+    return get_peft_model(model, lc)
 
-        return getattr(seqrec, name)
-    raise AttributeError(f"module 'llmrec.models' has no attribute {name!r}")
+
+def trainable(model) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]

@@ -15,7 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import papermill as pm
+
+from .core.io import repo_root
+from .core.profiles import PROFILES
+
+ROOT = repo_root()
 
 
 def chapters(notebooks: Path | None = None, only: list[str] | None = None) -> list[Path]:
@@ -32,10 +37,6 @@ def chapters(notebooks: Path | None = None, only: list[str] | None = None) -> li
 def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | None = None,
               notebooks: Path | None = None, out_dir: Path | None = None, kernel: str = "python3") -> int:
     """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded."""
-    import papermill as pm
-
-    from .profiles import PROFILES
-
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     out_dir = Path(out_dir or ROOT / "notebooks" / "executed")

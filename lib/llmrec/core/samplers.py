@@ -19,9 +19,12 @@ generator, else on CPU).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
-__all__ = ["uniform", "unseen", "popularity", "item_counts", "pad_histories", "as_generator"]
+from .tensors import pad_sequences
+
+__all__ = ["uniform", "unseen", "popularity", "item_counts", "as_generator", "sample_rows"]
 
 Gen = torch.Generator | np.random.Generator | int | None
 
@@ -70,21 +73,14 @@ def uniform(n_items: int, shape, generator: Gen = None) -> torch.Tensor:
 # ----------------------------------------------------------------------------- unseen
 
 
-def pad_histories(histories, pad: int = 0) -> torch.Tensor:
-    """A (B, L) long tensor from a padded tensor/array or a sequence of lists/sets (0 = padding)."""
+def _as_matrix(histories) -> torch.Tensor:
+    """A (B, L) long tensor from a padded tensor/array, or a sequence of lists/sets right-padded with 0."""
     if isinstance(histories, torch.Tensor):
         return histories.long()
     if isinstance(histories, np.ndarray) and histories.dtype != object:
         return torch.from_numpy(histories.astype(np.int64, copy=False))
-    rows = [np.fromiter(h, dtype=np.int64) if not isinstance(h, np.ndarray) else h.astype(np.int64) for h in histories]
-    lens = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    out = np.full((len(rows), max(int(lens.max(initial=0)), 1)), pad, dtype=np.int64)
-    if len(rows):
-        flat = np.concatenate(rows) if lens.sum() else np.zeros(0, np.int64)
-        r = np.repeat(np.arange(len(rows)), lens)
-        c = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
-        out[r, c] = flat
-    return torch.from_numpy(out)
+    ids, _ = pad_sequences([sorted(h) if isinstance(h, (set, frozenset)) else list(h) for h in histories], 0)
+    return ids if ids.shape[1] else torch.zeros((len(ids), 1), dtype=torch.long)
 
 
 def _is_member(sorted_hist: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
@@ -104,7 +100,7 @@ def unseen(histories, n_items: int, k: int, generator: Gen = None, max_rounds: i
     Raises ``ValueError`` when a user has seen every item.
     """
     gen = as_generator(generator)
-    hist = pad_histories(histories)
+    hist = _as_matrix(histories)
     dev = _device(gen) if isinstance(gen, torch.Generator) else hist.device
     hist = hist.to(dev)
     B = hist.shape[0]
@@ -147,8 +143,6 @@ def item_counts(frames, n_items: int, include_history: bool = True) -> np.ndarra
     ``include_history``, every history entry (windows of one user overlap, so
     an interaction is counted once per window that contains it).
     """
-    import pandas as pd
-
     if isinstance(frames, pd.DataFrame):
         frames = [frames]
     counts = np.zeros(n_items + 1, dtype=np.int64)
@@ -186,3 +180,18 @@ def popularity(counts, shape, generator: Gen = None, smoothing: float = 0.0) -> 
     idx = torch.searchsorted(cdf, u.reshape(-1), right=True).clamp_max(len(w) - 1)
     return idx.reshape(u.shape).long()
 
+
+# ----------------------------------------------------------------------------- rows
+
+
+def sample_rows(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted positions of a reproducible sample of ``n`` of ``n_total`` rows (all when ``n`` is None or too large).
+
+    The first ``n`` of one seeded permutation: samples of one seed are nested, so
+    a smaller sample reuses a larger one's cached work (frozen states, users).
+    """
+    if n is None or n >= n_total:
+        return np.arange(n_total)
+    if n <= 0:
+        raise ValueError(f"sample size must be positive, got n={n}")
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])

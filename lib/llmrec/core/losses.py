@@ -24,11 +24,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from scipy.optimize import brentq
 
 __all__ = [
     "ValidLogits", "project_valid", "lml_loss", "lml_decomposition", "msl_loss", "ats_temperature", "ATSController",
-    "solve_tau_numeric", "gradient_weights", "sdpo_loss",
+    "solve_tau_numeric", "solve_tau_tokenwise", "gradient_weights", "sdpo_loss",
     "lml_loss_dense", "lml_decomposition_dense", "msl_loss_dense",
     "ce_loss", "bce_loss", "bpr_loss", "sampled_softmax_loss", "sce_loss",
 ]
@@ -202,8 +204,6 @@ def gradient_weights(v: ValidLogits, tau: float = 1.0, over: str = "valid") -> t
 
 def _gather_sums(sums: torch.Tensor) -> torch.Tensor:
     """Sum statistics over processes when torch.distributed is initialised."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         sums = sums.clone()
         dist.all_reduce(sums)
@@ -314,8 +314,6 @@ def solve_tau_numeric(v: ValidLogits, eta: float = 0.25, lo: float = 1e-3, hi: f
     ``nan`` when no tau in [lo, hi] reaches eta (e.g. the positive is not the
     largest logit, so P_valid never rises to eta).
     """
-    from scipy.optimize import brentq
-
     sel = v.keep & (v.n_valid > 1)
     if not bool(sel.any()):
         return math.nan
@@ -335,6 +333,35 @@ def solve_tau_numeric(v: ValidLogits, eta: float = 0.25, lo: float = 1e-3, hi: f
 
 
 # ============================================================================ S-DPO
+
+
+def solve_tau_tokenwise(v: ValidLogits, eta: float = 0.25, iters: int = 60) -> dict[str, torch.Tensor]:
+    """Eq. (11) position by position: each position's own |Z_valid|, mu_t, sigma_t^2, Delta_t, and the exact
+    tau_t with P_valid(y_t) = eta (bisection on log tau), for the positions with more than one valid token.
+
+    The exact root exists when y_t has the largest valid logit (P_valid falls
+    from 1 to 1/|Z_valid| as tau grows) and eta > 1/|Z_valid|; it is nan
+    otherwise (``top`` says whether y_t is the largest). ``selected``: the
+    positions described, as a mask over ``v``'s rows.
+    """
+    sel = v.keep & (v.n_valid > 1)
+    f, m = v.logits.double()[sel], v.mask[sel]
+    n = m.sum(1).double()
+    mu = (f * m).sum(1) / n
+    var = (((f - mu[:, None]) ** 2) * m).sum(1) / n
+    fy = f.gather(1, v.target_index[sel][:, None])[:, 0]
+    top = fy >= f.masked_fill(~m, -torch.inf).max(1).values
+    ok = top & (eta > 1 / n)
+    gap = (f[ok] - fy[ok, None]).masked_fill(~m[ok], -torch.inf)  # <= 0 where a root exists
+    lo = torch.full((int(ok.sum()),), math.log(1e-4), dtype=f.dtype)
+    hi = torch.full_like(lo, math.log(1e4))
+    for _ in range(iters):  # P_valid = 1 / sum exp(gap / tau) falls as tau grows where y_t is the top token
+        mid = (lo + hi) / 2
+        above = -torch.logsumexp(gap / torch.exp(mid)[:, None], 1) > math.log(eta)
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    tau = torch.full_like(n, torch.nan)
+    tau[ok] = torch.exp((lo + hi) / 2)
+    return {"selected": sel, "n_valid": n, "mu": mu, "sigma2": var, "delta": fy - mu, "top": top, "tau": tau}
 
 
 def sdpo_loss(pos_logratio: torch.Tensor, neg_logratios: torch.Tensor, beta: float = 1.0,

@@ -1,26 +1,22 @@
-"""Analysis helpers for the chapters: gradient norms of L1 and L2, weights, logit statistics,
-the trie's valid sets (chapter 01), gradient weights (03) and the ATS roots (04)."""
+"""Probes of trained runs: the trie's valid sets (chapter 01), the LML decomposition and gradient norms
+(02), gradient weights (03), valid-logit statistics and the ATS roots (04)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
-from . import losses as L
-
-
-def component_grad_norms(l1: torch.Tensor, l2: torch.Tensor, params) -> dict[str, float]:
-    """Norms of the gradients of L1 and L2 (eqs. 3-4) w.r.t. ``params`` (Figure 3).
-
-    Two extra backward passes through the graph (kept for the main backward).
-    """
-    params = list(params)
-    out = {}
-    for name, comp in (("grad_norm_l1", l1), ("grad_norm_l2", l2)):
-        grads = torch.autograd.grad(comp, params, retain_graph=True, allow_unused=True)
-        out[name] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
-    return out
+from . import runs
+from .core import losses as L
+from .core.rundir import read_log
+from .data import load_dataset, sample_windows
+from .llm.frozen import FrozenBlocks
+from .llm.objectives import collate, output_weight, response_hidden, valid_logits
+from .llm.trie import ItemTrie
 
 
 def weights_by_position(v: L.ValidLogits, positions: torch.Tensor, tau: float = 1.0) -> dict[str, np.ndarray]:
@@ -49,8 +45,6 @@ def valid_logit_sample(v: L.ValidLogits, standardize: bool = True) -> np.ndarray
 
 def normality(x: np.ndarray) -> dict[str, float]:
     """How Gaussian a sample is: skewness, excess kurtosis and the KS distance to the fitted normal."""
-    from scipy import stats
-
     x = np.asarray(x, dtype=float)
     ks = stats.kstest((x - x.mean()) / x.std(), "norm")
     return {"n": int(len(x)), "mean": float(x.mean()), "std": float(x.std()), "skew": float(stats.skew(x)),
@@ -92,9 +86,6 @@ def trie_costs(name: str, tok, repeats: int = 3, batch_windows: int = 8, seed: i
     Dense masks hold one bool byte per (response position, vocabulary token); the compact form is the
     trie's CSR tensors, or for a batch the valid-token lists (int32 ids + an int64 offset per position).
     """
-    from .data import load_dataset, sample_windows
-    from .trie import ItemTrie
-
     ds = load_dataset(name)
     secs = []
     for _ in range(repeats):
@@ -112,46 +103,22 @@ def trie_costs(name: str, tok, repeats: int = 3, batch_windows: int = 8, seed: i
             f"valid lists batch MB ({batch_windows} windows)": (int(sizes.n_valid.sum()) * 4 + len(sizes) * 8) / 2**20}
 
 
-def plot_valid_set_sizes(sizes: dict[str, pd.DataFrame], max_position: int = 20):
-    """Figure for chapter 01: mean and median |Z_valid| by response position, and the cumulative share of
-    token instances with |Z_valid| <= k (log x)."""
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, (name, df) in enumerate(sizes.items()):
-        by = df[df.position < max_position].groupby("position").n_valid
-        a.plot(by.mean().index, by.mean().values, marker="o", color=f"C{k}", label=f"{name}: mean")
-        a.plot(by.median().index, by.median().values, ls="--", color=f"C{k}", alpha=0.7, label=f"{name}: median")
-        x = np.sort(df.n_valid.to_numpy())
-        b.step(x, np.arange(1, len(x) + 1) / len(x), where="post", lw=2, color=f"C{k}",
-               label=f"{name} (AVT {x.mean():.1f}, {(x == 1).mean():.0%} singletons)")
-    a.set(yscale="log", xlabel="response position t (0 = opening quote)", ylabel="|Z_valid(y_<t)|",
-          title="Valid next tokens by position", xticks=range(0, max_position, 2))
-    b.set(xscale="log", ylim=(0, 1.02), xlabel="|Z_valid(y_<t)|", ylabel="share of token instances with ≤ x",
-          title="Over all training-target tokens")
-    a.legend(fontsize=8)
-    b.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
 def run_valid_logits(run, n_windows: int, split: str = "train", seed: int = 0):
     """``(rec, batch, v)``: valid-token logits (with the full-vocabulary logsumexp) of a trained run on
     ``n_windows`` seeded windows of ``split``; the model is dropped afterwards.
 
     With LoRA on the top blocks only, the frozen blocks' output comes from the
-    run's :class:`~llmrec.train.FrozenPrefix` cache (training windows of the run's
+    run's :class:`~llmrec.llm.frozen.FrozenBlocks` cache (training windows of the run's
     seed are a subset of what it trained on, so they are there already).
     """
-    from . import study
-    from .train import FrozenPrefix
-
-    rec, model = study.load_trained(run)
-    batch = study.real_batch(rec, n_windows, split, seed)
-    frozen = FrozenPrefix.of(model, rec.cfg)
+    rec = runs.load(run)
+    model = rec.model
+    batch = real_batch(rec, n_windows, split, seed)
+    frozen = FrozenBlocks.of(model, rec.cfg)
     if frozen is not None:
         frozen.attach(batch)
-    v = study.valid_logits_of(model, batch.to(next(model.parameters()).device), full=True)
+    v = valid_logits_of(model, batch.to(next(model.parameters()).device), full=True)
+    rec.model = None
     del model
     return rec, batch, L.ValidLogits(*(x.cpu() if torch.is_tensor(x) else x for x in
                                        (v.logits, v.mask, v.target_index, v.lse_all, v.vocab_size, v.first)))
@@ -179,32 +146,6 @@ def small_weight_table(frame: pd.DataFrame, threshold: float = 0.1, first: int =
                          f"share of all tokens in first {first}": float((pos < first).mean()) if len(w) else np.nan,
                          "mean w": float(np.mean(w)) if len(w) else np.nan})
     return pd.DataFrame(rows)
-
-
-def plot_sorted_weights(frame: pd.DataFrame, threshold: float = 0.1, first: int = 3):
-    """Figure 5: the weights of a batch sorted in descending order, LML vs MSL; and MSL's by position."""
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for loss in ("lml", "msl"):
-        w = np.sort(frame[f"w_{loss}"].to_numpy())[::-1]
-        a.plot(np.arange(len(w)), w, lw=2, label=f"{loss.upper()} (mean {w.mean():.2f})")
-    a.axhline(threshold, color="grey", ls=":", lw=1)
-    a.set(xlabel="response tokens of the batch, sorted", ylabel="w(y_t) = 1 - P(y_t)", ylim=(-0.02, 1.02),
-          title="Gradient weights of one batch (Figure 5)")
-    a.legend()
-    multi = frame[frame.n_valid > 1]
-    top = int(min(multi.position.max() + 1 if len(multi) else 1, 12))
-    data = [multi.w_msl[multi.position == t].to_numpy() for t in range(top)]
-    b.boxplot([d if len(d) else [np.nan] for d in data], positions=range(top), widths=0.6, showfliers=False)
-    for t, d in enumerate(data):
-        b.scatter(np.full(len(d), t) + np.random.default_rng(t).uniform(-0.2, 0.2, len(d)), d, s=6, alpha=0.4)
-    b.axhline(threshold, color="grey", ls=":", lw=1)
-    b.axvspan(-0.5, first - 0.5, color="C1", alpha=0.08)
-    b.set(xlabel="response position t (|Z_valid| > 1 only)", ylabel="MSL w(y_t)", ylim=(-0.02, 1.02),
-          title="MSL weights by position")
-    fig.tight_layout()
-    return fig
 
 
 def pick_position(v: L.ValidLogits, min_valid: int = 5, first: int = 3) -> int:
@@ -277,83 +218,14 @@ def ats_root_table(v: L.ValidLogits, etas=(0.1, 0.25, 0.5)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_ats_roots(vs: dict[str, L.ValidLogits], tables: dict[str, pd.DataFrame], eta: float = 0.25,
-                   taus=np.logspace(-1.3, 2.3, 60)):
-    """Mean P_valid(y_t) against tau (exact, and eq. 12's Gaussian approximation) with eq. 12's roots."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(vs), figsize=(5.5 * len(vs), 4), squeeze=False)
-    for ax, (name, v) in zip(axes[0], vs.items()):
-        multi = select_positions(v, v.keep & (v.n_valid > 1))
-        ax.plot(taus, [mean_p_valid(multi, t) for t in taus], lw=2, color="k", label="exact mean P_valid")
-        t = tables[name]
-        for k, positions in enumerate(t.statistics.unique()):
-            rows = t[t.statistics == positions]
-            r = rows.iloc[int(np.argmin(np.abs(rows.eta.to_numpy() - eta)))]
-            ax.plot(taus, gaussian_p_valid(r["delta"], r["sigma2"], r["m"], taus), ls="--", color=f"C{k}",
-                    label=f"Gaussian approx. ({positions} statistics)")
-            real = r["discriminant"] >= 0
-            for root, mk in (("+", "o"), ("-", "x")):
-                tr = r[f"tau ({root})"]
-                if np.isfinite(tr):
-                    ax.plot([tr], [eta], marker=mk, ms=9, ls="none", color=f"C{k}", mew=2, alpha=1 if real else 0.5,
-                            label=f"{positions} root ({root}) = {tr:.2f}" + ("" if real else " (discriminant < 0)"))
-        num = t["tau numeric"].iloc[int(np.argmin(np.abs(t.eta.to_numpy() - eta)))]
-        if np.isfinite(num):
-            ax.axvline(num, color="k", ls=":", label=f"numeric root = {num:.2f}")
-        ax.axhline(eta, color="grey", lw=1)
-        ax.set(xscale="log", ylim=(0, 1), xlabel="tau", ylabel="mean P_valid(y_t)", title=f"{name}: eta = {eta}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def plot_logit_histograms(samples: dict[str, np.ndarray], bins: int = 80):
-    """Figure 8: standardised valid-token logits with the fitted Gaussian, one panel per dataset."""
-    import matplotlib.pyplot as plt
-    from scipy import stats
-
-    fig, axes = plt.subplots(1, len(samples), figsize=(5.5 * len(samples), 4), squeeze=False)
-    for ax, (name, x) in zip(axes[0], samples.items()):
-        mu, sd = stats.norm.fit(x)
-        nm = normality(x)
-        ax.hist(x, bins=bins, density=True, alpha=0.6, label=f"{len(x):,} valid-token logits")
-        grid = np.linspace(x.min(), x.max(), 300)
-        ax.plot(grid, stats.norm.pdf(grid, mu, sd), lw=2, color="C3",
-                label=f"N({mu:.2f}, {sd:.2f}²)\nskew {nm['skew']:.2f}, ex. kurt. {nm['excess_kurtosis']:.2f}\n"
-                      f"KS distance {nm['ks_distance']:.3f}")
-        ax.set(xlabel="logit, standardised per position", ylabel="density", title=name)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def ats_tokenwise(v: L.ValidLogits, eta: float = 0.25, iters: int = 60) -> pd.DataFrame:
-    """Eq. (11) position by position: each position's own mu_t, sigma_t^2, Delta_t and |Z_valid|, both
-    roots, and the exact tau_t with P_valid(y_t) = eta (bisection on log tau). The exact root exists when
-    y_t has the largest valid logit (P_valid falls from 1 to 1/|Z_valid| as tau grows) and
-    eta > 1/|Z_valid|; it is nan otherwise."""
-    sel = v.keep & (v.n_valid > 1)
-    f, m = v.logits.double()[sel], v.mask[sel]
-    n = m.sum(1).double()
-    mu = (f * m).sum(1) / n
-    var = (((f - mu[:, None]) ** 2) * m).sum(1) / n
-    fy = f.gather(1, v.target_index[sel][:, None])[:, 0]
-    top = fy >= f.masked_fill(~m, -torch.inf).max(1).values
-    ok = top & (eta > 1 / n)
-    gap = (f[ok] - fy[ok, None]).masked_fill(~m[ok], -torch.inf)  # <= 0 where a root exists
-    lo = torch.full((int(ok.sum()),), np.log(1e-4), dtype=f.dtype)
-    hi = torch.full_like(lo, np.log(1e4))
-    for _ in range(iters):  # P_valid = 1 / sum exp(gap / tau) falls as tau grows where y_t is the top token
-        mid = (lo + hi) / 2
-        above = -torch.logsumexp(gap / torch.exp(mid)[:, None], 1) > np.log(eta)
-        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
-    tau_num = torch.full_like(n, torch.nan)
-    tau_num[ok] = torch.exp((lo + hi) / 2)
-    df = pd.DataFrame({"position": response_positions(v.first)[sel].numpy() if v.first is not None else -1,
-                       "n_valid": n.numpy().astype(int), "mu": mu.numpy(), "sigma2": var.numpy(),
-                       "delta": (fy - mu).numpy(), "top": top.numpy(),
-                       "tau numeric": tau_num.numpy()})
+    """Eq. (11) position by position (:func:`llmrec.core.losses.solve_tau_tokenwise`) as a table, with both
+    roots of the quadratic from each position's own statistics beside the exact tau_t."""
+    t = L.solve_tau_tokenwise(v, eta, iters)
+    df = pd.DataFrame({"position": response_positions(v.first)[t["selected"]].numpy() if v.first is not None else -1,
+                       "n_valid": t["n_valid"].numpy().astype(int), "mu": t["mu"].numpy(),
+                       "sigma2": t["sigma2"].numpy(), "delta": t["delta"].numpy(), "top": t["top"].numpy(),
+                       "tau numeric": t["tau"].numpy()})
     C = np.log(df.n_valid * eta)
     df["discriminant"] = df.delta ** 2 - 2 * C * df.sigma2
     for root in "+-":
@@ -378,3 +250,53 @@ def ats_tokenwise_summary(v: L.ValidLogits, etas=(0.1, 0.25, 0.5)) -> pd.DataFra
                      "median |(-)/exact - 1|": float(np.median(err["-"])) if len(both) else np.nan,
                      "(+) closer": float((err["+"] < err["-"]).mean()) if len(both) else np.nan})
     return pd.DataFrame(rows)
+
+
+# ============================================================================ chapter 02: LML = L1 + L2
+
+
+def real_batch(rec, n: int = 8, split: str = "train", seed: int = 0):
+    """A collated batch of ``n`` seeded windows of ``split``."""
+    df = sample_windows(rec.ds.split(split), n, seed=seed)
+    return collate(rec.encoder.encode_frame(df), rec.trie, rec.tok.pad_token_id)
+
+
+def valid_logits_of(model, batch, full: bool = True):
+    """Valid-token logits (and the full-vocabulary logsumexp) of a batch, without gradients."""
+    with torch.no_grad():
+        return valid_logits(model, batch, full=full)
+
+
+def decomposition_table(rec, model, batch) -> pd.DataFrame:
+    """LML, L1, L2 on one batch: the dense teaching version (full logits, -inf mask) beside the fast path."""
+    with torch.no_grad():
+        h = response_hidden(model, batch)
+        logits = h @ output_weight(model).T  # (N, |V|): what the dense version needs
+        nodes, _ = rec.trie.response_nodes(batch.items.tolist())
+        valid = rec.trie.dense_mask(nodes)[:, : logits.shape[1]]
+        dense_lml = L.lml_loss_dense(logits, batch.targets)
+        d1, d2 = L.lml_decomposition_dense(logits, valid, batch.targets)
+        v = valid_logits_of(model, batch, full=True)
+        f1, f2 = L.lml_decomposition(v)
+        rows = [("LML (eq. 1)", dense_lml, L.lml_loss(v)), ("L1 (eq. 3)", d1, f1), ("L2 (eq. 4)", d2, f2),
+                ("L1 + L2", d1 + d2, f1 + f2), ("MSL, tau = 1", L.msl_loss_dense(logits, valid, batch.targets, drop_singletons=False),
+                                               L.msl_loss(v, drop_singletons=False))]
+    return pd.DataFrame([{"quantity": n, "dense": float(a), "fast": float(b)} for n, a, b in rows]).set_index("quantity")
+
+
+def log_frame(run: str | Path) -> pd.DataFrame:
+    """The per-step training log of a run as a DataFrame (epoch-end records dropped)."""
+    return pd.DataFrame([r for r in read_log(run) if "loss" in r])
+
+
+def grad_norm_summary(curves: dict[str, Path]) -> pd.DataFrame:
+    """Mean gradient norms of L1 and L2 and their ratio per run (Figure 3 in numbers)."""
+    out = []
+    for name, run in curves.items():
+        every = log_frame(run)
+        df = every.dropna(subset=["grad_norm_l1", "grad_norm_l2"])
+        out.append({"run": name, "logged steps": len(df), "of steps": int(every["step"].max()),
+                    "mean |grad L1|": df["grad_norm_l1"].mean(),
+                    "mean |grad L2|": df["grad_norm_l2"].mean(),
+                    "ratio L1/L2": (df["grad_norm_l1"] / df["grad_norm_l2"]).median()})
+    return pd.DataFrame(out).set_index("run")

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Dataset
-from .prepare import chronological_split, make_windows
+from .dataset import Dataset, chronological_split, make_windows
 
 BRANDS = ("Acme", "Blue Fox", "Red Panda", "Northwind", "Star Forge", "Little Owl",
           "Silver Comet", "Happy Otter", "Iron Oak", "Moon River", "Tiny Giant", "Golden Bee")

@@ -14,29 +14,21 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-DATASETS = ("toy", "books", "synthetic")
-DOMAINS = {"toy": "toys", "books": "books", "synthetic": "generic"}
+from ..core.io import atomic_write
+from ..core.samplers import sample_rows
+
 SPLITS = ("train", "valid", "test")
 
 
 class DataError(ValueError):
     """Malformed input data; the message names the file, row and field."""
-
-
-def data_root() -> Path:
-    """The shipped ``data/`` folder (override with ``LLMREC_DATA``)."""
-    env = os.environ.get("LLMREC_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "data"
 
 
 @dataclass
@@ -67,29 +59,11 @@ class Dataset:
         }
 
 
-# ----------------------------------------------------------------------------- atomic IO
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file + rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ----------------------------------------------------------------------------- reading
 
 
 def _open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------- reading
 
 
 def parse_id_list(text: str, *, where: str) -> list[int]:
@@ -218,34 +192,7 @@ def read_dataset_dir(directory: str | Path, name: str | None = None, domain: str
                    domain=notes.get("domain", domain), notes=notes)
 
 
-# ----------------------------------------------------------------------------- public entry point
-
-_CACHE: dict[tuple, Dataset] = {}
-
-
-def load_dataset(name: str, root: str | Path | None = None, **kwargs) -> Dataset:
-    """Load ``"toy"``, ``"books"``, ``"synthetic"`` (kwargs go to :func:`make_synthetic`) or a folder.
-
-    ``root`` overrides the shipped ``data/`` folder. Results are cached in memory
-    (frames are shared: copy before mutating).
-    """
-    key = (name, str(root), tuple(sorted(kwargs.items())))
-    if key in _CACHE:
-        return _CACHE[key]
-    if name == "synthetic":
-        from .synthetic import make_synthetic
-
-        ds = make_synthetic(**kwargs)
-    elif name in ("toy", "books"):
-        if kwargs:
-            raise TypeError(f"load_dataset({name!r}) takes no options, got {sorted(kwargs)}")
-        ds = read_dataset_dir(Path(root or data_root()) / name, name=name, domain=DOMAINS[name])
-    elif Path(name).is_dir():
-        ds = read_dataset_dir(name, domain=kwargs.get("domain", "generic"))
-    else:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {DATASETS} or give a folder made by `llmrec prepare`")
-    _CACHE[key] = ds
-    return ds
+# ----------------------------------------------------------------------------- samples and splits
 
 
 def sample_windows(df: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
@@ -255,21 +202,58 @@ def sample_windows(df: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFra
     return df.iloc[sample_rows(len(df), n, seed)].reset_index(drop=True)
 
 
-def sample_rows(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
-    """The sorted row positions :func:`sample_windows` keeps (all rows when ``n`` is None or too large).
-
-    The first ``n`` of one seeded permutation: samples of one seed are nested, so
-    a smaller sample reuses a larger one's cached work (frozen states, users).
-    """
-    if n is None or n >= n_total:
-        return np.arange(n_total)
-    if n <= 0:
-        raise ValueError(f"sample size must be positive, got n={n}")
-    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
-
-
 def chronological_cut(df: pd.DataFrame, n_last: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off the ``n_last`` latest windows (stable sort by timestamp): (earlier, latest)."""
     order = np.argsort(df["timestamp"].to_numpy(), kind="stable")
     early, late = order[: len(df) - n_last], order[len(df) - n_last:]
     return df.iloc[np.sort(early)].reset_index(drop=True), df.iloc[np.sort(late)].reset_index(drop=True)
+
+
+def make_windows(sequences: Iterable[tuple[int, Sequence[int], Sequence[int]]], window: int = 11) -> pd.DataFrame:
+    """One row per window from ``(user_id, items, timestamps)`` triples (each oldest first).
+
+    A sequence longer than ``window`` gives ``len - window + 1`` windows (step 1);
+    a sequence of 2..``window`` items gives one window of the whole sequence; shorter
+    sequences give none. The last item of a window is the target, its timestamp the
+    window's. Rows come in input order, then position order.
+    """
+    if window < 2:
+        raise ValueError(f"window must be at least 2 (1 history item + target), got {window}")
+    users, hists, targets, stamps = [], [], [], []
+    for user, items, times in sequences:
+        if len(items) != len(times):
+            raise ValueError(f"user {user}: {len(items)} items but {len(times)} timestamps")
+        if len(items) < 2:
+            continue
+        for end in range(min(window, len(items)), len(items) + 1):
+            users.append(user)
+            hists.append([int(i) for i in items[max(0, end - window): end - 1]])
+            targets.append(items[end - 1])
+            stamps.append(times[end - 1])
+    return pd.DataFrame(
+        {
+            "user_id": np.asarray(users, dtype=np.int64),
+            "history": hists,
+            "target": np.asarray(targets, dtype=np.int64),
+            "timestamp": np.asarray(stamps, dtype=np.int64),
+        }
+    )
+
+
+def chronological_split(windows: pd.DataFrame, ratios: Sequence[int] = (8, 1, 1)) -> tuple[pd.DataFrame, ...]:
+    """Stable-sort windows by timestamp and cut them into consecutive parts by ``ratios``.
+
+    With ``n`` windows and ratios ``(8, 1, 1)`` the cuts are at ``n*8//10`` and
+    ``n*9//10`` (BIGRec's ``int(n*0.8)``, ``int(n*0.9)``), so train gets the earliest windows
+    and test the latest; ties keep their input order.
+    """
+    if not ratios or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ValueError(f"ratios must be non-negative with a positive sum, got {ratios}")
+    order = np.argsort(windows["timestamp"].to_numpy(), kind="stable")
+    ordered = windows.iloc[order].reset_index(drop=True)
+    n, total = len(ordered), sum(ratios)
+    cuts = [0] + [n * sum(ratios[: k + 1]) // total for k in range(len(ratios))]
+    return tuple(ordered.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts[:-1], cuts[1:]))
+
+
+# ----------------------------------------------------------------------------- reading raw files

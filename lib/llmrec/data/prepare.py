@@ -30,9 +30,7 @@ import argparse
 import ast
 import gzip
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -40,7 +38,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .data import Dataset, DataError, atomic_write, sample_windows, save_dataset
+from ..core.io import atomic_write, publish_dir
+from .dataset import Dataset, DataError, chronological_split, make_windows, sample_windows, save_dataset
 
 DOMAIN_CHOICES = ("toys", "books", "generic")
 OUTPUT_FILES = {"items.json.gz", "train.csv.gz", "valid.csv.gz", "test.csv.gz", "meta.json", "id_map.json.gz"}
@@ -48,56 +47,6 @@ REVIEW_FIELDS = ("reviewerID", "asin", "unixReviewTime")
 
 
 # ----------------------------------------------------------------------------- windows and splits
-
-
-def make_windows(sequences: Iterable[tuple[int, Sequence[int], Sequence[int]]], window: int = 11) -> pd.DataFrame:
-    """One row per window from ``(user_id, items, timestamps)`` triples (each oldest first).
-
-    A sequence longer than ``window`` gives ``len - window + 1`` windows (step 1);
-    a sequence of 2..``window`` items gives one window of the whole sequence; shorter
-    sequences give none. The last item of a window is the target, its timestamp the
-    window's. Rows come in input order, then position order.
-    """
-    if window < 2:
-        raise ValueError(f"window must be at least 2 (1 history item + target), got {window}")
-    users, hists, targets, stamps = [], [], [], []
-    for user, items, times in sequences:
-        if len(items) != len(times):
-            raise ValueError(f"user {user}: {len(items)} items but {len(times)} timestamps")
-        if len(items) < 2:
-            continue
-        for end in range(min(window, len(items)), len(items) + 1):
-            users.append(user)
-            hists.append([int(i) for i in items[max(0, end - window): end - 1]])
-            targets.append(items[end - 1])
-            stamps.append(times[end - 1])
-    return pd.DataFrame(
-        {
-            "user_id": np.asarray(users, dtype=np.int64),
-            "history": hists,
-            "target": np.asarray(targets, dtype=np.int64),
-            "timestamp": np.asarray(stamps, dtype=np.int64),
-        }
-    )
-
-
-def chronological_split(windows: pd.DataFrame, ratios: Sequence[int] = (8, 1, 1)) -> tuple[pd.DataFrame, ...]:
-    """Stable-sort windows by timestamp and cut them into consecutive parts by ``ratios``.
-
-    With ``n`` windows and ratios ``(8, 1, 1)`` the cuts are at ``n*8//10`` and
-    ``n*9//10`` (BIGRec's ``int(n*0.8)``, ``int(n*0.9)``), so train gets the earliest windows
-    and test the latest; ties keep their input order.
-    """
-    if not ratios or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise ValueError(f"ratios must be non-negative with a positive sum, got {ratios}")
-    order = np.argsort(windows["timestamp"].to_numpy(), kind="stable")
-    ordered = windows.iloc[order].reset_index(drop=True)
-    n, total = len(ordered), sum(ratios)
-    cuts = [0] + [n * sum(ratios[: k + 1]) // total for k in range(len(ratios))]
-    return tuple(ordered.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts[:-1], cuts[1:]))
-
-
-# ----------------------------------------------------------------------------- reading raw files
 
 
 def _open_lines(path: Path):
@@ -224,23 +173,6 @@ def _check_out(out: Path) -> None:
             raise DataError(f"{out}: not empty and not an earlier `llmrec prepare` output (found {foreign[:5]}); choose another --out")
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished folder ``tmp`` to ``out``, replacing an earlier output there."""
-    _check_out(out)
-    if not out.exists():
-        tmp.rename(out)
-        return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-    old.rmdir()
-    out.rename(old)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int = 11, core: int = 5,
             sample: int | None = None, seed: int = 0, domain: str = "generic") -> Dataset:
     """Run the whole protocol (see the module docstring) and write the dataset folder ``out``.
@@ -297,18 +229,12 @@ def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int 
     items = {k + 1: titles[a] for k, a in enumerate(asins)}
     ds = Dataset(out.name, items, train, valid, test, domain=domain, notes=notes)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    _check_out(out)
+    with publish_dir(out) as tmp:
         save_dataset(ds, tmp)
         id_map = {"items": {str(k + 1): a for k, a in enumerate(asins)}, "users": {str(k + 1): u for k, u in enumerate(users)}}
         atomic_write(tmp / "id_map.json.gz", gzip.compress(json.dumps(id_map).encode(), mtime=0))
         atomic_write(tmp / "meta.json", (json.dumps(notes, indent=2) + "\n").encode())
-        tmp.chmod(0o755)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ds
 
 

@@ -1,0 +1,104 @@
+"""Files: where things live, and writing them so that nothing is ever half-written.
+
+Every file of the package is written by :func:`atomic_write` (temporary file +
+rename) and every folder by :func:`publish_dir` (temporary sibling folder +
+rename), so an interrupted process leaves either the old content or the new.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def repo_root() -> Path:
+    """The repository checkout that holds ``lib/llmrec`` (``data/``, ``figures/``, ``runs/`` live there)."""
+    return Path(__file__).resolve().parents[3]
+
+
+def cache_root() -> Path:
+    """``$LLMREC_CACHE`` or ``$XDG_CACHE_HOME/llmrec`` (default ``~/.cache/llmrec``): converted models, frozen states."""
+    env = os.environ.get("LLMREC_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmrec"
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file + rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def publish_dir(path: str | Path):
+    """Build a folder in a temporary sibling (yielded); on success it replaces ``path`` in one rename.
+
+    An earlier ``path`` is moved aside first and deleted only after the new
+    folder is in place; on any error the temporary folder is removed and
+    ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        tmp.chmod(0o755)
+        if not path.exists():
+            os.replace(tmp, path)
+            return
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+        old.rmdir()
+        path.rename(old)
+        try:
+            tmp.rename(path)
+        except BaseException:
+            old.rename(path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def json_default(o):
+    """JSON for numpy scalars and arrays (anything else: its ``str``)."""
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True, default=json_default) + "\n").encode())
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
+def save_torch(path: str | Path, obj) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,97 @@
+"""The three profiles (docs/design.md): one table that sizes every family, notebook, CLI run and batch.
+
+* ``smoke``: synthetic catalogue, tiny models; every path runs in seconds (tests, CI).
+* ``quick``: real Toy/Books on 2 CPU cores. LLM: the whole SmolLM2-135M with LoRA
+  on its last 4 blocks only (the 26 frozen blocks below run once per training
+  window and are cached, :class:`llmrec.llm.frozen.FrozenBlocks`), 512 windows,
+  one epoch (64 steps), 48 test users (10 beams) / 24 validation users (5
+  beams); LML runs log the gradient norms of L1 and L2 every 4 steps (Figure
+  3); the Books LML run that only Figures 3 and 8 use stops at 32 steps.
+  Classic models: the SCE authors' SASRec with at most 12 epochs.
+* ``full``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128 via
+  accumulation, all test users, 10 beams) on a GPU.
+
+Each profile holds one sub-table per family (``llm``, ``seqrec``: overrides
+of the family's defaults), the evaluation sizes (``eval``) and chapter 07's SCE
+grid (``sce_grid``).
+"""
+
+from __future__ import annotations
+
+FAMILIES = ("llm", "seqrec")
+
+PROFILES = {
+    "smoke": {
+        "dataset": "synthetic",
+        "llm": dict(model="tiny", layers=None, lora_layers=None, n_train=64, epochs=1, batch_size=8, max_steps=4,
+                    n_valid_users=0, valid_beams=4, lr=1e-3, max_history=5),
+        "seqrec": dict(hidden=32, blocks=1, dropout=0.2, maxlen=10, batch_size=64, lr=5e-3, epochs=12, patience=4,
+                       negatives=50),
+        "eval": dict(eval_users=8, valid_users=8, eval_beams=4, exact_users=2, sdpo_n_train=None,
+                     grad_norm_every=1, side_steps=None),
+        "sce_grid": {"K": (10, 50), "alpha": (1.0, 10.0)},
+    },
+    "quick": {
+        "dataset": "toy",
+        "llm": dict(model="smollm2-135m", layers=None, lora_layers=4, n_train=512, epochs=1, batch_size=8,
+                    max_steps=None, n_valid_users=0, valid_beams=5, lr=1e-3, max_history=5),
+        # the authors' architecture (2 blocks, 1 head, hidden 64) with maxlen 10 (histories have at most 10
+        # items, so nothing is cut), a larger learning rate, less dropout and at most 12 epochs (patience 3);
+        # Books is subsampled to 10,000 of its 30,677 training windows (Toy has 5,000)
+        "seqrec": dict(maxlen=10, lr=3e-3, dropout=0.2, epochs=12, patience=3, max_train_windows=10000),
+        "eval": dict(eval_users=48, valid_users=24, eval_beams=10, exact_users=4, sdpo_n_train=128,
+                     grad_norm_every=4, side_steps=32),
+        "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
+    },
+    "full": {
+        "dataset": "toy",
+        "llm": dict(model="smollm2-135m", layers=None, lora_layers=None, n_train=10_000, epochs=10, batch_size=16,
+                    grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
+                    dtype="bfloat16", device="cuda"),
+        "seqrec": {},  # the SCE authors' setting
+        "eval": dict(eval_users=None, valid_users=None, eval_beams=10, exact_users=20, sdpo_n_train=None,
+                     grad_norm_every=10, side_steps=None),
+        "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
+    },
+}
+
+
+def _table(name: str) -> dict:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def profile(name: str) -> dict:
+    """The sizes the chapters read: the dataset, the LLM options and the evaluation sizes, in one flat dict."""
+    t = _table(name)
+    return {"dataset": t["dataset"], **t["llm"], **t["eval"]}
+
+
+def sce_grid(name: str) -> dict:
+    """Chapter 07's grid: K negatives and alpha (alpha = 1 is sampled softmax)."""
+    return dict(_table(name)["sce_grid"])
+
+
+def dataset_for(name: str, dataset: str | None) -> str:
+    """The dataset a profile runs on: ``smoke`` always uses the synthetic catalogue."""
+    return "synthetic" if name == "smoke" else (dataset or _table(name)["dataset"])
+
+
+def train_config(name: str, family: str = "llm", **overrides) -> dict:
+    """A run configuration: the profile's options for ``family`` with ``overrides`` (None values are ignored).
+
+    The family's defaults fill what is missing (:class:`llmrec.llm.config.TrainConfig`,
+    :data:`llmrec.seqrec.config.DEFAULTS`).
+    """
+    t = _table(name)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
+    cfg = {"dataset": t["dataset"], **t[family]}
+    if family == "llm":
+        cfg["validate"] = cfg["n_valid_users"] > 0
+        if overrides.get("loss") == "lml":  # every LLM LML run of a profile logs Figure 3's gradient norms
+            cfg["log_grad_norms"] = t["eval"]["grad_norm_every"]
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cfg.update(family=family, profile=name)
+    return cfg

@@ -1,0 +1,158 @@
+"""Run directories: the one layout, cache and checkpoint/resume path of every model family.
+
+A run directory holds:
+
+* ``config.json``: the full configuration, with ``family`` (``llm``,
+  ``seqrec``); its hash names the directory, so an identical configuration
+  finds the finished run again (the run cache);
+* ``log.jsonl``: one JSON object per logged training step / epoch;
+* ``checkpoints/epoch-N/``: the latest finished epoch (``checkpoint.pt``: the
+  trainable weights, optimiser and RNG states; ``state.json``: the loop state),
+  from which an interrupted run resumes exactly;
+* ``done.json``: written last when training finished (best epoch, seconds);
+* ``metrics.json``: evaluations keyed ``"<split>/<mode>/n<users>[/k<list>]"``,
+  each with the summary metrics and the per-user ``user_ids`` and 0-based
+  ``ranks`` (see :func:`llmrec.core.recommender.evaluate`).
+
+Every file and folder is written atomically (:mod:`llmrec.core.io`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_write, json_default, publish_dir, read_json, repo_root, write_json
+
+
+def runs_root() -> Path:
+    """``$LLMREC_RUNS`` or ``runs/`` at the repository root."""
+    env = os.environ.get("LLMREC_RUNS")
+    return Path(env) if env else repo_root() / "runs"
+
+
+def config_key(config: dict) -> str:
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def run_dir_for(config: dict, root: str | Path | None = None) -> Path:
+    name = "-".join(str(config.get(k, "x")) for k in ("dataset", "model", "loss"))
+    return Path(root or runs_root()) / f"{name}-{config_key(config)}".replace("/", "_")
+
+
+def open_run(run_dir: str | Path, config: dict) -> bool:
+    """Write (or check) ``config.json``; True when this configuration's run is already finished (the cache).
+
+    A folder that holds another configuration is refused, except that
+    ``epochs`` may change: the run is then continued (or cut) with the new
+    budget.
+    """
+    run_dir = Path(run_dir)
+    config = json.loads(json.dumps(config, default=json_default))  # as stored: tuples become lists
+    path = run_dir / "config.json"
+    if path.exists():
+        old = read_json(path)
+        if old == config:
+            return is_done(run_dir)
+        differ = {k for k in set(old) | set(config) if old.get(k) != config.get(k)}
+        if differ != {"epochs"}:
+            raise ValueError(f"{run_dir} holds a run with a different configuration (keys {sorted(differ)}); "
+                             "only 'epochs' may change when a run is continued")
+        (run_dir / "done.json").unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, config)
+    return False
+
+
+def append_log(run_dir: str | Path, record: dict) -> None:
+    """Append one JSON line to ``log.jsonl`` (a line is written whole or not at all)."""
+    with open(Path(run_dir) / "log.jsonl", "a") as f:
+        f.write(json.dumps(record, default=json_default) + "\n")
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    p = Path(run_dir) / "log.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def truncate_log(run_dir: str | Path, keep) -> None:
+    """Keep the log records for which ``keep(record)`` holds (those of the finished epochs): a resumed run's
+    log holds only the steps of the attempt that survived."""
+    kept = [r for r in read_log(run_dir) if keep(r)]
+    atomic_write(Path(run_dir) / "log.jsonl", "".join(json.dumps(r, default=json_default) + "\n" for r in kept).encode())
+
+
+def is_done(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / "done.json").exists()
+
+
+def save_metrics(run_dir: str | Path, key: str, entry: dict) -> None:
+    p = Path(run_dir) / "metrics.json"
+    data = read_json(p) if p.exists() else {}
+    data[key] = entry
+    write_json(p, data)
+
+
+def load_metrics(run_dir: str | Path) -> dict:
+    p = Path(run_dir) / "metrics.json"
+    return read_json(p) if p.exists() else {}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def rng_state(generator: torch.Generator | None = None) -> dict:
+    """Every random state a training loop draws from (python, numpy, torch, CUDA, and a sampler's generator)."""
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        st["generator"] = generator.get_state()
+    return st
+
+
+def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+    if generator is not None:
+        generator.set_state(st["generator"])
+
+
+def save_checkpoint(run_dir: str | Path, epochs_done: int, tensors: dict, state: dict,
+                    generator: torch.Generator | None = None) -> Path:
+    """Publish ``checkpoints/epoch-<epochs_done>`` (``tensors`` + RNG states, and the JSON ``state``) and
+    remove the older ones."""
+    root = Path(run_dir) / "checkpoints"
+    path = root / f"epoch-{epochs_done}"
+    with publish_dir(path) as tmp:
+        torch.save({**tensors, "rng": rng_state(generator)}, tmp / "checkpoint.pt")
+        write_json(tmp / "state.json", state)
+    for old in root.glob("epoch-*"):
+        if old != path:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    cks = [c for c in (Path(run_dir) / "checkpoints").glob("epoch-*") if (c / "state.json").exists()]
+    return max(cks, key=lambda p: int(p.name.split("-")[1])) if cks else None
+
+
+def load_checkpoint(path: str | Path, generator: torch.Generator | None = None) -> tuple[dict, dict]:
+    """``(tensors, state)`` of a checkpoint, on the CPU; the RNG states are restored as a side effect."""
+    ck = torch.load(Path(path) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    set_rng_state(ck.pop("rng"), generator)
+    return ck, read_json(Path(path) / "state.json")

@@ -1,0 +1,28 @@
+"""Padding: ragged id sequences to one rectangular batch (the one padding routine of the package)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pad_sequences(seqs, value: int = 0, side: str = "right", width: int | None = None,
+                  dtype: torch.dtype = torch.long) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)``: (n, width) ``ids`` padded with ``value`` on ``side`` and the 0/1 ``mask`` of real entries.
+
+    ``width`` defaults to the longest sequence; a longer sequence keeps its last
+    ``width`` entries (its most recent items).
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    seqs = [list(s) for s in seqs]
+    W = max((len(s) for s in seqs), default=0) if width is None else width
+    ids = torch.full((len(seqs), W), value, dtype=dtype)
+    mask = torch.zeros((len(seqs), W), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        s = s[len(s) - W:] if len(s) > W else s
+        if not s:
+            continue
+        cols = slice(W - len(s), W) if side == "left" else slice(0, len(s))
+        ids[r, cols] = torch.as_tensor(s, dtype=dtype)
+        mask[r, cols] = 1
+    return ids, mask

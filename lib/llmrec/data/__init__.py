@@ -1,0 +1,9 @@
+"""Data: windows and splits, the shipped datasets, the synthetic catalogue, raw Amazon preparation.
+
+Every dataset is a catalogue (item id -> title) plus three frames of *windows*
+(``user_id``, ``history``, ``target``, ``timestamp``); see :mod:`.dataset`.
+"""
+
+from .dataset import (SPLITS, DataError, Dataset, chronological_cut, chronological_split, make_windows,
+                      read_dataset_dir, read_items, read_windows, sample_windows, save_dataset)
+from .registry import DATASETS, DOMAINS, data_root, load_dataset

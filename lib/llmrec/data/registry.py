@@ -1,0 +1,49 @@
+"""The datasets by name: the shipped Toy and Books, the synthetic catalogue, or a prepared folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..core.io import repo_root
+from .dataset import Dataset, read_dataset_dir
+from .synthetic import make_synthetic
+
+DATASETS = ("toy", "books", "synthetic")
+DOMAINS = {"toy": "toys", "books": "books", "synthetic": "generic"}
+
+
+def data_root() -> Path:
+    """The shipped ``data/`` folder (override with ``LLMREC_DATA``)."""
+    env = os.environ.get("LLMREC_DATA")
+    if env:
+        return Path(env)
+    return repo_root() / "data"
+
+
+_CACHE: dict[tuple, Dataset] = {}
+
+
+def load_dataset(name: str, root: str | Path | None = None, **kwargs) -> Dataset:
+    """Load ``"toy"``, ``"books"``, ``"synthetic"`` (kwargs go to :func:`make_synthetic`) or a folder.
+
+    ``root`` overrides the shipped ``data/`` folder. Results are cached in memory
+    (frames are shared: copy before mutating).
+    """
+    key = (name, str(root), tuple(sorted(kwargs.items())))
+    if key in _CACHE:
+        return _CACHE[key]
+    if name == "synthetic":
+        ds = make_synthetic(**kwargs)
+    elif name in ("toy", "books"):
+        if kwargs:
+            raise TypeError(f"load_dataset({name!r}) takes no options, got {sorted(kwargs)}")
+        ds = read_dataset_dir(Path(root or data_root()) / name, name=name, domain=DOMAINS[name])
+    elif Path(name).is_dir():
+        ds = read_dataset_dir(name, domain=kwargs.get("domain", "generic"))
+    else:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {DATASETS} or give a folder made by `llmrec prepare`")
+    _CACHE[key] = ds
+    return ds
+
+

@@ -1,0 +1,76 @@
+"""The configuration of an LLM run: every option that changes its result (its hash names the run)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
+
+
+@dataclass
+class TrainConfig:
+    family: str = "llm"
+    dataset: str = "toy"
+    model: str = "smollm2-135m"
+    layers: int | None = None  # keep only the first k transformer blocks (tests; breaks a pretrained LM)
+    loss: str = "msl-ats"
+    tau: float = 1.0  # msl, lml-tau
+    alpha: float | str = "auto"  # msl-alpha: |Z| / |Z_valid| per position
+    eta: float = 0.25  # ATS target P_valid
+    ats_root: str = "+"
+    ats_positions: str = "paper"  # or "code": first response token only
+    ats_clamp: tuple | None = (1.5, 5.0)
+    ats_ema: float = 0.05
+    drop_singletons: bool = True
+    sdpo_ref: str | None = None  # run dir (or adapter dir) of the LML model S-DPO starts from
+    sdpo_negatives: int = 3
+    sdpo_beta: float = 1.0
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    epochs: int = 1
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_steps: int | None = None  # per epoch, for short mechanism runs
+    n_train: int | None = 10_000
+    n_valid_users: int = 100
+    valid_beams: int = 10
+    max_history: int = 10
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple = ("q_proj", "v_proj")
+    lora_layers: int | None = None  # LoRA on the last k blocks only; the frozen blocks below run once per window
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    log_every: int = 1
+    log_grad_norms: int = 0  # Figure 3: gradient norms of L1 and L2 every k steps (two extra backward passes); 0: never
+    log_decomposition: bool = True  # log L1 and L2 (needs the full-vocabulary logsumexp)
+    validate: bool = True
+    profile: str = "custom"
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.loss == "sdpo" and not self.sdpo_ref:
+            raise ValueError("loss 'sdpo' needs sdpo_ref: the run directory of an LML model")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be positive, got {self.tau}")
+        if self.lora_layers is not None and self.lora_layers < 1:
+            raise ValueError(f"lora_layers must be a positive number of blocks (or None for all), got {self.lora_layers}")
+        self.log_grad_norms = int(self.log_grad_norms)  # True: every step
+        if self.log_grad_norms < 0:
+            raise ValueError(f"log_grad_norms must be a step interval >= 0, got {self.log_grad_norms}")
+        self.lora_targets = tuple(self.lora_targets)
+        self.ats_clamp = tuple(self.ats_clamp) if self.ats_clamp else None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training option(s): {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,45 @@
+"""What every decoding path shares: score modes, the PEFT base model, device, dtype and pad id of a model."""
+
+from __future__ import annotations
+
+import torch
+
+SCORE_MODES = ("full", "valid")
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in SCORE_MODES:
+        raise DecodeError(f"unknown score mode {mode!r}; choose one of {SCORE_MODES}")
+    return mode
+
+
+def _base(model):
+    """The underlying ``*ForCausalLM`` of a PEFT wrapper (LoRA layers stay injected), or the model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _dtype(model) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _pad_id(model, trie) -> int:
+    pad = getattr(_base(model).generation_config, "pad_token_id", None)
+    if isinstance(pad, (list, tuple)):
+        pad = pad[0] if pad else None
+    return int(pad) if pad is not None else int(trie.eos_id)
+
+
+def _max_response_len(trie) -> int:
+    n = getattr(trie, "_decode_max_len", None)
+    if n is None:
+        n = max(len(s) for s in trie.sequences.values())
+        trie._decode_max_len = n
+    return n

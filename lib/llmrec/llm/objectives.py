@@ -1,0 +1,191 @@
+"""The training objectives of the generative LLM: batches of prompt + title, hidden states, and each loss.
+
+A batch holds, for every response position, the hidden-state position that
+predicts it and Z_valid(y_<t) (the trie's valid next tokens); the fast path
+projects the hidden states only onto those tokens (:func:`valid_logits`),
+the dense teaching forms in :mod:`llmrec.core.losses` take full logits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+
+from ..core import losses as L
+from ..core.tensors import pad_sequences
+from .config import TrainConfig
+from .model import blocks, trainable
+from .prompts import Example
+from .trie import ItemTrie
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L) right-padded
+    attention_mask: torch.Tensor
+    b_idx: torch.Tensor  # (N,) sample of each response position
+    pos_idx: torch.Tensor  # (N,) hidden-state position that predicts the response token
+    targets: torch.Tensor  # (N,) response token ids
+    valid_tokens: torch.Tensor  # (N, K) Z_valid(y_<t), padded
+    valid_mask: torch.Tensor
+    target_index: torch.Tensor  # (N,) column of y_t in valid_tokens
+    first: torch.Tensor  # (N,) first response token of its sample
+    items: torch.Tensor  # (B,) item id of each sequence
+    group: list = field(default_factory=list)  # S-DPO: (positive row, negative rows) per window
+    frozen: torch.Tensor | None = None  # (B, L, d) output of the frozen lower blocks, when training only the top ones
+    frozen_from: int = 0  # the first block that runs on ``frozen``
+
+    def to(self, device):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if torch.is_tensor(v):
+                setattr(self, f.name, v.to(device))
+        return self
+
+
+def collate(examples: list[Example], trie: ItemTrie, pad_id: int) -> Batch:
+    """Right-padded prompt + response ids, and for every response position its Z_valid and target column."""
+    ids, att = pad_sequences([e.input_ids for e in examples], pad_id)
+    b_idx, pos_idx, first = [], [], []
+    for b, e in enumerate(examples):
+        T = len(e.input_ids) - e.prompt_len
+        b_idx.append(torch.full((T,), b))
+        pos_idx.append(torch.arange(e.prompt_len - 1, e.prompt_len - 1 + T))
+        first.append(torch.arange(T) == 0)
+    b_idx, pos_idx = torch.cat(b_idx), torch.cat(pos_idx)
+    targets = ids[b_idx, pos_idx + 1]
+    nodes, _ = trie.response_nodes([e.target for e in examples])
+    tokens, mask = trie.children(nodes)
+    return Batch(ids, att, b_idx, pos_idx, targets, tokens, mask, trie.target_columns(nodes, targets),
+                 torch.cat(first), torch.tensor([e.target for e in examples]))
+
+
+def length_grouped_batches(lengths, batch_size: int, seed: int, epoch: int, mega: int = 16) -> list[list[int]]:
+    """Shuffle, sort by length inside mega-batches of ``mega`` batches, shuffle the batches (seeded)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    out = []
+    for s in range(0, len(order), batch_size * mega):
+        chunk = sorted(order[s:s + batch_size * mega], key=lambda i: -lengths[i])
+        out += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def response_hidden(model, batch: Batch) -> torch.Tensor:
+    """Final hidden states at the positions that predict response tokens (N, d): no LM head.
+
+    With ``batch.frozen`` (the cached output of the lower, adapter-free blocks)
+    only the blocks above it run.
+    """
+    body = model.get_decoder()
+    if batch.frozen is None:
+        h = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    else:
+        with blocks(body, batch.frozen_from, len(body.layers)):
+            h = body(inputs_embeds=batch.frozen, attention_mask=batch.attention_mask, use_cache=False).last_hidden_state
+    return h[batch.b_idx, batch.pos_idx]
+
+
+def output_weight(model) -> torch.Tensor:
+    return model.get_output_embeddings().weight
+
+
+def valid_logits(model, batch: Batch, full: bool) -> L.ValidLogits:
+    """The fast path: hidden states of response positions projected only onto their valid tokens."""
+    h = response_hidden(model, batch)
+    return L.project_valid(h, output_weight(model), batch.valid_tokens, batch.valid_mask, batch.target_index,
+                           full=full, first=batch.first)
+
+
+def sequence_logprob(model, batch: Batch) -> torch.Tensor:
+    """log pi(y | x) of every sequence of the batch under the full softmax (for S-DPO)."""
+    v = valid_logits(model, batch, full=True)
+    per = v.target_logit().float() - v.lse_all
+    return torch.zeros(len(batch.items), device=per.device).index_add(0, batch.b_idx, per)
+
+
+def component_grad_norms(l1: torch.Tensor, l2: torch.Tensor, params) -> dict[str, float]:
+    """Norms of the gradients of L1 and L2 (eqs. 3-4) w.r.t. ``params`` (Figure 3).
+
+    Two extra backward passes through the graph (kept for the main backward).
+    """
+    params = list(params)
+    out = {}
+    for name, comp in (("grad_norm_l1", l1), ("grad_norm_l2", l2)):
+        grads = torch.autograd.grad(comp, params, retain_graph=True, allow_unused=True)
+        out[name] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+    return out
+
+
+# ============================================================================ one step
+
+
+class LossComputer:
+    """Computes the configured loss on a batch and the quantities worth logging."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.ats = L.ATSController(cfg.eta, cfg.ats_root, cfg.ats_positions, cfg.ats_clamp, cfg.ats_ema) \
+            if cfg.loss == "msl-ats" else None
+        self.calls = 0  # batches seen: gradient norms are logged on every log_grad_norms-th
+        self.grad_norm_seconds = 0.0  # time of those extra backward passes (kept out of train_seconds)
+
+    def needs_full(self) -> bool:
+        return self.cfg.loss in ("lml", "lml-tau") or self.cfg.log_decomposition or self.cfg.log_grad_norms
+
+    def __call__(self, model, batch: Batch, ref_model=None) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        if cfg.loss == "sdpo":
+            return self.sdpo(model, batch, ref_model)
+        if cfg.loss == "lml-tau":
+            h = response_hidden(model, batch)
+            logits = h @ output_weight(model).to(h.dtype).T
+            loss = L.lml_loss_dense(logits, batch.targets, tau=cfg.tau)
+            v = L.project_valid(h, output_weight(model), batch.valid_tokens, batch.valid_mask, batch.target_index,
+                                full=True, first=batch.first)
+        else:
+            v = valid_logits(model, batch, full=self.needs_full())
+            tau = cfg.tau
+            if cfg.loss == "msl-ats":
+                tau = self.ats.step(v)
+            if cfg.loss == "lml":
+                loss = L.lml_loss(v)
+            elif cfg.loss == "l2-only":
+                loss = L.msl_loss(v, tau=1.0, drop_singletons=False)
+            elif cfg.loss == "msl-alpha":
+                loss = L.msl_loss(v, tau=cfg.tau, alpha=cfg.alpha, drop_singletons=cfg.drop_singletons)
+            else:  # msl, msl-ats
+                loss = L.msl_loss(v, tau=tau, drop_singletons=cfg.drop_singletons)
+        log = {"loss": loss.item(), "tokens": int(v.keep.sum())}
+        if cfg.loss == "msl-ats":
+            log.update(tau=self.ats.tau, **{f"ats_{k}": x for k, x in self.ats.last.items()})
+        elif cfg.loss in ("msl", "msl-alpha", "lml-tau"):
+            log["tau"] = cfg.tau
+        if v.lse_all is not None:
+            l1, l2 = L.lml_decomposition(v)
+            log.update(l1=l1.item(), l2=l2.item())
+            if cfg.log_grad_norms and self.calls % cfg.log_grad_norms == 0 and l1.requires_grad:
+                t0 = time.perf_counter()
+                log.update(component_grad_norms(l1, l2, trainable(model)))
+                self.grad_norm_seconds += time.perf_counter() - t0
+        log["w_mean"] = float(np.nanmean(L.gradient_weights(v, tau=log.get("tau", 1.0)).cpu().numpy()))
+        self.calls += 1
+        return loss, log
+
+    def sdpo(self, model, batch: Batch, ref_model) -> tuple[torch.Tensor, dict]:
+        logp = sequence_logprob(model, batch)
+        was_training = model.training
+        with torch.no_grad():  # the reference is a frozen model: its adapter, no dropout
+            model.set_adapter("ref")
+            model.eval()
+            ref = sequence_logprob(model, batch)
+            model.set_adapter("default")
+            model.train(was_training)
+        r = logp - ref
+        pos = torch.stack([r[p] for p, _ in batch.group])
+        neg = torch.stack([r[n] for _, n in batch.group])
+        loss = L.sdpo_loss(pos, neg, beta=self.cfg.sdpo_beta)
+        return loss, {"loss": loss.item(), "margin": float((pos[:, None] - neg).detach().mean())}

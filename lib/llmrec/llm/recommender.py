@@ -1,0 +1,100 @@
+"""The generative LLM as a recommender: prompts from histories, titles from the trie, ranks three ways.
+
+:class:`LLMRecommender` holds what a run needs, built once (dataset,
+tokenizer, trie, prompt encoder) and, once loaded, the fine-tuned model. It
+implements :class:`llmrec.core.recommender.Recommender`: ``score`` is the
+exact log P_valid of every item (:mod:`.decode.exact`), ``recommend`` the
+constrained beam search (:mod:`.decode.beam`), and ``rank`` has three modes:
+``"beam"`` (rank in the beam list; a miss is ``inf``), ``"full"`` (exact rank
+over the whole catalogue by P_valid, ties pessimistic) and ``"ground"`` (free
+generation, then the ``k`` nearest titles, :mod:`.decode.ground`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import PeftModel
+
+from ..core.io import read_json
+from ..core.recommender import Recommender
+from ..data import load_dataset
+from . import decode
+from .config import TrainConfig
+from .model import add_lora, load_llm, load_tokenizer
+from .prompts import PromptEncoder
+from .trie import ItemTrie
+
+
+class LLMRecommender(Recommender):
+    """Dataset, tokenizer, trie and prompt encoder of a configuration, and (once loaded) its model."""
+
+    family = "llm"
+    modes = ("beam", "full", "ground")
+    eval_batch = 24  # users per beam-search batch
+
+    def __init__(self, cfg: TrainConfig, model=None, embed: str = "llm"):
+        self.cfg, self.model, self.embed = cfg, model, embed
+        self.ds = load_dataset(cfg.dataset)
+        self.tok = load_tokenizer(cfg.model)
+        self.trie = ItemTrie.from_titles(self.ds.items, self.tok)
+        self.encoder = PromptEncoder(self.tok, self.trie, self.ds.items, self.ds.domain, cfg.max_history)
+        self.item_ids = decode.trie_plan(self.trie).item_ids
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, embed: str = "llm") -> "LLMRecommender":
+        """The recommender of a finished run, with its best adapter loaded (eval mode)."""
+        run_dir = Path(run_dir)
+        rec = cls(TrainConfig.from_dict(read_json(run_dir / "config.json")), embed=embed)
+        rec.model = rec.load_model(run_dir / "adapter").eval()
+        return rec
+
+    def load_model(self, adapter: str | Path | None = None, trainable_adapter: bool = False):
+        """The base model with a fresh LoRA adapter, or with the adapter saved at ``adapter``."""
+        cfg = self.cfg
+        model, _ = load_llm(cfg.model, device=cfg.device, dtype=cfg.dtype, layers=cfg.layers, seed=cfg.seed)
+        if adapter is None:
+            return add_lora(model, cfg)
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable_adapter).to(cfg.device)
+
+    def prompts(self, histories) -> list[list[int]]:
+        return [self.encoder.prompt_ids(list(h)) for h in histories]
+
+    @torch.no_grad()
+    def score(self, histories) -> np.ndarray:
+        """log P_valid(title | prompt) of every item, (users, items) in :attr:`item_ids` order."""
+        return np.concatenate([decode.score_all_items_batch(self.model, [p], self.trie)
+                               for p in self.prompts(histories)])
+
+    @torch.no_grad()
+    def recommend(self, histories, k: int = 10) -> list[list[int]]:
+        """The items of the ``k`` best titles of a constrained beam search (``k`` beams), best first."""
+        beams = decode.beam_search_batch(self.model, self.prompts(histories), self.trie, num_beams=k,
+                                         batch_size=self.eval_batch)
+        return [[i for items, _ in res for i in items] for res in beams]
+
+    @torch.no_grad()
+    def rank(self, histories, targets, mode: str = "beam", k: int = 10) -> np.ndarray:
+        self.check_mode(mode)
+        self.model.eval()
+        P, T = self.prompts(histories), [int(t) for t in targets]
+        if mode == "beam":
+            beams = decode.beam_search_batch(self.model, P, self.trie, num_beams=k, batch_size=self.eval_batch)
+            return np.asarray([decode.rank_from_beams(res, t) for res, t in zip(beams, T)], dtype=float)
+        if mode == "full":
+            return decode.exact_ranks(self.model, P, T, self.trie, mode="valid")
+        got = decode.ground_batch(self.model, self.tok, P, self.ds.items, embed=self.embed, k=k)
+        return np.asarray([g.items.index(t) if t in g.items else np.inf for g, t in zip(got, T)], dtype=float)
+
+
+def adapter_dir(p: str | Path) -> Path:
+    p = Path(p)
+    if (p / "adapter" / "adapter_config.json").exists():
+        return p / "adapter"
+    if (p / "adapter_config.json").exists():
+        return p
+    raise FileNotFoundError(f"{p}: no LoRA adapter here (expected a run directory or an adapter folder)")
+
+

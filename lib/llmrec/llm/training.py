@@ -1,0 +1,213 @@
+"""LoRA fine-tuning of a causal LM as a recommender, with any loss of the family.
+
+The loop runs on accelerate, so ``accelerate launch`` / ``torchrun`` scale it to
+several processes unchanged (ATS statistics are all-reduced across them). Every
+epoch ends with a checkpoint (adapter, optimiser and RNG states, ATS state; not
+the frozen base weights) and
+a validation NDCG@5; the best epoch's adapter is kept in ``RUN/adapter``
+(loadable with plain ``peft.PeftModel.from_pretrained``).
+
+Losses (``--loss``): ``lml`` (eq. 1), ``lml-tau`` (LML with temperature),
+``l2-only`` (eq. 4 alone, for Figure 4), ``msl`` (eq. 9 with a fixed tau),
+``msl-ats`` (tau from the Adaptive Temperature Strategy), ``msl-alpha`` (Table 6
+"MSL + alpha"), ``sdpo`` (S-DPO from an LML adapter, which is also the frozen
+reference).
+
+``lora_layers=k`` puts LoRA on the last k blocks only. The blocks below then
+never change, so their output for each training sequence is computed once,
+without gradients, and cached on disk (:class:`llmrec.llm.frozen.FrozenBlocks`); every step runs
+only the top k blocks from it. Runs on the same windows share the cache, and the
+one-off pass is logged apart from the training time (``frozen_seconds``).
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from tqdm.auto import tqdm
+
+from ..core import rundir
+from ..core.io import publish_dir, write_json
+from ..core.recommender import evaluate
+from ..core.metrics import ndcg_at_k
+from ..data import sample_windows
+from .config import TrainConfig
+from .frozen import FrozenBlocks
+from .objectives import Batch, LossComputer, collate, length_grouped_batches, trainable
+from .prompts import Example
+from .recommender import LLMRecommender, adapter_dir
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progress: bool = True,
+          stop_after_epoch: int | None = None, evaluate_fn=None) -> Path:
+    """Train (or resume, or find in the run cache) and return the run directory.
+
+    ``stop_after_epoch`` simulates an interruption (tests); ``evaluate_fn(rec,
+    model, split, n_users, beams) -> ranks`` overrides validation (default:
+    constrained beam search on the validation windows).
+    """
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    run_dir = Path(run_dir) if run_dir else rundir.run_dir_for(cfg.to_dict())
+    if rundir.open_run(run_dir, cfg.to_dict()):
+        return run_dir
+    acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum,
+                      mixed_precision="bf16" if cfg.dtype in ("bf16", "bfloat16") and cfg.device != "cpu" else "no")
+    set_seed(cfg.seed)
+    rec = LLMRecommender(cfg)
+    train_df = sample_windows(rec.ds.train, cfg.n_train, seed=cfg.seed)
+    examples = rec.encoder.encode_frame(train_df)
+    if cfg.loss == "sdpo":
+        ref_dir = adapter_dir(cfg.sdpo_ref)
+        model = rec.load_model(ref_dir, trainable_adapter=True)
+        model.load_adapter(str(ref_dir), adapter_name="ref")
+        model.set_adapter("default")
+    else:
+        model = rec.load_model()
+    opt = torch.optim.AdamW(trainable(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # No DDP wrapper: the loss reaches into the decoder (no LM head), so LoRA gradients are averaged
+    # across processes by hand after each backward (they are a few hundred thousand numbers).
+    model = model.to(acc.device)
+    opt = acc.prepare(opt)
+    compute = LossComputer(cfg)
+    frozen = FrozenBlocks.of(model, cfg)
+    evaluate_fn = evaluate_fn or _default_validation
+
+    state = {"epoch": 0, "step": 0, "best_ndcg5": -1.0, "best_epoch": None, "seconds": 0.0, "history": []}
+    last = rundir.latest_checkpoint(run_dir)
+    if last is not None:  # resume exactly at the last finished epoch
+        ck, state = rundir.load_checkpoint(last)
+        set_peft_model_state_dict(acc.unwrap_model(model), ck["adapter"])
+        opt.load_state_dict(ck["optimizer"])
+        if compute.ats is not None:
+            compute.ats.load_state_dict(state["ats"])
+    rundir.truncate_log(run_dir, lambda r: r["epoch"] < state["epoch"])  # drop an interrupted attempt's steps
+    lengths = [len(e.input_ids) for e in examples]
+    rank, world = acc.process_index, acc.num_processes
+    for epoch in range(state["epoch"], cfg.epochs):
+        batches = length_grouped_batches(lengths, cfg.batch_size * world, cfg.seed, epoch)
+        if cfg.max_steps:
+            batches = batches[: cfg.max_steps * cfg.grad_accum]
+        model.train()
+        t0, f0, g0 = time.perf_counter(), frozen.seconds if frozen is not None else 0.0, compute.grad_norm_seconds
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} [{cfg.loss}]", disable=not (progress and acc.is_main_process))
+        for idx in bar:
+            mine = idx[rank::world] if world > 1 else idx  # same global batch, split over processes
+            exs = [examples[i] for i in mine]
+            if cfg.loss == "sdpo":
+                batch = _sdpo_batch(exs, rec, cfg, epoch, mine)
+            else:
+                batch = collate(exs, rec.trie, rec.tok.pad_token_id)
+            if frozen is not None:
+                frozen.attach(batch)
+            batch.to(acc.device)
+            with acc.accumulate(model):
+                loss, log = compute(model, batch)
+                acc.backward(loss)
+                if world > 1:
+                    _average_gradients(model, world)
+                opt.step()
+                opt.zero_grad()
+            state["step"] += 1
+            if acc.is_main_process and state["step"] % cfg.log_every == 0:
+                rundir.append_log(run_dir, {"epoch": epoch, "step": state["step"], **log})
+            bar.set_postfix(loss=f"{log['loss']:.3f}", **({"tau": f"{log['tau']:.2f}"} if "tau" in log else {}))
+        frozen_s = (frozen.seconds if frozen is not None else 0.0) - f0  # the one-off frozen pass, shared by runs
+        grad_norm_s = compute.grad_norm_seconds - g0  # Figure 3's logging, not training
+        seconds = time.perf_counter() - t0 - frozen_s - grad_norm_s
+        state["seconds"] += seconds
+        ndcg5 = None
+        if cfg.validate:
+            model.eval()
+            ranks = evaluate_fn(rec, acc.unwrap_model(model), "valid", cfg.n_valid_users, cfg.valid_beams)
+            ndcg5 = float(ndcg_at_k(ranks, 5).mean())
+        state["history"].append({"epoch": epoch, "train_seconds": seconds, "frozen_seconds": frozen_s,
+                                 "grad_norm_seconds": grad_norm_s,
+                                 "steps": len(batches), "valid_ndcg@5": ndcg5})
+        if acc.is_main_process:
+            rundir.append_log(run_dir, {"epoch": epoch, "event": "epoch_end", "train_seconds": seconds,
+                                      "valid_ndcg@5": ndcg5, "peak_rss_mb": peak_rss_mb()})
+            if ndcg5 is None or ndcg5 > state["best_ndcg5"]:
+                state["best_ndcg5"], state["best_epoch"] = (ndcg5 if ndcg5 is not None else -1.0), epoch
+                _save_adapter(acc.unwrap_model(model), run_dir / "adapter")
+        state["epoch"] = epoch + 1
+        if compute.ats is not None:
+            state["ats"] = compute.ats.state_dict()
+        if acc.is_main_process:
+            rundir.save_checkpoint(run_dir, epoch + 1, {"adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
+                                                        "optimizer": opt.state_dict()}, state)
+        acc.wait_for_everyone()
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            return run_dir
+    if acc.is_main_process:
+        n_steps = sum(h["steps"] for h in state["history"])
+        write_json(run_dir / "done.json", {
+            "best_epoch": state["best_epoch"], "best_valid_ndcg@5": state["best_ndcg5"],
+            "train_seconds": state["seconds"], "seconds_per_step": state["seconds"] / max(n_steps, 1),
+            "steps": n_steps, "peak_rss_mb": peak_rss_mb(), "world_size": world,
+            "n_train": len(examples), "history": state["history"]})
+    acc.wait_for_everyone()
+    return run_dir
+
+
+def _average_gradients(model, world: int) -> None:
+    """All-reduce the trainable gradients and divide by the number of processes (what DDP does)."""
+    grads = [p.grad for p in trainable(model) if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _default_validation(rec: LLMRecommender, model, split: str, n_users: int | None, beams: int):
+    """Constrained beam search on ``n_users`` windows of ``split``: the ranks of their targets."""
+    rec.model = model
+    return evaluate(rec, rec.ds.split(split), "beam", n_users, k=beams)["ranks"]
+
+
+def _save_adapter(model, path: Path) -> None:
+    """Save the LoRA adapter (loadable with plain ``PeftModel.from_pretrained``) as one atomic folder."""
+    with publish_dir(path) as tmp:
+        model.save_pretrained(str(tmp), selected_adapters=["default"])
+
+
+def _sdpo_batch(exs: list[Example], rec: LLMRecommender, cfg: TrainConfig, epoch: int, idx: list[int]) -> Batch:
+    """Positive + ``sdpo_negatives`` uniformly sampled other items per window, seeded per (epoch, window)."""
+    items = rec.trie.sequences
+    ids = np.asarray(sorted(items))
+    rows, group = [], []
+    for e, i in zip(exs, idx):
+        rng = np.random.default_rng([cfg.seed, epoch, i])
+        negs = []
+        while len(negs) < cfg.sdpo_negatives:
+            c = int(ids[rng.integers(len(ids))])
+            if c != e.target and c not in negs:
+                negs.append(c)
+        prompt = e.input_ids[: e.prompt_len]
+        start = len(rows)
+        rows.append(e)
+        rows += [Example(prompt + list(items[c]), e.prompt_len, c) for c in negs]
+        group.append((start, list(range(start + 1, start + 1 + len(negs)))))
+    batch = collate(rows, rec.trie, rec.tok.pad_token_id)
+    batch.group = [(p, torch.tensor(n)) for p, n in group]
+    return batch

@@ -1,0 +1,220 @@
+"""Every figure of the chapters, one plotting style, and atomic figure saving into ``figures/``."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from scipy import stats
+
+from .core.io import atomic_write, read_json, repo_root
+from .core.metrics import per_user
+from .core import losses as L
+from .probes import gaussian_p_valid, log_frame, mean_p_valid, normality, select_positions
+
+
+def figures_dir() -> Path:
+    """``$LLMREC_FIGURES`` or ``figures/`` at the repository root."""
+    env = os.environ.get("LLMREC_FIGURES")
+    return Path(env) if env else repo_root() / "figures"
+
+
+def setup_style() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+
+
+def save_figure(fig, name: str, dpi: int = 120) -> Path:
+    """Write ``figures/<name>.png`` atomically and return its path."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    path = figures_dir() / f"{name}.png"
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def plot_valid_set_sizes(sizes: dict[str, pd.DataFrame], max_position: int = 20):
+    """Figure for chapter 01: mean and median |Z_valid| by response position, and the cumulative share of
+    token instances with |Z_valid| <= k (log x)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for k, (name, df) in enumerate(sizes.items()):
+        by = df[df.position < max_position].groupby("position").n_valid
+        a.plot(by.mean().index, by.mean().values, marker="o", color=f"C{k}", label=f"{name}: mean")
+        a.plot(by.median().index, by.median().values, ls="--", color=f"C{k}", alpha=0.7, label=f"{name}: median")
+        x = np.sort(df.n_valid.to_numpy())
+        b.step(x, np.arange(1, len(x) + 1) / len(x), where="post", lw=2, color=f"C{k}",
+               label=f"{name} (AVT {x.mean():.1f}, {(x == 1).mean():.0%} singletons)")
+    a.set(yscale="log", xlabel="response position t (0 = opening quote)", ylabel="|Z_valid(y_<t)|",
+          title="Valid next tokens by position", xticks=range(0, max_position, 2))
+    b.set(xscale="log", ylim=(0, 1.02), xlabel="|Z_valid(y_<t)|", ylabel="share of token instances with ≤ x",
+          title="Over all training-target tokens")
+    a.legend(fontsize=8)
+    b.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sorted_weights(frame: pd.DataFrame, threshold: float = 0.1, first: int = 3):
+    """Figure 5: the weights of a batch sorted in descending order, LML vs MSL; and MSL's by position."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for loss in ("lml", "msl"):
+        w = np.sort(frame[f"w_{loss}"].to_numpy())[::-1]
+        a.plot(np.arange(len(w)), w, lw=2, label=f"{loss.upper()} (mean {w.mean():.2f})")
+    a.axhline(threshold, color="grey", ls=":", lw=1)
+    a.set(xlabel="response tokens of the batch, sorted", ylabel="w(y_t) = 1 - P(y_t)", ylim=(-0.02, 1.02),
+          title="Gradient weights of one batch (Figure 5)")
+    a.legend()
+    multi = frame[frame.n_valid > 1]
+    top = int(min(multi.position.max() + 1 if len(multi) else 1, 12))
+    data = [multi.w_msl[multi.position == t].to_numpy() for t in range(top)]
+    b.boxplot([d if len(d) else [np.nan] for d in data], positions=range(top), widths=0.6, showfliers=False)
+    for t, d in enumerate(data):
+        b.scatter(np.full(len(d), t) + np.random.default_rng(t).uniform(-0.2, 0.2, len(d)), d, s=6, alpha=0.4)
+    b.axhline(threshold, color="grey", ls=":", lw=1)
+    b.axvspan(-0.5, first - 0.5, color="C1", alpha=0.08)
+    b.set(xlabel="response position t (|Z_valid| > 1 only)", ylabel="MSL w(y_t)", ylim=(-0.02, 1.02),
+          title="MSL weights by position")
+    fig.tight_layout()
+    return fig
+
+
+def plot_ats_roots(vs: dict[str, L.ValidLogits], tables: dict[str, pd.DataFrame], eta: float = 0.25,
+                   taus=np.logspace(-1.3, 2.3, 60)):
+    """Mean P_valid(y_t) against tau (exact, and eq. 12's Gaussian approximation) with eq. 12's roots."""
+    fig, axes = plt.subplots(1, len(vs), figsize=(5.5 * len(vs), 4), squeeze=False)
+    for ax, (name, v) in zip(axes[0], vs.items()):
+        multi = select_positions(v, v.keep & (v.n_valid > 1))
+        ax.plot(taus, [mean_p_valid(multi, t) for t in taus], lw=2, color="k", label="exact mean P_valid")
+        t = tables[name]
+        for k, positions in enumerate(t.statistics.unique()):
+            rows = t[t.statistics == positions]
+            r = rows.iloc[int(np.argmin(np.abs(rows.eta.to_numpy() - eta)))]
+            ax.plot(taus, gaussian_p_valid(r["delta"], r["sigma2"], r["m"], taus), ls="--", color=f"C{k}",
+                    label=f"Gaussian approx. ({positions} statistics)")
+            real = r["discriminant"] >= 0
+            for root, mk in (("+", "o"), ("-", "x")):
+                tr = r[f"tau ({root})"]
+                if np.isfinite(tr):
+                    ax.plot([tr], [eta], marker=mk, ms=9, ls="none", color=f"C{k}", mew=2, alpha=1 if real else 0.5,
+                            label=f"{positions} root ({root}) = {tr:.2f}" + ("" if real else " (discriminant < 0)"))
+        num = t["tau numeric"].iloc[int(np.argmin(np.abs(t.eta.to_numpy() - eta)))]
+        if np.isfinite(num):
+            ax.axvline(num, color="k", ls=":", label=f"numeric root = {num:.2f}")
+        ax.axhline(eta, color="grey", lw=1)
+        ax.set(xscale="log", ylim=(0, 1), xlabel="tau", ylabel="mean P_valid(y_t)", title=f"{name}: eta = {eta}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_logit_histograms(samples: dict[str, np.ndarray], bins: int = 80):
+    """Figure 8: standardised valid-token logits with the fitted Gaussian, one panel per dataset."""
+    fig, axes = plt.subplots(1, len(samples), figsize=(5.5 * len(samples), 4), squeeze=False)
+    for ax, (name, x) in zip(axes[0], samples.items()):
+        mu, sd = stats.norm.fit(x)
+        nm = normality(x)
+        ax.hist(x, bins=bins, density=True, alpha=0.6, label=f"{len(x):,} valid-token logits")
+        grid = np.linspace(x.min(), x.max(), 300)
+        ax.plot(grid, stats.norm.pdf(grid, mu, sd), lw=2, color="C3",
+                label=f"N({mu:.2f}, {sd:.2f}²)\nskew {nm['skew']:.2f}, ex. kurt. {nm['excess_kurtosis']:.2f}\n"
+                      f"KS distance {nm['ks_distance']:.3f}")
+        ax.set(xlabel="logit, standardised per position", ylabel="density", title=name)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_log_curves(curves: dict[str, Path], columns, smooth: int = 5, title: str = "", logy: bool = False):
+    """Step curves of logged columns (e.g. grad_norm_l1/l2, l2, tau) for several runs, with a rolling mean."""
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False, sharey=False)
+    for ax, (name, run) in zip(axes[0], curves.items()):
+        df = log_frame(run)
+        for c in columns:
+            if c in df:  # a column logged every k steps only: its own steps
+                d = df[["step", c]].dropna()
+                ax.plot(d["step"], d[c].rolling(smooth, min_periods=1).mean(), label=c)
+        ax.set(title=name, xlabel="training step")
+        if logy:
+            ax.set_yscale("log")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overlay(curves: dict[str, Path], column: str, smooth: int = 5, title: str = ""):
+    """One logged column of several runs on one axis (Figure 4: L2 under LML vs L2-only training)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, run in curves.items():
+        df = log_frame(run)
+        ax.plot(df["step"], df[column].rolling(smooth, min_periods=1).mean(), label=name)
+    ax.set(xlabel="training step", ylabel=column, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None):
+    """Figure 6: each split's judging metric against tau, one panel per dataset; the paper's best tau marked."""
+    dss = list(dict.fromkeys(sweep["dataset"]))
+    fig, axes = plt.subplots(1, len(dss), figsize=(5 * len(dss), 3.6), squeeze=False)
+    for ax, ds in zip(axes[0], dss):
+        for split, g in sweep[sweep["dataset"] == ds].groupby("split"):
+            ax.plot(g["tau"], g["score"], marker="o", label=f"{split} ({g['metric'].iloc[0].upper()})")
+        if paper and ds in paper:
+            ax.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
+        ax.set(title=ds, xlabel="tau", ylabel="NDCG")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = ""):
+    """Figure 7: the metric against training seconds, with a 95% bootstrap interval per method."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    rng = np.random.default_rng(0)
+    for name, (run, ev) in evals.items():
+        v = per_user(ev["ranks"], metric)
+        boots = v[rng.integers(0, len(v), (2000, len(v)))].mean(1)
+        lo, hi = np.quantile(boots, [0.025, 0.975])
+        t = read_json(Path(run) / "done.json")["train_seconds"]
+        ax.errorbar([t], [v.mean()], yerr=[[v.mean() - lo], [hi - v.mean()]], fmt="o", capsize=4, label=name)
+    ax.set(xlabel="training time (s)", ylabel=metric, title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_table(table: pd.DataFrame, columns, title: str = ""):
+    """Horizontal grouped bars of some numeric columns of a method-indexed table."""
+    ax = table[list(columns)][::-1].plot.barh(figsize=(6.5, 0.45 * len(table) + 1.5))
+    ax.set(title=title, xlabel=", ".join(columns) if len(columns) == 1 else "value")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_sce_grid(grid, ce_ndcg: float | None = None, metric: str = "ndcg@10", title: str | None = None):
+    """Metric vs K, one line per alpha; a dashed line for full-softmax CE."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for a, g in grid.groupby("alpha"):
+        g = g.sort_values("K")
+        label = "sampled softmax (α=1)" if a == 1 else f"SCE α={a:g}"
+        ax.plot(g["K"], g[metric], marker="o", label=label)
+    if ce_ndcg is not None:
+        ax.axhline(ce_ndcg, ls="--", color="k", lw=1, label="full-softmax CE")
+    ax.set_xscale("log")
+    ks = sorted(grid["K"].unique())
+    ax.set_xticks(ks, [str(int(k)) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("K uniform negatives per sequence")
+    ax.set_ylabel(metric.upper())
+    ax.set_title(title or "SASRec: sampled softmax and SCE vs full CE")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,53 @@
+"""The configuration of a classic sequential model's run (its hash names the run)."""
+
+from __future__ import annotations
+
+import json
+
+LOSSES = ("ce", "bce", "bpr", "sampled-softmax", "sce")
+MODELS = ("sasrec", "gru4rec", "caser")
+
+# The SCE authors' SASRec setting (architecture, optimiser, alpha, K). Epochs and
+# patience are ours: the authors train to convergence with early stopping.
+DEFAULTS: dict = {
+    "family": "seqrec",
+    "profile": "custom",
+    "dataset": "toy",
+    "model": "sasrec",
+    "loss": "ce",
+    "alpha": 100.0,
+    "negatives": 500,
+    "epochs": 200,
+    "batch_size": 512,
+    "lr": 5e-4,
+    "weight_decay": 0.0,
+    "hidden": 64,
+    "blocks": 2,  # transformer blocks (SASRec) or GRU layers (GRU4Rec)
+    "heads": 1,
+    "dropout": 0.6,
+    "maxlen": 50,
+    "patience": 10,  # epochs without a better validation NDCG@10; None = never stop early
+    "seed": 0,
+    "device": "cpu",
+    "max_train_windows": None,  # None = all training windows
+    "max_valid_windows": None,  # validation windows used for early stopping (None = all)
+}
+
+# Per-profile overrides live in llmrec.core.profiles.PROFILES (docs/design.md "Profiles").
+
+
+def complete(config: dict) -> dict:
+    """``config`` over :data:`DEFAULTS`, checked, in plain JSON types (as stored in config.json)."""
+    unknown = set(config) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown seqrec config key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    cfg = {**DEFAULTS, **config}
+    if cfg["model"] not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {cfg['model']!r}")
+    if cfg["loss"] not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {cfg['loss']!r}")
+    if cfg["loss"] in ("sampled-softmax", "sce") and int(cfg["negatives"]) < 1:
+        raise ValueError("sampled losses need negatives >= 1")
+    if cfg["loss"] == "sce" and float(cfg["alpha"]) <= 0:
+        raise ValueError("alpha must be positive")
+    return json.loads(json.dumps(cfg))  # plain JSON types, as stored in config.json

@@ -1,0 +1,47 @@
+"""The training objective of a classic sequential model: every labelled position, one loss of the family.
+
+* ``ce``: full softmax over all items (:func:`llmrec.core.losses.ce_loss`);
+* ``bce`` / ``bpr``: one negative per position drawn from the items not in the
+  window's sequence (:func:`llmrec.core.samplers.unseen`), as in the SASRec code;
+* ``sampled-softmax``: K negatives uniform over all items;
+* ``sce``: the same K negatives with the normalising term scaled by alpha
+  (:func:`llmrec.core.losses.sce_loss`). The K negatives are drawn per training
+  sequence and shared by its positions, so the scores are one batched matrix
+  product of size (batch x positions x K) instead of (positions x items).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..core.losses import bce_loss, bpr_loss, ce_loss, sampled_softmax_loss, sce_loss
+from ..core.samplers import uniform, unseen
+
+
+def batch_loss(model: nn.Module, seqs: torch.Tensor, cfg: dict, n_items: int, gen: torch.Generator,
+                device: torch.device) -> torch.Tensor:
+    """Mean loss over every labelled position of a batch of (B, W + 1) sequences (on CPU)."""
+    inp, lab = seqs[:, :-1], seqs[:, 1:]
+    m = lab != 0
+    h = model(inp.to(device))  # (B, W, d)
+    E = model.item_emb.weight
+    lab_d, m_d = lab.to(device), m.to(device)
+    hp = h[m_d]  # (P, d)
+    tp = lab_d[m_d]
+    loss = cfg["loss"]
+    if loss == "ce":
+        return ce_loss(hp @ E[1:].T, tp - 1)
+    # F.embedding, not E[idx]: the backward of advanced indexing accumulates in a
+    # thread-dependent order on CPU, which would break bitwise-exact resume
+    pos = (hp * F.embedding(tp, E)).sum(-1)
+    if loss in ("bce", "bpr"):
+        neg = unseen(seqs, n_items, inp.shape[1], gen).to(device)[m_d]  # one unseen item per position
+        neg_s = (hp * F.embedding(neg, E)).sum(-1, keepdim=True)
+        return bce_loss(pos, neg_s) if loss == "bce" else bpr_loss(pos, neg_s)
+    neg = uniform(n_items, (len(seqs), int(cfg["negatives"])), gen).to(device)  # K per sequence
+    neg_s = torch.bmm(h, F.embedding(neg, E).transpose(1, 2))[m_d]  # (P, K)
+    if loss == "sampled-softmax":
+        return sampled_softmax_loss(pos, neg_s)
+    return sce_loss(pos, neg_s, alpha=float(cfg["alpha"]))
