@@ -7,7 +7,7 @@ peak resident memory is its own:
   a. straightforward: HF forward with full-vocabulary logits at every position,
      a dense |response| x |V| boolean mask per sample, ``-inf`` masking, softmax;
   b. fast MSL: hidden states of response positions only, projected onto their
-     valid tokens only (:func:`llmrec.losses.project_valid`);
+     valid tokens only (:func:`llmrec.core.losses.project_valid`);
   c. the transformer body alone (forward + backward, no head): the floor.
 
 ``trie``: build time (tokenisation included) and AVT for Toy and Books, and

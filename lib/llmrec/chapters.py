@@ -1,7 +1,7 @@
 """``make figures``: execute every chapter notebook in order with papermill.
 
 Executed copies go to ``notebooks/executed/`` (git-ignored); the chapters write
-their figures into ``figures/`` themselves (:func:`llmrec.plotting.save_figure`).
+their figures into ``figures/`` themselves (:func:`llmrec.plots.save_figure`).
 A failing chapter is reported and the batch goes on; the exit status is
 non-zero when any chapter failed. Trained runs are shared through the run
 cache (``runs/``), so a chapter that needs a model another chapter trained

@@ -11,7 +11,7 @@ Each user has a favourite family (drawn by family popularity) and walks through
 it: the next item is usually the next instalment (70%), else a jump to a family of
 the same brand (15%) or a popularity-skewed random item (15%). Sequences are
 chronological with day-aligned timestamps and are windowed and split exactly like
-the real data (:func:`llmrec.prepare.make_windows`, :func:`llmrec.prepare.chronological_split`).
+the real data (:func:`llmrec.data.dataset.make_windows`, :func:`llmrec.data.dataset.chronological_split`).
 """
 
 from __future__ import annotations

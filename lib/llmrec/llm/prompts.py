@@ -3,7 +3,7 @@
 The prompt ends with ``### Response:\\n``; the response is the quoted title
 followed by EOS. Prompt and response are tokenised *separately* and
 concatenated, so the response ids are exactly the ids the trie over titles
-holds (:meth:`llmrec.trie.ItemTrie.encode`).
+holds (:meth:`llmrec.llm.trie.ItemTrie.encode`).
 """
 
 from __future__ import annotations

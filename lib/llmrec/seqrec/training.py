@@ -3,7 +3,7 @@
 The SCE paper's question: is an LLM recommender better because it is an LLM, or
 because it is trained with a full-softmax cross-entropy while the classic
 baselines get BCE/BPR with one negative? Here the classic models are trained
-with every loss of :mod:`llmrec.losses` on the same windows and evaluated with
+with every loss of :mod:`llmrec.core.losses` on the same windows and evaluated with
 the same protocol as the LLM runs (full ranking of the target among *all*
 items, history items included, pessimistic ties).
 

@@ -276,7 +276,7 @@ def rank_from_beams(results: list[tuple[list[int], float]], target: int, miss_ra
     ``ties="pessimistic"``: every other listed item scoring >= the target's
     group counts above (shared-title mates included), as in :func:`llmrec.core.metrics.rank_of_target`;
     ``ties="list"``: list order, shared titles expanded in item-id order (the
-    convention of :func:`llmrec.metrics.ranks_from_lists`).
+    convention of :func:`llmrec.core.metrics.ranks_from_lists`).
     """
     for k, (items, s) in enumerate(results):
         if target in items:
