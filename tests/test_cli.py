@@ -30,4 +30,10 @@ def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / run.split("/")[-1] / "metrics.json").read_text())
     assert {"test/beam/n8/k4", "test/full/n2"} <= set(metrics)
     assert json.loads((tmp_path / run.split("/")[-1] / "config.json").read_text())["lora_layers"] == 1
+    assert main(["evaluate", run, "--mode", "likelihood", "--users", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_users"] == 3 and res["summary"]["nll_full"] >= res["summary"]["nll_valid"] > 0
+    assert main(["compare", run, run, "--key", "test/likelihood/n3"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["metric"] for r in rows] == ["nll_valid", "nll_full"] and all(r["diff"] == 0 for r in rows)
     assert list((tmp_path / "frozen").rglob("*.pt"))

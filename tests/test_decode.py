@@ -287,3 +287,26 @@ def test_bad_arguments(setup):
         D.TitleIndex(data.items, embed="word2vec")
     with pytest.raises(D.DecodeError):
         D.TitleIndex(data.items, embed="llm")  # needs the model
+
+
+@pytest.mark.parametrize("lora_layers", [None, 1])
+def test_likelihood_equals_one_forward_per_title(lora_layers, tmp_path, monkeypatch):
+    """Teacher-forced nll_valid / nll_full of a batch of users = -log P_valid / -log P by a plain forward each
+    (also when the frozen lower blocks come from the cache)."""
+    from llmrec.llm import LLMRecommender, TrainConfig
+
+    monkeypatch.setenv("LLMREC_FROZEN", str(tmp_path))
+    rec = LLMRecommender(TrainConfig(dataset="synthetic", model="tiny", validate=False, lora_layers=lora_layers))
+    rec.model = rec.load_model().eval()
+    rec.likelihood_batch = 4  # two batches, unequal lengths inside each
+    df = rec.ds.test.iloc[:6]
+    hist, targets = [list(h) for h in df["history"]], df["target"].tolist()
+    got = rec.likelihood(hist, targets)
+    for u, (h, t) in enumerate(zip(hist, targets)):
+        prompt = rec.encoder.prompt_ids(h)
+        for mode, name in (("valid", "nll_valid"), ("full", "nll_full")):
+            ref = -D.score_items(rec.model, prompt, rec.trie, [t], mode)[0]
+            assert got[name][u] == pytest.approx(ref, abs=1e-3)
+    assert (got["nll_valid"] <= got["nll_full"] + 1e-6).all()  # a renormalised softmax is never less likely
+    assert (got["nll_valid"] > 0).all()
+    assert bool(list(tmp_path.rglob("*.pt"))) == (lora_layers is not None)  # the frozen pass was used and cached

@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a finished run")
     e.add_argument("run_dir")
-    e.add_argument("--mode", default=None, choices=["beam", "full", "ground"],
-                   help="LLM: beam (default), full (exact ranking of every item), ground; classic models: full")
+    e.add_argument("--mode", default=None, choices=["beam", "full", "ground", "likelihood"],
+                   help="LLM: beam (default), full (exact ranking of every item), ground, likelihood (teacher-forced "
+                        "-log P of the target title: nll_valid, nll_full); classic models: full")
     e.add_argument("--split", default="test", choices=["valid", "test"])
     e.add_argument("--users", type=int, default=None, help="seeded sample of the split's windows (default: all)")
     e.add_argument("--beams", type=int, default=10, help="beams / list length of the list modes")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import runs
 from .core.io import read_json
-from .core.metrics import paired_bootstrap, summarize
+from .core.metrics import compare_entries, mean_interval, summarize
 from .core.profiles import dataset_for
 from .core.profiles import profile as profile_sizes
 from .core.profiles import sce_grid as sce_grid_values
@@ -48,19 +48,27 @@ def mechanism_run(profile: str, dataset: str | None, device: str | None = None, 
 
 
 def valid_metric(profile: str) -> str:
-    """The metric that chooses on validation: NDCG@10 with 10 validation beams, else NDCG@5 (quick: 5 beams)."""
+    """The beam metric reported on validation: NDCG@10 with 10 validation beams, else NDCG@5 (quick: 5 beams).
+
+    Choices on validation are made by the likelihood (:data:`CHOOSE_BY`), which resolves differences on
+    hundreds of users where a 24-user beam metric is mostly 0.
+    """
     return "ndcg@10" if profile_sizes(profile)["valid_beams"] >= 10 else "ndcg@5"
+
+
+CHOOSE_BY = "nll_valid"  # validation choices: the lowest mean -log P_valid(target title | history)
 
 
 def llm_eval(run: str | Path, profile: str, split: str = "test", mode: str = "beam", progress: bool = True) -> dict:
     """Evaluate an LLM run at the profile's sizes (users, beams); cached in the run's metrics.json.
 
-    Validation uses the profile's ``valid_beams`` (quick: 5, so it is judged by NDCG@5, see
-    :func:`valid_metric`), the test ``eval_beams`` (10); exact full ranking (``mode="full"``) runs on
-    ``exact_users``.
+    Validation uses the profile's ``valid_beams`` (quick: 5, NDCG@5, see :func:`valid_metric`), the test
+    ``eval_beams`` (10); exact full ranking (``mode="full"``) runs on ``exact_users``, the likelihood
+    (``mode="likelihood"``) on ``likelihood_users`` of either split.
     """
     p = profile_sizes(profile)
-    n = p["exact_users"] if mode == "full" else p["valid_users"] if split == "valid" else p["eval_users"]
+    n = {"full": p["exact_users"], "likelihood": p["likelihood_users"]}.get(
+        mode, p["valid_users"] if split == "valid" else p["eval_users"])
     beams = p["valid_beams"] if split == "valid" and mode == "beam" else p["eval_beams"]
     return runs.evaluate(run, split=split, mode=mode, n_users=n, k=beams, progress=progress)
 
@@ -73,23 +81,24 @@ def row(name: str, run: str | Path, ev: dict) -> dict:
 
 
 def results_table(evals: dict[str, tuple[Path, dict]]) -> pd.DataFrame:
-    """One row per method: NDCG/HR@5,10, MRR, seconds per training step and per evaluated user."""
+    """One row per method: the evaluation's summary (NDCG/HR@5,10 and MRR, or the mean likelihoods), users,
+    seconds per training step and per evaluated user."""
     return pd.DataFrame([row(name, run, ev) for name, (run, ev) in evals.items()]).set_index("method")
 
 
 def paired_table(evals: dict[str, tuple[Path, dict]], baseline: str,
                  metrics=("ndcg@5", "ndcg@10", "hr@5", "hr@10")) -> pd.DataFrame:
-    """Paired-bootstrap 95% intervals of (method - baseline) on the same users."""
+    """Paired-bootstrap 95% intervals of (method - baseline) on the same users; ``resolved`` is False where
+    the interval contains 0."""
     base = evals[baseline][1]
     out = []
     for name, (_, ev) in evals.items():
         if name == baseline:
             continue
-        if ev["user_ids"] != base["user_ids"]:
-            raise ValueError(f"{name} and {baseline} were evaluated on different users")
         for m in metrics:
-            b = paired_bootstrap(base["ranks"], ev["ranks"], m)
-            out.append({"method": name, "vs": baseline, "metric": m, "diff": b["diff"], "lo": b["lo"], "hi": b["hi"]})
+            b = compare_entries(base, ev, m)
+            out.append({"method": name, "vs": baseline, "metric": m, "diff": b["diff"], "lo": b["lo"], "hi": b["hi"],
+                        "n_users": b["n"], "resolved": not (b["lo"] <= 0 <= b["hi"])})
     return pd.DataFrame(out)
 
 
@@ -98,94 +107,71 @@ def paired_table(evals: dict[str, tuple[Path, dict]], baseline: str,
 
 def evaluated(profile: str, loss: str, dataset: str | None, device: str | None, splits=("valid", "test"),
               progress: bool = True, **overrides) -> dict:
-    """Train (or reuse) a run and evaluate it on ``splits``: {"run", split: evaluation}."""
+    """Train (or reuse) a run and evaluate it on ``splits``: {"run", split: beam evaluation,
+    "<split> nll": likelihood evaluation}."""
     run = llm_run(profile, loss, dataset, device, progress=progress, **overrides)
-    return {"run": run, **{s: llm_eval(run, profile, s, progress=progress) for s in splits}}
+    out = {"run": run}
+    for s in splits:
+        out[s] = llm_eval(run, profile, s, progress=progress)
+        out[f"{s} nll"] = llm_eval(run, profile, s, "likelihood", progress=progress)
+    return out
 
 
-def tau_sweep(profile: str, datasets, taus, device: str | None = None, seed: int = 0,
-              progress: bool = True) -> pd.DataFrame:
-    """MSL at fixed temperatures (Figure 6), one row per (dataset, tau, split).
-
-    ``score`` is the split's judging metric (``metric``): :func:`valid_metric` on
-    valid, NDCG@10 on test; the other columns are the split's full summary.
-    """
+def sweep_frame(evals: dict[tuple, dict], profile: str, key: str = "tau") -> pd.DataFrame:
+    """One row per ((dataset, value), split) of :func:`evaluated` runs: the mean likelihood measures with the
+    95% interval of ``nll_valid`` (``lo``, ``hi``), then the split's beam metrics (``beam users`` of them)."""
     out = []
-    for ds in datasets:
-        for tau in taus:
-            e = evaluated(profile, "msl", ds, device, tau=float(tau), seed=seed, progress=progress)
-            for split in ("valid", "test"):
-                m = valid_metric(profile) if split == "valid" else "ndcg@10"
-                out.append({"dataset": ds, "tau": float(tau), "split": split, "metric": m,
-                            "score": e[split]["summary"][m], **e[split]["summary"], "run": str(e["run"])})
+    for (ds, value), e in evals.items():
+        for split in ("valid", "test"):
+            nll = e[f"{split} nll"]
+            mean, lo, hi = mean_interval(nll["nll_valid"])
+            out.append({"dataset": ds, key: value, "split": split, "nll_valid": mean, "lo": lo, "hi": hi,
+                        "nll_full": nll["summary"]["nll_full"], "users": nll["n_users"],
+                        **e[split]["summary"], "beam metric": valid_metric(profile) if split == "valid" else "ndcg@10",
+                        "beam users": e[split]["n_users"], "run": str(e["run"])})
     return pd.DataFrame(out)
 
 
 def best_on_valid(sweep: pd.DataFrame, dataset: str, key: str = "tau"):
-    """The value of ``key`` with the best validation score (ties: the smallest)."""
-    v = sweep[(sweep["dataset"] == dataset) & (sweep["split"] == "valid")].sort_values(["score", key],
-                                                                                        ascending=[False, True])
+    """The value of ``key`` with the lowest validation ``nll_valid`` (ties: the smallest value)."""
+    v = sweep[(sweep["dataset"] == dataset) & (sweep["split"] == "valid")].sort_values([CHOOSE_BY, key])
     return v[key].iloc[0]
 
 
-def ablation_table(profile: str, dataset: str, device: str | None, sweep: pd.DataFrame, lml_taus=(2.0,),
-                   lr_factors=(3.0,), seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Table 6: every variant's score on valid (:func:`valid_metric`) and NDCG@10 on test; tuned values
-    are chosen on valid.
+def chosen_on_valid(profile: str, candidates: dict) -> tuple:
+    """``(value, evaluation)`` of the candidate with the lowest validation ``nll_valid`` (ties: the first),
+    evaluated on test.
 
-    Candidates that lose on validation are not evaluated on test (their test
-    cell is empty); rows that choose nothing (MSL + alpha, MSL + ATS) are not
-    evaluated on validation.
+    ``candidates``: {value: :func:`evaluated` run}. Only the chosen one is evaluated on test: the losing
+    candidates never touch the test users.
     """
-    base_lr = train_config(profile)["lr"]
+    value, e = min(candidates.items(), key=lambda c: c[1]["valid nll"]["summary"][CHOOSE_BY])
+    if "test" not in e:
+        e = {**e, "test": llm_eval(e["run"], profile, "test"), "test nll": llm_eval(e["run"], profile, "test",
+                                                                                      "likelihood")}
+    return value, e
+
+
+def ablation_frame(rows: dict[str, tuple[dict, str]], profile: str, baseline: str = "LML") -> pd.DataFrame:
+    """Table 6: {method: (evaluation, what was chosen)} -> validation and test ``nll_valid``, the paired 95%
+    interval of (method - baseline) on test ``nll_valid`` (negative: more likely than the baseline), test
+    ``nll_full`` and the beam metrics on test."""
     vm = valid_metric(profile)
-    rows = []
-
-    def add(name, e, note=""):
-        rows.append({"method": name, f"valid {vm}": e["valid"]["summary"][vm] if "valid" in e else None,
-                     "test ndcg@10": e["test"]["summary"]["ndcg@10"], "test hr@10": e["test"]["summary"]["hr@10"],
-                     "chosen": note, "run": str(e["run"])})
-
-    def chosen(cands):
-        """The candidate (value, evaluation) best on valid (ties: the first), then evaluated on test."""
-        v, e = max(cands, key=lambda c: c[1]["valid"]["summary"][vm])
-        if "test" not in e:
-            e = {**e, "test": llm_eval(e["run"], profile, "test", progress=progress)}
-        return v, e
-
-    lml = evaluated(profile, "lml", dataset, device, seed=seed, progress=progress)
-    add("LML", lml)
-    t, e = chosen([(1.0, lml)] + [(t, evaluated(profile, "lml-tau", dataset, device, splits=("valid",), tau=float(t),
-                                                seed=seed, progress=progress)) for t in lml_taus])
-    add("LML + tuning tau", e, f"tau={t}")
-    msl1 = evaluated(profile, "msl", dataset, device, tau=1.0, seed=seed, progress=progress)
-    add("MSL (w/o tau)", msl1)
-    lr, e = chosen([(base_lr, msl1)] + [(base_lr * f, evaluated(profile, "msl", dataset, device, splits=("valid",),
-                                                                tau=1.0, lr=base_lr * f, seed=seed, progress=progress))
-                                        for f in lr_factors])
-    add("MSL + tuning lr", e, f"lr={lr:g}")
-    # rows that choose nothing need no validation run
-    add("MSL + alpha", evaluated(profile, "msl-alpha", dataset, device, splits=("test",), seed=seed,
-                                 progress=progress), "alpha=|Z|/|Z_valid|")
-    tau = best_on_valid(sweep, dataset)
-    add("MSL + tuning tau", evaluated(profile, "msl", dataset, device, tau=float(tau), seed=seed, progress=progress),
-        f"tau={tau}")
-    add("MSL (w/ ATS)", evaluated(profile, "msl-ats", dataset, device, splits=("test",), seed=seed,
-                                  progress=progress))
-    return pd.DataFrame(rows).set_index("method")
+    base = rows[baseline][0]["test nll"]
+    out = []
+    for name, (e, note) in rows.items():
+        t = e["test nll"]
+        d = compare_entries(base, t, CHOOSE_BY)
+        out.append({"method": name, "valid nll_valid": e["valid nll"]["summary"][CHOOSE_BY] if "valid nll" in e else None,
+                    "test nll_valid": t["summary"][CHOOSE_BY], f"vs {baseline}": d["diff"], "lo": d["lo"],
+                    "hi": d["hi"], "test nll_full": t["summary"]["nll_full"],
+                    f"valid {vm}": e["valid"]["summary"][vm] if "valid" in e else None,
+                    "test ndcg@10": e["test"]["summary"]["ndcg@10"], "test hr@10": e["test"]["summary"]["hr@10"],
+                    "chosen": note, "run": str(e["run"])})
+    return pd.DataFrame(out).set_index("method")
 
 
 # ============================================================================ chapter 06: comparison
-
-
-def compare_methods(profile: str, dataset: str | None, device: str | None, methods: dict[str, str],
-                    seed: int = 0, split: str = "test", progress: bool = True) -> dict[str, tuple[Path, dict]]:
-    """{name: (run, evaluation)} for ``methods`` = {name: loss}, all evaluated on the same users."""
-    out = {}
-    for name, loss in methods.items():
-        run = llm_run(profile, loss, dataset, device, progress=progress, seed=seed)
-        out[name] = (run, llm_eval(run, profile, split, progress=progress))
-    return out
 
 
 def beam_vs_exact(run: str | Path, profile: str, split: str = "test", progress: bool = True) -> pd.DataFrame:

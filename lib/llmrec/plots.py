@@ -13,7 +13,7 @@ import seaborn as sns
 from scipy import stats
 
 from .core.io import atomic_write, read_json, repo_root
-from .core.metrics import per_user
+from .core.metrics import entry_values, mean_interval
 from .core import losses as L
 from .probes import gaussian_p_valid, log_frame, mean_p_valid, normality, select_positions
 
@@ -161,32 +161,54 @@ def plot_overlay(curves: dict[str, Path], column: str, smooth: int = 5, title: s
 
 
 def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None):
-    """Figure 6: each split's judging metric against tau, one panel per dataset; the paper's best tau marked."""
+    """Figure 6, one column per dataset: mean -log P_valid of the target title against tau (95% interval, lower
+    is better) on validation and test, and below it the beam metric of each split; the paper's best tau marked."""
     dss = list(dict.fromkeys(sweep["dataset"]))
-    fig, axes = plt.subplots(1, len(dss), figsize=(5 * len(dss), 3.6), squeeze=False)
-    for ax, ds in zip(axes[0], dss):
+    fig, axes = plt.subplots(2, len(dss), figsize=(5 * len(dss), 6.4), squeeze=False, sharex="col")
+    for col, ds in enumerate(dss):
+        top, bottom = axes[0, col], axes[1, col]
         for split, g in sweep[sweep["dataset"] == ds].groupby("split"):
-            ax.plot(g["tau"], g["score"], marker="o", label=f"{split} ({g['metric'].iloc[0].upper()})")
-        if paper and ds in paper:
-            ax.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
-        ax.set(title=ds, xlabel="tau", ylabel="NDCG")
-        ax.legend()
+            top.errorbar(g["tau"], g["nll_valid"], yerr=[g["nll_valid"] - g["lo"], g["hi"] - g["nll_valid"]],
+                         marker="o", capsize=3, label=f"{split} ({int(g['users'].iloc[0])} users)")
+            m = g["beam metric"].iloc[0]
+            bottom.plot(g["tau"], g[m], marker="o", label=f"{split} {m.upper()} ({int(g['beam users'].iloc[0])} users)")
+        for ax in (top, bottom):
+            if paper and ds in paper:
+                ax.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
+        top.set(title=ds, ylabel="-log P_valid(target) (nats)")
+        bottom.set(xlabel="tau", ylabel="beam NDCG", ylim=(0, max(0.05, float(bottom.get_ylim()[1]))))
+        top.legend(fontsize=8)
+        bottom.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = ""):
-    """Figure 7: the metric against training seconds, with a 95% bootstrap interval per method."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    rng = np.random.default_rng(0)
+def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = "", ax=None):
+    """Figure 7: a per-user measure (a ranking metric, or a likelihood such as ``nll_valid``) against training
+    seconds, with its 95% bootstrap interval per method (never below 0 for a metric that is not)."""
+    fig, ax = (plt.subplots(figsize=(5.5, 3.8)) if ax is None else (ax.figure, ax))
     for name, (run, ev) in evals.items():
-        v = per_user(ev["ranks"], metric)
-        boots = v[rng.integers(0, len(v), (2000, len(v)))].mean(1)
-        lo, hi = np.quantile(boots, [0.025, 0.975])
+        mean, lo, hi = mean_interval(entry_values(ev, metric))
         t = read_json(Path(run) / "done.json")["train_seconds"]
-        ax.errorbar([t], [v.mean()], yerr=[[v.mean() - lo], [hi - v.mean()]], fmt="o", capsize=4, label=name)
-    ax.set(xlabel="training time (s)", ylabel=metric, title=title)
+        ax.errorbar([t], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4, label=name)
+    ax.set(xlabel="training time (s)", ylabel=metric + (" (nats, lower is better)" if metric.startswith("nll") else ""),
+           title=title)
+    if not metric.startswith("nll"):
+        ax.set_ylim(bottom=0)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired(table: pd.DataFrame, diff: str, title: str = "", xlabel: str | None = None):
+    """A forest plot: each row's paired difference ``diff`` with its interval (``lo``, ``hi``); 0 marked."""
+    t = table.dropna(subset=[diff])[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(t) + 1.5))
+    y = np.arange(len(t))
+    ax.errorbar(t[diff], y, xerr=[t[diff] - t["lo"], t["hi"] - t[diff]], fmt="o", capsize=4)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, t.index)
+    ax.set(title=title, xlabel=xlabel or diff)
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import llm, seqrec
 from .core import rundir
 from .core.io import read_json
-from .core.metrics import paired_bootstrap
+from .core.metrics import compare_entries
 from .core.recommender import Recommender, evaluate as evaluate_recommender
 
 FAMILIES = {"llm": llm, "seqrec": seqrec}
@@ -53,7 +53,7 @@ def load(run_dir: str | Path, embed: str = "llm") -> Recommender:
 def metrics_key(split: str, mode: str, n_users: int | None, k: int, embed: str = "llm") -> str:
     """``split/mode/n<users>`` (+ ``/k<list length>`` for list modes, + ``/<encoder>`` for grounding)."""
     key = f"{split}/{mode}/n{n_users if n_users else 'all'}"
-    if mode != "full":
+    if mode not in ("full", "likelihood"):
         key += f"/k{k}"
     return key + (f"/{embed}" if mode == "ground" else "")
 
@@ -75,9 +75,9 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
     return out
 
 
-def compare(run_a: str | Path, run_b: str | Path, key: str | None = None,
-            metrics=("ndcg@5", "ndcg@10", "hr@5", "hr@10")) -> list[dict]:
-    """Paired bootstrap of (b - a) on the users both runs were evaluated on under ``key``.
+def compare(run_a: str | Path, run_b: str | Path, key: str | None = None, metrics=None) -> list[dict]:
+    """Paired bootstrap of (b - a) on the users both runs were evaluated on under ``key`` (ranking metrics, or
+    for a likelihood evaluation the per-user negative log-likelihoods: lower is better).
 
     Without ``key``: the one evaluation key the two runs share (an error lists
     the keys when there are none or several).
@@ -94,4 +94,5 @@ def compare(run_a: str | Path, run_b: str | Path, key: str | None = None,
     a, b = ma[key], mb[key]
     if a["user_ids"] != b["user_ids"]:
         raise ValueError(f"the two runs were evaluated on different users under {key!r}")
-    return [{"key": key, **paired_bootstrap(a["ranks"], b["ranks"], m)} for m in metrics]
+    metrics = metrics or (("nll_valid", "nll_full") if "ranks" not in a else ("ndcg@5", "ndcg@10", "hr@5", "hr@10"))
+    return [{"key": key, **compare_entries(a, b, m)} for m in metrics]

@@ -10,6 +10,7 @@ without a frontend.
 from __future__ import annotations
 
 import html
+import inspect
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,16 @@ import torch
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+from IPython.display import Code
 
 from .core import losses as L
 from .llm.decode import beam_search
 from .probes import items_below, position_probs
+
+
+def show_code(*objects) -> Code:
+    """The source of functions or classes as one highlighted block: how a chapter shows an equation's code."""
+    return Code("\n\n".join(inspect.getsource(o) for o in objects), language="python")
 
 
 def token_label(tok, token_id: int) -> str:

@@ -102,12 +102,18 @@ def per_user(ranks, metric: str) -> np.ndarray:
 
 def paired_bootstrap(ranks_a, ranks_b, metric: str = "ndcg@10", n_boot: int = 2000, seed: int = 0,
                      level: float = 0.95) -> dict[str, float]:
-    """Paired bootstrap CI of mean(metric_b) - mean(metric_a) over the same users.
+    """Paired bootstrap CI of mean(metric_b) - mean(metric_a) over the same users, from their ranks."""
+    return {"metric": metric, **paired_difference(per_user(ranks_a, metric), per_user(ranks_b, metric), n_boot,
+                                                  seed, level)}
+
+
+def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Paired bootstrap CI of mean(b) - mean(a) for per-user values of the same users.
 
     Returns the observed difference, the interval and the share of resamples in
-    which b does not beat a (a one-sided bootstrap p-value).
+    which the difference is <= 0 (a one-sided bootstrap p-value for "b > a").
     """
-    a, b = per_user(ranks_a, metric), per_user(ranks_b, metric)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired comparison needs the same users: {a.shape} vs {b.shape}")
     d = b - a
@@ -115,5 +121,28 @@ def paired_bootstrap(ranks_a, ranks_b, metric: str = "ndcg@10", n_boot: int = 20
     idx = rng.integers(0, len(d), size=(n_boot, len(d)))
     boots = d[idx].mean(1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return {"metric": metric, "a": float(a.mean()), "b": float(b.mean()), "diff": float(d.mean()),
-            "lo": float(lo), "hi": float(hi), "p_b_not_better": float((boots <= 0).mean()), "n": int(len(d))}
+    return {"a": float(a.mean()), "b": float(b.mean()), "diff": float(d.mean()), "lo": float(lo), "hi": float(hi),
+            "p_b_not_better": float((boots <= 0).mean()), "n": int(len(d))}
+
+
+def mean_interval(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the mean of per-user values and its percentile-bootstrap interval (for values >= 0
+    the interval stays >= 0)."""
+    v = np.asarray(values, dtype=float)
+    boots = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(1)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def entry_values(entry: dict, metric: str) -> np.ndarray:
+    """Per-user values of ``metric`` in an evaluation entry: a stored measure (``nll_valid``) or one of ranks."""
+    if metric in entry and metric != "ranks":
+        return np.asarray(entry[metric], dtype=float)
+    return per_user(entry["ranks"], metric)
+
+
+def compare_entries(a: dict, b: dict, metric: str, **kw) -> dict[str, float]:
+    """Paired bootstrap of (b - a) for two evaluation entries of the same users (ranks or stored measures)."""
+    if a["user_ids"] != b["user_ids"]:
+        raise ValueError("the two evaluations are on different users")
+    return {"metric": metric, **paired_difference(entry_values(a, metric), entry_values(b, metric), **kw)}

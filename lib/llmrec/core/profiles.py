@@ -5,7 +5,9 @@
   on its last 4 blocks only (the 26 frozen blocks below run once per training
   window and are cached, :class:`llmrec.llm.frozen.FrozenBlocks`), 512 windows,
   one epoch (64 steps), 48 test users (10 beams) / 24 validation users (5
-  beams); LML runs log the gradient norms of L1 and L2 every 4 steps (Figure
+  beams), and the teacher-forced likelihood of the target title on 500 users of
+  each split (what resolves differences at this size, and what validation
+  chooses by); LML runs log the gradient norms of L1 and L2 every 4 steps (Figure
   3); the Books LML run that only Figures 3 and 8 use stops at 32 steps.
   Classic models: the SCE authors' SASRec with at most 12 epochs.
 * ``full``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128 via
@@ -27,7 +29,7 @@ PROFILES = {
                     n_valid_users=0, valid_beams=4, lr=1e-3, max_history=5),
         "seqrec": dict(hidden=32, blocks=1, dropout=0.2, maxlen=10, batch_size=64, lr=5e-3, epochs=12, patience=4,
                        negatives=50),
-        "eval": dict(eval_users=8, valid_users=8, eval_beams=4, exact_users=2, sdpo_n_train=None,
+        "eval": dict(eval_users=8, valid_users=8, eval_beams=4, exact_users=2, likelihood_users=8, sdpo_n_train=None,
                      grad_norm_every=1, side_steps=None),
         "sce_grid": {"K": (10, 50), "alpha": (1.0, 10.0)},
     },
@@ -39,7 +41,7 @@ PROFILES = {
         # items, so nothing is cut), a larger learning rate, less dropout and at most 12 epochs (patience 3);
         # Books is subsampled to 10,000 of its 30,677 training windows (Toy has 5,000)
         "seqrec": dict(maxlen=10, lr=3e-3, dropout=0.2, epochs=12, patience=3, max_train_windows=10000),
-        "eval": dict(eval_users=48, valid_users=24, eval_beams=10, exact_users=4, sdpo_n_train=128,
+        "eval": dict(eval_users=48, valid_users=24, eval_beams=10, exact_users=4, likelihood_users=500, sdpo_n_train=128,
                      grad_norm_every=4, side_steps=32),
         "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
     },
@@ -49,7 +51,8 @@ PROFILES = {
                     grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
                     dtype="bfloat16", device="cuda"),
         "seqrec": {},  # the SCE authors' setting
-        "eval": dict(eval_users=None, valid_users=None, eval_beams=10, exact_users=20, sdpo_n_train=None,
+        "eval": dict(eval_users=None, valid_users=None, eval_beams=10, exact_users=20, likelihood_users=None,
+                     sdpo_n_train=None,
                      grad_norm_every=10, side_steps=None),
         "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
     },

@@ -11,9 +11,12 @@ and :meth:`Recommender.rank` turns either into the 0-based pessimistic rank
 of each target under one of the family's evaluation ``modes``: ``"full"``
 ranks the whole catalogue by :meth:`score`; a family may add its own (the LLM:
 ``"beam"``, the constrained beam-search list; ``"ground"``, generation +
-nearest titles). :func:`evaluate` runs one mode on a seeded sample of a split's
-windows, so that two runs of any families evaluated on the same split and size
-pair user by user.
+nearest titles). A family that gives probabilities may also answer
+:meth:`Recommender.likelihood` (the LLM: teacher-forced -log P of the target's
+title), a continuous per-user measure that separates models on far fewer users
+than a hit rate. :func:`evaluate` runs one mode (or ``"likelihood"``) on a
+seeded sample of a split's windows, so that two runs of any families evaluated
+on the same split and size pair user by user.
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ class Recommender:
             return rank_of_target(self.score(histories), self.columns(targets)).astype(float)
         return ranks_from_lists(self.recommend(histories, k), list(targets))
 
+    def likelihood(self, histories, targets) -> dict[str, np.ndarray]:
+        """Per-user negative log-likelihoods of the targets (nats), by name; only some families have one."""
+        raise ValueError(f"a {self.family} recommender has no likelihood evaluation")
+
     def columns(self, item_ids) -> np.ndarray:
         col = getattr(self, "_col", None)
         if col is None:
@@ -64,21 +71,29 @@ class Recommender:
 
 def evaluate(rec: Recommender, windows: pd.DataFrame, mode: str = "full", n_users: int | None = None, k: int = 10,
              batch_size: int = 256, progress: bool = False) -> dict:
-    """Ranks of the targets of ``n_users`` windows (seeded sample, seed 0 whatever the run: paired across runs).
+    """Ranks (or, with ``mode="likelihood"``, negative log-likelihoods) of the targets of ``n_users`` windows
+    (a seeded sample, seed 0 whatever the run: paired across runs).
 
     Returns the per-user ``user_ids``, ``rows`` (positions in ``windows``),
-    ``targets`` and ``ranks``, the ``summary`` (NDCG/HR@5,10, MRR) and the
-    seconds per user.
+    ``targets`` and ``ranks`` (likelihood: one list per measure, e.g.
+    ``nll_valid``), the ``summary`` (NDCG/HR@5,10 and MRR, or the mean of each
+    measure) and the seconds per user.
     """
-    rec.check_mode(mode)
+    if mode != "likelihood":
+        rec.check_mode(mode)
     rows = sample_rows(len(windows), n_users, seed=0)
     df = windows.iloc[rows]
     hist, targets = [list(h) for h in df["history"]], df["target"].astype(int).tolist()
     t0 = time.perf_counter()
-    ranks = np.full(len(df), np.inf)
+    parts = []
     for b in tqdm(range(0, len(df), batch_size), disable=not progress, desc=f"{mode} ({len(df)} users)"):
-        ranks[b:b + batch_size] = rec.rank(hist[b:b + batch_size], targets[b:b + batch_size], mode, k)
+        H, T = hist[b:b + batch_size], targets[b:b + batch_size]
+        parts.append(rec.likelihood(H, T) if mode == "likelihood" else {"ranks": rec.rank(H, T, mode, k)})
     seconds = time.perf_counter() - t0
+    values = {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
+              for name in (parts[0] if parts else {"ranks": None})}
+    summary = ({name: float(v.mean()) for name, v in values.items()} if mode == "likelihood"
+               else summarize(values["ranks"]))
     return {"user_ids": df["user_id"].astype(int).tolist(), "rows": rows.tolist(), "targets": targets,
-            "ranks": ranks.tolist(), "mode": mode, "k": k, "n_users": len(df), "seconds": seconds,
-            "seconds_per_user": seconds / max(len(df), 1), "summary": summarize(ranks)}
+            **{name: v.tolist() for name, v in values.items()}, "mode": mode, "k": k, "n_users": len(df),
+            "seconds": seconds, "seconds_per_user": seconds / max(len(df), 1), "summary": summary}

@@ -24,6 +24,8 @@ from ..data import load_dataset
 from . import decode
 from .config import TrainConfig
 from .model import add_lora, load_llm, load_tokenizer
+from .frozen import FrozenBlocks
+from .objectives import collate, valid_logits
 from .prompts import PromptEncoder
 from .trie import ItemTrie
 
@@ -33,6 +35,7 @@ class LLMRecommender(Recommender):
 
     family = "llm"
     modes = ("beam", "full", "ground")
+    likelihood_batch = 16  # users per teacher-forced forward
     eval_batch = 24  # users per beam-search batch
 
     def __init__(self, cfg: TrainConfig, model=None, embed: str = "llm"):
@@ -87,6 +90,38 @@ class LLMRecommender(Recommender):
             return decode.exact_ranks(self.model, P, T, self.trie, mode="valid")
         got = decode.ground_batch(self.model, self.tok, P, self.ds.items, embed=self.embed, k=k)
         return np.asarray([g.items.index(t) if t in g.items else np.inf for g, t in zip(got, T)], dtype=float)
+
+    @torch.no_grad()
+    def likelihood(self, histories, targets) -> dict[str, np.ndarray]:
+        """Teacher-forced negative log-likelihood of each target's title given its history, in nats.
+
+        ``nll_valid``: -log P_valid(y^v | x) = sum over the title's tokens of
+        -log softmax restricted to the trie's valid next tokens (what MSL
+        trains, Lemma 1's ranking score); ``nll_full``: -log P(y^v | x) under
+        the whole vocabulary (what LML trains). One forward of prompt + title
+        per user, ``likelihood_batch`` users at a time; with LoRA on the top
+        blocks only, the frozen blocks below run once per window for every run
+        on the same base model (:class:`~llmrec.llm.frozen.FrozenBlocks`).
+        """
+        self.model.eval()
+        exs = [self.encoder.encode(list(h), int(t)) for h, t in zip(histories, targets)]
+        dev = next(self.model.parameters()).device
+        frozen = FrozenBlocks.of(self.model, self.cfg)
+        valid, full = [], []
+        for b in range(0, len(exs), self.likelihood_batch):
+            batch = collate(exs[b:b + self.likelihood_batch], self.trie, self.tok.pad_token_id)
+            if frozen is not None:
+                frozen.attach(batch)
+            batch = batch.to(dev)
+            v = valid_logits(self.model, batch, full=True)
+            fy = v.target_logit().float()
+            per_token = {"valid": torch.logsumexp(v.masked(), -1) - fy, "full": v.lse_all - fy}
+            n = len(batch.items)
+            for out, key in ((valid, "valid"), (full, "full")):
+                out.append(torch.zeros(n, dtype=torch.float64).index_add(0, batch.b_idx.cpu(),
+                                                                         per_token[key].double().cpu()).numpy())
+        return {"nll_valid": np.concatenate(valid) if valid else np.zeros(0),
+                "nll_full": np.concatenate(full) if full else np.zeros(0)}
 
 
 def adapter_dir(p: str | Path) -> Path:
