@@ -242,3 +242,11 @@ def test_lora_layers_runs_share_the_frozen_pass_and_load_with_plain_peft(runs_di
     cfg.lora_layers = 1
     with pytest.raises(ValueError, match="lower blocks"):
         FrozenPrefix(everywhere, cfg)
+
+
+def test_frozen_states_feed_a_bfloat16_model(runs_dir, frozen_dir, tmp_path):
+    """The cache stores float32 states; a bfloat16 model (the GPU setting) gets them in its own dtype."""
+    cfg = smoke(loss="msl-ats", dtype="bfloat16", lora_layers=1, max_steps=2, validate=False)
+    run = train(cfg, run_dir=tmp_path / "bf16", progress=False)
+    losses = [r["loss"] for r in rundir.read_log(run) if "loss" in r]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses) and list(frozen_dir.rglob("*.pt"))

@@ -95,7 +95,8 @@ class FrozenBlocks:
         lens = batch.attention_mask.sum(1).tolist()
         seqs = [batch.input_ids[r, :n].tolist() for r, n in enumerate(lens)]
         hs = self.states(seqs)
-        out = torch.zeros((len(seqs), batch.input_ids.shape[1], hs[0].shape[1]))
+        dtype = next(self.body.parameters()).dtype  # stored in float32, fed to the blocks in the model's dtype
+        out = torch.zeros((len(seqs), batch.input_ids.shape[1], hs[0].shape[1]), dtype=dtype)
         for r, h in enumerate(hs):
             out[r, :len(h)] = h
         batch.frozen, batch.frozen_from = out, self.split
