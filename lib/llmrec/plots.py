@@ -213,14 +213,6 @@ def plot_paired(table: pd.DataFrame, diff: str, title: str = "", xlabel: str | N
     return fig
 
 
-def plot_table(table: pd.DataFrame, columns, title: str = ""):
-    """Horizontal grouped bars of some numeric columns of a method-indexed table."""
-    ax = table[list(columns)][::-1].plot.barh(figsize=(6.5, 0.45 * len(table) + 1.5))
-    ax.set(title=title, xlabel=", ".join(columns) if len(columns) == 1 else "value")
-    ax.figure.tight_layout()
-    return ax.figure
-
-
 def plot_sce_grid(grid, ce_ndcg: float | None = None, metric: str = "ndcg@10", title: str | None = None):
     """Metric vs K, one line per alpha; a dashed line for full-softmax CE."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

@@ -1,6 +1,8 @@
-"""Padding: ragged id sequences to one rectangular batch (the one padding routine of the package)."""
+"""Padding ragged id sequences into one batch, and running a model in eval mode: each written once here."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 
@@ -26,3 +28,14 @@ def pad_sequences(seqs, value: int = 0, side: str = "right", width: int | None =
         ids[r, cols] = torch.as_tensor(s, dtype=dtype)
         mask[r, cols] = 1
     return ids, mask
+
+
+@contextmanager
+def eval_mode(model):
+    """``model`` in eval mode inside the block (no dropout); its earlier mode is restored after, even on error."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)

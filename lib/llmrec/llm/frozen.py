@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..core.io import cache_root, save_torch
-from ..core.tensors import pad_sequences
+from ..core.tensors import eval_mode, pad_sequences
 from .config import TrainConfig
 from .model import blocks
 from .objectives import Batch
@@ -78,12 +78,10 @@ class FrozenBlocks:
         missing = [i for i, p in enumerate(paths) if not p.exists()]
         got: dict[int, torch.Tensor] = {}
         if missing:
-            was = self.model.training
-            self.model.eval()
-            for i, h in zip(missing, self._compute([seqs[i] for i in missing])):
-                save_torch(paths[i], h)
-                got[i] = h
-            self.model.train(was)
+            with eval_mode(self.model):
+                for i, h in zip(missing, self._compute([seqs[i] for i in missing])):
+                    save_torch(paths[i], h)
+                    got[i] = h
         for i, p in enumerate(paths):
             if i not in got:
                 got[i] = torch.load(p, weights_only=True)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..core import losses as L
-from ..core.tensors import pad_sequences
+from ..core.tensors import eval_mode, pad_sequences
 from .config import TrainConfig
 from .model import blocks, trainable
 from .prompts import Example
@@ -177,13 +177,10 @@ class LossComputer:
 
     def sdpo(self, model, batch: Batch, ref_model) -> tuple[torch.Tensor, dict]:
         logp = sequence_logprob(model, batch)
-        was_training = model.training
-        with torch.no_grad():  # the reference is a frozen model: its adapter, no dropout
+        with torch.no_grad(), eval_mode(model):  # the reference is a frozen model: its adapter, no dropout
             model.set_adapter("ref")
-            model.eval()
             ref = sequence_logprob(model, batch)
             model.set_adapter("default")
-            model.train(was_training)
         r = logp - ref
         pos = torch.stack([r[p] for p, _ in batch.group])
         neg = torch.stack([r[n] for _, n in batch.group])

@@ -169,9 +169,6 @@ class ItemTrie:
         key = self._key(ids)
         return sorted(v[0] for v in self.keys[key]) if key in self.keys else []
 
-    def has_prefix(self, prefix_ids) -> bool:
-        return self.keys.has_keys_with_prefix(self._key(prefix_ids))
-
     def valid_sets(self, response_ids) -> list[list[int]]:
         """Z_valid(y_<t) for every t of a catalogue response, the first token included."""
         nodes = self._walk(response_ids)

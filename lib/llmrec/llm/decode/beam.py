@@ -29,7 +29,7 @@ import math
 import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from ...core.tensors import pad_sequences
+from ...core.tensors import eval_mode, pad_sequences
 from .attention import SharedPrompt, use_shared_prompt_attention
 from .common import DecodeError, _base, _check_mode, _device, _max_response_len, _pad_id
 
@@ -137,10 +137,8 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
     max_new = int(max_new_tokens or _max_response_len(trie))
     pad = _pad_id(model, trie)
     dev = _device(model)
-    was_training = model.training
-    model.eval()
     results = []
-    try:
+    with eval_mode(model):
         for b in range(0, len(prompts), batch_size):
             chunk = [list(map(int, p)) for p in prompts[b:b + batch_size]]
             ids, mask = (t.to(dev) for t in pad_sequences(chunk, pad, side="left"))
@@ -157,8 +155,6 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
             for u in range(len(chunk)):
                 rows = slice(u * num_beams, (u + 1) * num_beams)
                 results.append(_parse_beams(seqs[rows], sc[rows], trie)[:num_beams])
-    finally:
-        model.train(was_training)
     return results
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ...core.metrics import rank_of_target
-from ...core.tensors import pad_sequences
+from ...core.tensors import eval_mode, pad_sequences
 from .common import DecodeError, _base, _check_mode, _device, _dtype
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -227,9 +227,7 @@ def score_all_items_batch(model, prompts: list[list[int]], trie, mode: str = "va
     dev, dt = _device(model), _dtype(model)
     neg = torch.finfo(dt).min
     U = len(prompts)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         ids, pmask, ppos, pvalid, plens = _prompt_batch([list(map(int, p)) for p in prompts], dev, dt)
         P = ids.shape[1]
         out = body(input_ids=ids, attention_mask=pmask, position_ids=ppos, use_cache=True)
@@ -293,8 +291,6 @@ def score_all_items_batch(model, prompts: list[list[int]], trie, mode: str = "va
             stats.prompt_tokens = int(plens.sum())
             stats.item_tokens = int(sum(len(s) for s in trie.sequences.values()))
         return total[:, plan.terminal]
-    finally:
-        model.train(was_training)
 
 
 def score_all_items(model, prompt_ids: list[int], trie, mode: str = "valid", chunk: int = 256,
@@ -325,18 +321,11 @@ def score_items(model, prompt_ids: list[int], trie, item_ids, mode: str = "valid
     P = len(prompt)
     dev = _device(model)
     out = np.zeros(len(item_ids), dtype=np.float64)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for b in range(0, len(item_ids), batch_size):
             batch = [int(i) for i in item_ids[b:b + batch_size]]
             resps = [trie.sequences[i] for i in batch]
-            L = P + max(len(r) for r in resps)
-            ids = torch.full((len(batch), L), trie.eos_id, dtype=torch.long)
-            att = torch.zeros((len(batch), L), dtype=torch.long)
-            for r, resp in enumerate(resps):
-                ids[r, :P + len(resp)] = torch.as_tensor(prompt + list(resp))
-                att[r, :P + len(resp)] = 1
+            ids, att = pad_sequences([prompt + list(resp) for resp in resps], trie.eos_id)
             logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float().cpu()
             for r, (iid, resp) in enumerate(zip(batch, resps)):
                 z = logits[r, P - 1:P - 1 + len(resp)]  # predicts resp[t] at row t
@@ -349,8 +338,6 @@ def score_items(model, prompt_ids: list[int], trie, item_ids, mode: str = "valid
                     zv = z.gather(1, toks).masked_fill(~ok, -math.inf)
                     lp = z.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(zv, -1)
                 out[b + r] = float(lp.double().sum())
-    finally:
-        model.train(was_training)
     return out
 
 

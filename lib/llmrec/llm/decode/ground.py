@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, GenerationConfig
 
-from ...core.tensors import pad_sequences
+from ...core.tensors import eval_mode, pad_sequences
 from .common import DecodeError, _base, _device
 
 def _clean_generation(text: str) -> str:
@@ -35,10 +35,8 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     eos = int(eos_id if eos_id is not None else tokenizer.eos_token_id)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     dev = _device(model)
-    was_training = model.training
-    model.eval()
     texts = []
-    try:
+    with eval_mode(model):
         for b in range(0, len(prompts), batch_size):
             chunk = [list(map(int, p)) for p in prompts[b:b + batch_size]]
             ids, mask = (t.to(dev) for t in pad_sequences(chunk, pad, side="left"))
@@ -46,8 +44,6 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
                                   pad_token_id=pad, repetition_penalty=1.0, no_repeat_ngram_size=0, use_cache=True)
             seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc)[:, ids.shape[1]:]
             texts += [_clean_generation(tokenizer.decode(s, skip_special_tokens=True)) for s in seqs.cpu()]
-    finally:
-        model.train(was_training)
     return texts
 
 
@@ -71,24 +67,15 @@ class _LLMEncoder:
                for e in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
         order = np.argsort([len(e) for e in enc], kind="stable")
         out = [None] * len(enc)
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             for b in range(0, len(order), self.bs):
                 rows = order[b:b + self.bs]
-                L = max(len(enc[r]) for r in rows)
-                ids = torch.zeros((len(rows), L), dtype=torch.long)
-                att = torch.zeros((len(rows), L), dtype=torch.long)
-                for k, r in enumerate(rows):
-                    ids[k, :len(enc[r])] = torch.as_tensor(enc[r])
-                    att[k, :len(enc[r])] = 1
+                ids, att = pad_sequences([enc[r] for r in rows])
                 h = body(input_ids=ids.to(dev), attention_mask=att.to(dev)).last_hidden_state.float()
                 a = att.to(dev, torch.float32)[..., None]
                 pooled = ((h * a).sum(1) / a.sum(1)).cpu()
                 for k, r in enumerate(rows):
                     out[r] = pooled[k]
-        finally:
-            self.model.train(was_training)
         return torch.stack(out)
 
 
