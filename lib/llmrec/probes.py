@@ -300,3 +300,31 @@ def grad_norm_summary(curves: dict[str, Path]) -> pd.DataFrame:
                     "mean |grad L2|": df["grad_norm_l2"].mean(),
                     "ratio L1/L2": (df["grad_norm_l1"] / df["grad_norm_l2"]).median()})
     return pd.DataFrame(out).set_index("run")
+
+
+# ============================================================================ chapter 06: ATS during training
+
+
+def ats_trace(run) -> tuple[pd.DataFrame, dict]:
+    """How ATS set tau in an ``msl-ats`` run, step by step, from its log: the smoothed ``tau`` that trained,
+    eq. (12)'s raw root (``nan`` when the quadratic has no positive root), and the batch statistics.
+
+    Returns the per-step frame and a summary: steps without a root (and why: Delta <= 0 means the target's
+    logit is below the valid logits' mean, so no temperature brings P_valid up to eta), the first step with
+    a root, roots below the lower clamp, and tau at a few steps.
+    """
+    df = log_frame(run)
+    cols = [c for c in ("step", "tau", "ats_tau_raw", "ats_delta", "ats_sigma2", "ats_m", "loss") if c in df]
+    df = df[cols].copy()
+    raw = df["ats_tau_raw"]
+    cfg = runs.config_of(run)
+    lo = (cfg.get("ats_clamp") or [np.nan, np.nan])[0]
+    has = raw.notna()
+    summary = {"steps": len(df), "steps without a root": int((~has).sum()),
+               "of which Delta <= 0": int((~has & (df["ats_delta"] <= 0)).sum()) if "ats_delta" in df else None,
+               "first step with a root": int(df.loc[has, "step"].iloc[0]) if has.any() else None,
+               "roots below the lower clamp": int((raw < lo).sum()), "median raw root": float(raw.median()),
+               "ema": cfg.get("ats_ema"), "clamp": cfg.get("ats_clamp"),
+               **{f"tau at step {s}": float(df.loc[df["step"] == s, "tau"].iloc[0])
+                  for s in (1, len(df) // 4, len(df) // 2, len(df)) if (df["step"] == s).any()}}
+    return df, summary
