@@ -14,7 +14,11 @@ def test_unknown_loss_dataset_and_device_are_named(capsys, tmp_path, monkeypatch
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "nothing" in capsys.readouterr().err
     assert main(["train", "--profile", "smoke", "--loss", "lml", "--lora-layers", "0"]) == 2
-    assert "lora_layers" in capsys.readouterr().err
+    assert "--lora-layers: must be > 0" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--loss", "lml", "--max-steps", "-2"]) == 2
+    assert "--max-steps: must be > 0, got -2" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--users", "0"]) == 2
+    assert "--users: must be > 0" in capsys.readouterr().err
 
 
 def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):

@@ -181,7 +181,10 @@ def test_sample_keeps_a_seeded_subset_of_train(raw, tmp_path):
 def test_rerun_replaces_an_earlier_output(raw, tmp_path):
     out = tmp_path / "out"
     prepare(*raw, out, window=3, core=3)
-    prepare(*raw, out, window=3, core=3, sample=2)
+    with pytest.raises(DataError, match="--force"):
+        prepare(*raw, out, window=3, core=3, sample=2)
+    assert len(load_dataset(str(out)).train) == 8
+    prepare(*raw, out, window=3, core=3, sample=2, force=True)
     assert len(load_dataset(str(out)).train) == 2
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -270,7 +273,7 @@ def test_failure_keeps_an_earlier_output_intact(raw, tmp_path):
     prepare(*raw, out, window=3, core=3)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(DataError):
-        prepare(*raw, out, window=11, core=3)
+        prepare(*raw, out, window=11, core=3, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 

@@ -7,6 +7,7 @@ import torch
 from llmrec import runs  # noqa: F401
 from llmrec.core import rundir
 from llmrec.core.profiles import train_config
+from llmrec.seqrec import complete as seqrec_complete
 from llmrec.llm.config import LOSSES, TrainConfig
 from llmrec.llm.objectives import LossComputer, collate, length_grouped_batches
 from llmrec.llm.recommender import LLMRecommender as Recommender
@@ -250,3 +251,13 @@ def test_frozen_states_feed_a_bfloat16_model(runs_dir, frozen_dir, tmp_path):
     run = train(cfg, run_dir=tmp_path / "bf16", progress=False)
     losses = [r["loss"] for r in rundir.read_log(run) if "loss" in r]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses) and list(frozen_dir.rglob("*.pt"))
+
+
+@pytest.mark.parametrize("option", [{"epochs": 0}, {"max_steps": -2}, {"n_train": 0}, {"batch_size": 0}])
+def test_sizes_are_checked_and_named(option):
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        TrainConfig.from_dict(smoke(**option))
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        seqrec_complete(train_config("smoke", "seqrec", epochs=0))
+

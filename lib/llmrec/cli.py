@@ -28,7 +28,7 @@ def _train(args) -> int:
         over = dict(dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau, alpha=args.alpha,
                     epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
                     lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
-                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms or None)
+                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms)
     run = runs.train(train_config(args.profile, family, **over), run_dir=args.run_dir, progress=not args.quiet)
     if args.no_eval:
         print(run)
@@ -63,6 +63,19 @@ def _figures(args) -> int:
     return run_batch(profile=args.profile, device=args.device, only=args.only)
 
 
+def positive(typ, zero: bool = False):
+    """An argparse type: a number of ``typ`` that is > 0 (or >= 0 with ``zero``), else a message naming it."""
+    def parse(text: str):
+        try:
+            value = typ(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="llmrec", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -73,15 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "sampled-softmax, sce")
     t.add_argument("--model", default=None, help="smollm2-135m, tiny, a local HF folder, sasrec, gru4rec or caser")
     t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
-    for name, typ in (("--tau", float), ("--epochs", int), ("--lr", float), ("--n-train", int), ("--layers", int),
-                      ("--lora-layers", int), ("--seed", int), ("--negatives", int), ("--max-steps", int)):
+    for name, typ in (("--tau", positive(float)), ("--epochs", positive(int)), ("--lr", positive(float)),
+                      ("--n-train", positive(int)), ("--layers", positive(int)), ("--lora-layers", positive(int)),
+                      ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int))):
         t.add_argument(name, type=typ, default=None)
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)
     t.add_argument("--sdpo-ref", default=None, help="run directory of the LML run S-DPO starts from")
     t.add_argument("--run-dir", default=None)
-    t.add_argument("--log-grad-norms", type=int, nargs="?", const=1, default=None, metavar="K",
-                   help="log the gradient norms of L1 and L2 every K steps (default K: 1)")
+    t.add_argument("--log-grad-norms", type=positive(int, zero=True), nargs="?", const=1, default=None, metavar="K",
+                   help="log the gradient norms of L1 and L2 every K steps (default K: 1; 0: never)")
     t.add_argument("--no-eval", action="store_true")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
@@ -92,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LLM: beam (default), full (exact ranking of every item), ground, likelihood (teacher-forced "
                         "-log P of the target title: nll_valid, nll_full); classic models: full")
     e.add_argument("--split", default="test", choices=["valid", "test"])
-    e.add_argument("--users", type=int, default=None, help="seeded sample of the split's windows (default: all)")
-    e.add_argument("--beams", type=int, default=10, help="beams / list length of the list modes")
+    e.add_argument("--users", type=positive(int), default=None, help="seeded sample of the split's windows (default: all)")
+    e.add_argument("--beams", type=positive(int), default=10, help="beams / list length of the list modes")
     e.add_argument("--embed", default="llm", choices=["llm", "minilm"], help="grounding encoder (--mode ground)")
     e.add_argument("--force", action="store_true")
     e.set_defaults(func=_evaluate)
@@ -122,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed the usage and the flag's error
+        return int(e.code or 0)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as e:

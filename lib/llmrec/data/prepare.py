@@ -163,22 +163,26 @@ def user_sequences(df: pd.DataFrame) -> tuple[list[str], list[str], list[tuple[i
 # ----------------------------------------------------------------------------- the whole pipeline
 
 
-def _check_out(out: Path) -> None:
-    """Refuse to replace anything but an empty folder or an earlier ``prepare`` output."""
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse to replace an existing dataset unless ``force``, and anything but an earlier ``prepare`` output."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
         if foreign:
             raise DataError(f"{out}: not empty and not an earlier `llmrec prepare` output (found {foreign[:5]}); choose another --out")
+        if any(out.iterdir()) and not force:
+            raise DataError(f"{out}: a prepared dataset is already there; pass --force (force=True) to replace it, "
+                            "or choose another --out")
 
 
 def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int = 11, core: int = 5,
-            sample: int | None = None, seed: int = 0, domain: str = "generic") -> Dataset:
+            sample: int | None = None, seed: int = 0, domain: str = "generic", force: bool = False) -> Dataset:
     """Run the whole protocol (see the module docstring) and write the dataset folder ``out``.
 
     Returns the written :class:`~llmrec.data.Dataset` (named after ``out``; ``notes`` = meta.json).
-    On any error nothing is left at ``out`` (an earlier output there stays untouched).
+    An existing dataset at ``out`` is replaced only with ``force``; on any error nothing is left at ``out``
+    (an earlier output there stays untouched).
     """
     reviews, meta, out = Path(reviews), Path(meta), Path(out)
     if window < 2:
@@ -192,7 +196,7 @@ def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int 
     for p in (reviews, meta):
         if not p.is_file():
             raise DataError(f"{p}: no such file")
-    _check_out(out)
+    _check_out(out, force)
 
     titles = read_titles(meta)
     raw, n_raw = read_reviews(reviews, keep=titles)
@@ -229,7 +233,7 @@ def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int 
     items = {k + 1: titles[a] for k, a in enumerate(asins)}
     ds = Dataset(out.name, items, train, valid, test, domain=domain, notes=notes)
 
-    _check_out(out)
+    _check_out(out, force)
     with publish_dir(out) as tmp:
         save_dataset(ds, tmp)
         id_map = {"items": {str(k + 1): a for k, a in enumerate(asins)}, "users": {str(k + 1): u for k, u in enumerate(users)}}
@@ -251,6 +255,7 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--window", type=int, default=11, help="window length: history + target (default 11)")
     parser.add_argument("--core", type=int, default=5, help="k of the iterative k-core filter (default 5)")
     parser.add_argument("--domain", choices=DOMAIN_CHOICES, default="generic", help="prompt domain (default generic)")
+    parser.add_argument("--force", action="store_true", help="replace a dataset already prepared at --out")
     return parser
 
 
@@ -258,7 +263,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     """Run :func:`prepare` from parsed arguments; print a summary. Returns an exit status."""
     try:
         ds = prepare(args.reviews, args.meta, args.out, window=args.window, core=args.core,
-                     sample=args.sample, seed=args.seed, domain=args.domain)
+                     sample=args.sample, seed=args.seed, domain=args.domain, force=args.force)
     except (DataError, ValueError) as e:
         print(f"llmrec prepare: error: {e}", file=sys.stderr)
         return 2

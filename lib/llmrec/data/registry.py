@@ -27,10 +27,13 @@ _CACHE: dict[tuple, Dataset] = {}
 def load_dataset(name: str, root: str | Path | None = None, **kwargs) -> Dataset:
     """Load ``"toy"``, ``"books"``, ``"synthetic"`` (kwargs go to :func:`make_synthetic`) or a folder.
 
-    ``root`` overrides the shipped ``data/`` folder. Results are cached in memory
-    (frames are shared: copy before mutating).
+    ``root`` overrides the shipped ``data/`` folder. Results are cached in memory while the folder's files
+    are unchanged (frames are shared: copy before mutating).
     """
-    key = (name, str(root), tuple(sorted(kwargs.items())))
+    folder = Path(root or data_root()) / name if name in ("toy", "books") else Path(name)
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir())) \
+        if name != "synthetic" and folder.is_dir() else ()
+    key = (name, str(root), tuple(sorted(kwargs.items())), stamp)  # a folder re-written since is read again
     if key in _CACHE:
         return _CACHE[key]
     if name == "synthetic":

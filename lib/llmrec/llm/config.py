@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+NULLABLE = ("max_steps", "n_train", "layers", "lora_layers")  # None: no limit / the whole model
 LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 
 
@@ -54,6 +55,12 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.loss == "sdpo" and not self.sdpo_ref:
             raise ValueError("loss 'sdpo' needs sdpo_ref: the run directory of an LML model")
+        for name in ("epochs", "batch_size", "grad_accum", "max_steps", "n_train", "layers", "n_valid_users",
+                     "valid_beams", "max_history", "lora_r"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < (0 if name == "n_valid_users" else 1)):
+                raise ValueError(f"{name} must be a positive integer{' or None' if name in NULLABLE else ''}, "
+                                 f"got {value!r}")
         if self.tau <= 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
         if self.lora_layers is not None and self.lora_layers < 1:

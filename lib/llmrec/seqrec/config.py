@@ -46,6 +46,11 @@ def complete(config: dict) -> dict:
         raise ValueError(f"model must be one of {MODELS}, got {cfg['model']!r}")
     if cfg["loss"] not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {cfg['loss']!r}")
+    for name in ("epochs", "batch_size", "hidden", "blocks", "heads", "maxlen", "max_train_windows",
+                 "max_valid_windows", "patience"):
+        value = cfg[name]
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if cfg["loss"] in ("sampled-softmax", "sce") and int(cfg["negatives"]) < 1:
         raise ValueError("sampled losses need negatives >= 1")
     if cfg["loss"] == "sce" and float(cfg["alpha"]) <= 0:
