@@ -33,7 +33,8 @@ bench: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m pip install -q jupyterlab
-	$(VENV)/bin/jupyter lab notebooks
+	@if [ "$$(id -u)" = 0 ]; then echo "warning: running JupyterLab as root (--allow-root)" >&2; fi
+	$(VENV)/bin/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean-runs:
 	rm -rf runs
