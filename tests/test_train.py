@@ -261,3 +261,12 @@ def test_sizes_are_checked_and_named(option):
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         seqrec_complete(train_config("smoke", "seqrec", epochs=0))
 
+
+
+def test_a_run_cut_at_k_steps_is_the_first_k_steps_of_the_longer_run(runs_dir):
+    """What learning curves rely on: the seeded batch order and a constant learning rate (and ATS's state)."""
+    logs = {}
+    for steps in (3, 6):
+        run = train(smoke(loss="msl-ats", max_steps=steps), progress=False)
+        logs[steps] = [(r["loss"], r["tau"]) for r in rundir.read_log(run) if "loss" in r]
+    assert len(logs[6]) == 6 and logs[6][:3] == logs[3]
