@@ -238,7 +238,7 @@ def plot_ats_trace(trace: pd.DataFrame, clamp=(1.5, 5.0), title: str = ""):
     """tau during an ``msl-ats`` run: the smoothed value that trained and eq. (12)'s raw root (gaps: no root)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(trace["step"], trace["tau"], label="tau used (EMA, clamped)")
-    ax.plot(trace["step"], trace["ats_tau_raw"], "o", ms=3, label="raw root of eq. (12) (missing: none)")
+    ax.plot(trace["step"], trace["ats_tau_raw"], "o", ms=3, label="raw root of eq. (12) (gaps: no positive root)")
     for c in clamp or ():
         ax.axhline(c, color="grey", ls=":", lw=1)
     ax.set(xlabel="training step", ylabel="tau", yscale="log", title=title)
