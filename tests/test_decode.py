@@ -310,3 +310,16 @@ def test_likelihood_equals_one_forward_per_title(lora_layers, tmp_path, monkeypa
     assert (got["nll_valid"] <= got["nll_full"] + 1e-6).all()  # a renormalised softmax is never less likely
     assert (got["nll_valid"] > 0).all()
     assert bool(list(tmp_path.rglob("*.pt"))) == (lora_layers is not None)  # the frozen pass was used and cached
+
+
+@pytest.mark.parametrize("mode", ["full", "valid"])
+def test_length_penalty_one_divides_each_title_score_by_its_length(setup, mode):
+    """HF's length_penalty = 1 (the MSL authors' default): the score of a title = its log-probability / its
+    number of response tokens (EOS included); the fast engine refuses it rather than ignore it."""
+    model, tok, data, trie, prompts = setup
+    res = D.beam_search_batch(model, prompts[:1], trie, num_beams=4, score=mode, engine="hf", length_penalty=1.0)[0]
+    ref = brute_scores(model, prompts[0], trie, [g[0] for g, _ in res], mode)
+    for items, score in res:
+        assert score == pytest.approx(ref[items[0]] / len(trie.sequences[items[0]]), abs=1e-4)
+    with pytest.raises(D.DecodeError, match="length_penalty"):
+        D.beam_search_batch(model, prompts[:1], trie, num_beams=4, length_penalty=1.0)

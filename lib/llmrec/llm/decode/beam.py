@@ -78,9 +78,9 @@ class TrieLogitsProcessor(LogitsProcessor):
         return out
 
 
-def _generation_config(num_beams: int, max_new_tokens: int, eos: int, pad: int):
+def _generation_config(num_beams: int, max_new_tokens: int, eos: int, pad: int, length_penalty: float = 0.0):
     return GenerationConfig(
-        num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, length_penalty=0.0,
+        num_beams=num_beams, num_return_sequences=num_beams, do_sample=False, length_penalty=length_penalty,
         early_stopping=False, max_new_tokens=max_new_tokens, min_new_tokens=None, min_length=0,
         eos_token_id=eos, pad_token_id=pad, repetition_penalty=1.0, no_repeat_ngram_size=0,
         bad_words_ids=None, suppress_tokens=None, begin_suppress_tokens=None, forced_bos_token_id=None,
@@ -111,8 +111,8 @@ ENGINES = ("fast", "hf")
 
 @torch.no_grad()
 def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10, batch_size: int = 4,
-                      max_new_tokens: int | None = None, score: str = "full",
-                      engine: str = "fast") -> list[list[tuple[list[int], float]]]:
+                      max_new_tokens: int | None = None, score: str = "full", engine: str = "fast",
+                      length_penalty: float = 0.0) -> list[list[tuple[list[int], float]]]:
     """Constrained beam search for several users: one result list per prompt (see :func:`beam_search`).
 
     Prompts are left-padded into batches of ``batch_size`` users. ``engine="hf"``
@@ -124,8 +124,15 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
     for all of its beams (:func:`shared_prompt_attention`), the LM head runs on
     the last position only, and only the trie children of each beam are scored;
     tests check that both return the same titles and scores.
+
+    ``length_penalty`` (HF's: a finished title's score is its summed
+    log-probability divided by its length to that power; the MSL authors'
+    default is 1) is supported by the ``"hf"`` engine; the fast engine is
+    HF's search with ``length_penalty=0``, this project's default.
     """
     _check_mode(score)
+    if length_penalty and engine != "hf":
+        raise DecodeError("length_penalty != 0 needs engine='hf' (the fast engine is HF's search with 0)")
     if engine not in ENGINES:
         raise DecodeError(f"unknown beam-search engine {engine!r}; choose one of {ENGINES}")
     if num_beams < 1:
@@ -147,7 +154,8 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
                 continue
             proc = TrieLogitsProcessor(trie, ids.shape[1], score)
             out = model.generate(input_ids=ids, attention_mask=mask,
-                                 generation_config=_generation_config(num_beams, max_new, trie.eos_id, pad),
+                                 generation_config=_generation_config(num_beams, max_new, trie.eos_id, pad,
+                                                                      length_penalty),
                                  logits_processor=LogitsProcessorList([proc]))
             seqs = out.sequences[:, ids.shape[1]:].cpu()
             sc = out.sequences_scores.float().cpu()
