@@ -63,3 +63,20 @@ def test_batch_reports_a_failing_chapter_and_goes_on(tmp_path, capsys):
     assert "02_bad.ipynb: FAILED" in out.out and "boom" in out.out
     with pytest.raises(ValueError, match="no chapter"):
         run_batch(profile="smoke", only=["99"], notebooks=tmp_path)
+
+
+def test_only_the_canonical_batch_writes_the_committed_figures(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from llmrec.core.io import repo_root
+    from llmrec.plots import figures_dir, save_figure
+
+    monkeypatch.delenv("LLMREC_FIGURES", raising=False)
+    monkeypatch.setenv("LLMREC_PUBLISH_FIGURES", "0")
+    assert figures_dir() == repo_root() / "runs" / "figures"
+    fig = plt.figure()
+    path = save_figure(fig, "test_not_published")
+    assert path.parent == repo_root() / "runs" / "figures" and path.exists()
+    path.unlink()
+    monkeypatch.setenv("LLMREC_PUBLISH_FIGURES", "1")
+    assert figures_dir() == repo_root() / "figures"

@@ -1,7 +1,8 @@
 """``make figures``: execute every chapter notebook in order with papermill.
 
 Executed copies go to ``notebooks/executed/`` (git-ignored); the chapters write
-their figures into ``figures/`` themselves (:func:`llmrec.plots.save_figure`).
+their figures themselves (:func:`llmrec.plots.save_figure`): into the committed
+``figures/`` for the canonical quick batch, under ``runs/figures/`` for any other.
 A failing chapter is reported and the batch goes on; the exit status is
 non-zero when any chapter failed. Trained runs are shared through the run
 cache (``runs/``), so a chapter that needs a model another chapter trained
@@ -35,10 +36,19 @@ def chapters(notebooks: Path | None = None, only: list[str] | None = None) -> li
 
 
 def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | None = None,
-              notebooks: Path | None = None, out_dir: Path | None = None, kernel: str = "python3") -> int:
-    """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded."""
+              notebooks: Path | None = None, out_dir: Path | None = None, kernel: str = "python3",
+              publish: bool | None = None) -> int:
+    """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded.
+
+    ``publish`` (default: only for the canonical ``quick`` profile on the CPU) writes the figures into the
+    committed ``figures/``; any other batch writes them under ``runs/figures/`` (see
+    :func:`llmrec.plots.figures_dir`).
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if publish is None:
+        publish = profile == "quick" and device == "cpu"
+    os.environ["LLMREC_PUBLISH_FIGURES"] = "1" if publish else "0"  # inherited by the chapters' kernels
     out_dir = Path(out_dir or ROOT / "notebooks" / "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = chapters(notebooks, only)

@@ -60,7 +60,7 @@ def _bench(args) -> int:
 
 
 def _figures(args) -> int:
-    return run_batch(profile=args.profile, device=args.device, only=args.only)
+    return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish)
 
 
 def positive(typ, zero: bool = False):
@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     f.add_argument("--device", default="cpu")
     f.add_argument("--only", nargs="*", default=None, help="chapter name prefixes to run")
+    f.add_argument("--publish", action=argparse.BooleanOptionalAction, default=None,
+                   help="write figures into the committed figures/ (default: only for --profile quick on the cpu)")
     f.set_defaults(func=_figures)
     return ap
 

@@ -19,9 +19,14 @@ from .probes import gaussian_p_valid, log_frame, mean_p_valid, normality, select
 
 
 def figures_dir() -> Path:
-    """``$LLMREC_FIGURES`` or ``figures/`` at the repository root."""
+    """Where chapters write their figures: ``$LLMREC_FIGURES`` if set; the committed ``figures/`` only in the
+    canonical batch (``make figures``, profile quick: ``$LLMREC_PUBLISH_FIGURES=1``); otherwise
+    ``runs/figures/`` (git-ignored), so a chapter run with another profile, dataset or size never overwrites
+    the committed figures."""
     env = os.environ.get("LLMREC_FIGURES")
-    return Path(env) if env else repo_root() / "figures"
+    if env:
+        return Path(env)
+    return repo_root() / ("figures" if os.environ.get("LLMREC_PUBLISH_FIGURES") == "1" else "runs/figures")
 
 
 def setup_style() -> None:
@@ -29,7 +34,7 @@ def setup_style() -> None:
 
 
 def save_figure(fig, name: str, dpi: int = 120) -> Path:
-    """Write ``figures/<name>.png`` atomically and return its path."""
+    """Write ``<name>.png`` into :func:`figures_dir` atomically and return its path (the chapter prints it)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     path = figures_dir() / f"{name}.png"
