@@ -84,16 +84,14 @@ def evaluate(rec: Recommender, windows: pd.DataFrame, mode: str = "full", n_user
     rows = sample_rows(len(windows), n_users, seed=0)
     df = windows.iloc[rows]
     hist, targets = [list(h) for h in df["history"]], df["target"].astype(int).tolist()
+    measure = rec.likelihood if mode == "likelihood" else (lambda H, T: {"ranks": rec.rank(H, T, mode, k)})
     t0 = time.perf_counter()
-    parts = []
-    for b in tqdm(range(0, len(df), batch_size), disable=not progress, desc=f"{mode} ({len(df)} users)"):
-        H, T = hist[b:b + batch_size], targets[b:b + batch_size]
-        parts.append(rec.likelihood(H, T) if mode == "likelihood" else {"ranks": rec.rank(H, T, mode, k)})
+    parts = [measure(hist[b:b + batch_size], targets[b:b + batch_size])
+             for b in tqdm(range(0, len(df), batch_size), disable=not progress, desc=f"{mode} ({len(df)} users)")]
     seconds = time.perf_counter() - t0
-    values = {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0)
-              for name in (parts[0] if parts else {"ranks": None})}
+    values = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
     summary = ({name: float(v.mean()) for name, v in values.items()} if mode == "likelihood"
-               else summarize(values["ranks"]))
+               else summarize(values.get("ranks", np.zeros(0))))
     return {"user_ids": df["user_id"].astype(int).tolist(), "rows": rows.tolist(), "targets": targets,
             **{name: v.tolist() for name, v in values.items()}, "mode": mode, "k": k, "n_users": len(df),
             "seconds": seconds, "seconds_per_user": seconds / max(len(df), 1), "summary": summary}
