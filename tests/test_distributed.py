@@ -32,6 +32,10 @@ def test_two_processes_give_the_tau_trajectory_of_one(tmp_path):
     assert t2[0] == pytest.approx(t1[0], rel=1e-5)  # same global batch, same weights: identical statistics
     np.testing.assert_allclose(t2, t1, rtol=1e-3)  # afterwards the two runs differ only by float summation order
     assert rundir.read_json(tmp_path / "two" / "done.json")["world_size"] == 2
+    # the run's identity records the process count and the global batch (part of the run cache's key)
+    assert rundir.read_json(tmp_path / "two" / "identity.json")["world_size"] == 2
+    assert rundir.read_json(tmp_path / "one" / "identity.json")["world_size"] == 1
+    assert rundir.read_json(tmp_path / "two" / "identity.json")["global_batch"] == 8
     # the statistics were gathered: rank 0 counts the positions of the whole global batch, not its half
     n2 = [r["ats_n_positions"] for r in rundir.read_log(tmp_path / "two") if "tau" in r]
     n1 = [r["ats_n_positions"] for r in rundir.read_log(tmp_path / "one") if "tau" in r]

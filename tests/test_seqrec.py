@@ -148,7 +148,7 @@ def test_resume_equals_uninterrupted(tmp_path, model, loss):
 def test_run_cache_returns_without_training(runs_root, monkeypatch):
     cfg = smoke(epochs=1)
     run_dir = seqrec.train(cfg, progress=False)
-    assert run_dir == rundir.run_dir_for(cfg) and str(run_dir).startswith(str(runs_root))
+    assert run_dir.parent == runs_root and (run_dir / "identity.json").exists()
     assert rundir.is_done(run_dir)
 
     def boom(*a, **k):
@@ -180,3 +180,22 @@ def test_bench_reports_ce_and_sce():
         assert out[name]["seconds_per_epoch"] > 0 and out[name]["peak_memory_mb"] >= 0
     assert out["sce"]["score_matrix_mb"] < out["ce"]["score_matrix_mb"]
     assert out["memory_method"]
+
+
+def test_a_dataset_prepared_again_in_the_same_folder_is_a_new_run(tmp_path):
+    """The run cache is keyed by the dataset's content, not its path: new data never meets old results."""
+    from llmrec.data import load_dataset, save_dataset
+
+    import copy
+
+    folder = tmp_path / "mydata"
+    ds = copy.copy(load_dataset("synthetic"))  # a copy: the loaded one is shared
+    save_dataset(ds, folder)
+    first = seqrec.train(smoke(dataset=str(folder), epochs=1), progress=False)
+    assert seqrec.train(smoke(dataset=str(folder), epochs=1), progress=False) == first  # same data: cached
+    ds.train = ds.train.iloc[: len(ds.train) // 2]
+    save_dataset(ds, folder)  # prepared again in place
+    second = seqrec.train(smoke(dataset=str(folder), epochs=1), progress=False)
+    assert second != first and rundir.is_done(second)
+    assert rundir.read_json(second / "done.json")["n_train_windows"] == len(ds.train)
+

@@ -3,8 +3,10 @@
 A run directory holds:
 
 * ``config.json``: the full configuration, with ``family`` (``llm``,
-  ``seqrec``); its hash names the directory, so an identical configuration
-  finds the finished run again (the run cache);
+  ``seqrec``), and ``identity.json``: the dataset's content hash, the number
+  of processes and the global batch; their hash names the directory, so an
+  identical run finds the finished one again (the run cache) and nothing else
+  does;
 * ``log.jsonl``: one JSON object per logged training step / epoch;
 * ``checkpoints/epoch-N/``: the latest finished epoch (``checkpoint.pt``: the
   trainable weights, optimiser and RNG states; ``state.json``: the loop state),
@@ -43,21 +45,28 @@ def config_key(config: dict) -> str:
     return hashlib.sha1(blob).hexdigest()[:12]
 
 
-def run_dir_for(config: dict, root: str | Path | None = None) -> Path:
+def run_dir_for(config: dict, identity: dict | None = None, root: str | Path | None = None) -> Path:
+    """The run cache's folder of a configuration: named by dataset, model and loss, keyed by the hash of the
+    configuration and of the run's ``identity`` (what changes its result besides the options: the dataset's
+    content, the number of processes and the global batch)."""
     name = "-".join(str(config.get(k, "x")) for k in ("dataset", "model", "loss"))
-    return Path(root or runs_root()) / f"{name}-{config_key(config)}".replace("/", "_")
+    key = config_key({**config, "identity": identity} if identity else config)
+    return Path(root or runs_root()) / f"{name}-{key}".replace("/", "_")
 
 
-def open_run(run_dir: str | Path, config: dict) -> bool:
-    """Write (or check) ``config.json``; True when this configuration's run is already finished (the cache).
+def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) -> bool:
+    """Write (or check) ``config.json`` and ``identity.json``; True when this run is already finished (the cache).
 
-    A folder that holds another configuration is refused, except that
-    ``epochs`` may change: the run is then continued (or cut) with the new
-    budget.
+    A folder that holds another configuration or another identity (other
+    data, another number of processes) is refused, except that ``epochs`` may
+    change: the run is then continued (or cut) with the new budget.
     """
     run_dir = Path(run_dir)
     config = json.loads(json.dumps(config, default=json_default))  # as stored: tuples become lists
-    path = run_dir / "config.json"
+    path, ipath = run_dir / "config.json", run_dir / "identity.json"
+    if identity is not None and ipath.exists() and read_json(ipath) != identity:
+        raise ValueError(f"{run_dir} holds a run of other data or another process count: {read_json(ipath)} "
+                         f"here, {identity} now")
     if path.exists():
         old = read_json(path)
         if old == config:
@@ -69,6 +78,8 @@ def open_run(run_dir: str | Path, config: dict) -> bool:
         (run_dir / "done.json").unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, config)
+    if identity is not None:
+        write_json(ipath, identity)
     return False
 
 

@@ -6,4 +6,4 @@ Every dataset is a catalogue (item id -> title) plus three frames of *windows*
 
 from .dataset import (SPLITS, DataError, Dataset, chronological_cut, chronological_split, make_windows,
                       read_dataset_dir, read_items, read_windows, sample_windows, save_dataset)
-from .registry import DATASETS, DOMAINS, data_root, load_dataset
+from .registry import DATASETS, DOMAINS, data_root, dataset_fingerprint, load_dataset

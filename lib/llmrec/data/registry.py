@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -22,6 +23,33 @@ def data_root() -> Path:
 
 
 _CACHE: dict[tuple, Dataset] = {}
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _folder(name: str, root) -> Path | None:
+    folder = Path(root or data_root()) / name if name in ("toy", "books") else Path(name)
+    return folder if name != "synthetic" and folder.is_dir() else None
+
+
+def _stamp(folder: Path | None) -> tuple:
+    return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir())) if folder else ()
+
+
+def dataset_fingerprint(name: str, root: str | Path | None = None, **kwargs) -> str:
+    """A short hash of a dataset's content (its files' bytes; for ``synthetic`` its options): part of every
+    run's identity, so a dataset re-prepared in the same folder never meets the old runs in the cache."""
+    folder = _folder(name, root)
+    key = (name, str(root), tuple(sorted(kwargs.items())), _stamp(folder))
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha1()
+        if folder is None:
+            h.update(f"synthetic {sorted(kwargs.items())}".encode())
+        else:
+            for p in sorted(folder.iterdir()):
+                if p.is_file() and not p.name.startswith("."):
+                    h.update(p.name.encode() + b"\0" + p.read_bytes())
+        _FINGERPRINTS[key] = h.hexdigest()[:16]
+    return _FINGERPRINTS[key]
 
 
 def load_dataset(name: str, root: str | Path | None = None, **kwargs) -> Dataset:
@@ -30,10 +58,7 @@ def load_dataset(name: str, root: str | Path | None = None, **kwargs) -> Dataset
     ``root`` overrides the shipped ``data/`` folder. Results are cached in memory while the folder's files
     are unchanged (frames are shared: copy before mutating).
     """
-    folder = Path(root or data_root()) / name if name in ("toy", "books") else Path(name)
-    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir())) \
-        if name != "synthetic" and folder.is_dir() else ()
-    key = (name, str(root), tuple(sorted(kwargs.items())), stamp)  # a folder re-written since is read again
+    key = (name, str(root), tuple(sorted(kwargs.items())), _stamp(_folder(name, root)))  # re-written: read again
     if key in _CACHE:
         return _CACHE[key]
     if name == "synthetic":

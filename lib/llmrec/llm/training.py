@@ -22,6 +22,7 @@ one-off pass is logged apart from the training time (``frozen_seconds``).
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import time
@@ -38,7 +39,7 @@ from ..core import rundir
 from ..core.io import publish_dir, write_json
 from ..core.recommender import evaluate
 from ..core.metrics import ndcg_at_k
-from ..data import sample_windows
+from ..data import dataset_fingerprint, sample_windows
 from .config import TrainConfig
 from .frozen import FrozenBlocks
 from .objectives import Batch, LossComputer, collate, length_grouped_batches, trainable
@@ -65,8 +66,11 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     constrained beam search on the validation windows).
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    run_dir = Path(run_dir) if run_dir else rundir.run_dir_for(cfg.to_dict())
-    if rundir.open_run(run_dir, cfg.to_dict()):
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun / accelerate launch set it for every process
+    identity = {"dataset": dataset_fingerprint(cfg.dataset), "world_size": world,
+                "global_batch": cfg.batch_size * world * cfg.grad_accum}
+    run_dir = Path(run_dir) if run_dir else rundir.run_dir_for(cfg.to_dict(), identity)
+    if rundir.open_run(run_dir, cfg.to_dict(), identity):
         return run_dir
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum,
                       mixed_precision="bf16" if cfg.dtype in ("bf16", "bfloat16") and cfg.device != "cpu" else "no")

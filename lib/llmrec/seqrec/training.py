@@ -29,7 +29,7 @@ from ..core import rundir
 from ..core.io import save_torch, write_json
 from ..core.memory import PeakMemory
 from ..core.recommender import evaluate
-from ..data import load_dataset, sample_windows
+from ..data import dataset_fingerprint, load_dataset, sample_windows
 from .config import complete
 from .models import build_model, train_sequences
 from .objectives import batch_loss
@@ -53,8 +53,9 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     seconds_per_epoch, peak memory and how it was measured).
     """
     cfg = complete(config)
-    run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_for(cfg)
-    if rundir.open_run(run_dir, cfg):
+    identity = {"dataset": dataset_fingerprint(cfg["dataset"]), "world_size": 1, "global_batch": cfg["batch_size"]}
+    run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_for(cfg, identity)
+    if rundir.open_run(run_dir, cfg, identity):
         return run_dir
     device = torch.device(cfg["device"])
     ds = load_dataset(cfg["dataset"])
