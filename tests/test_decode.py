@@ -323,3 +323,14 @@ def test_length_penalty_one_divides_each_title_score_by_its_length(setup, mode):
         assert score == pytest.approx(ref[items[0]] / len(trie.sequences[items[0]]), abs=1e-4)
     with pytest.raises(D.DecodeError, match="length_penalty"):
         D.beam_search_batch(model, prompts[:1], trie, num_beams=4, length_penalty=1.0)
+
+
+def test_fast_beam_search_and_exact_ranking_use_no_deprecated_transformers_argument(setup):
+    import warnings
+
+    model, tok, data, trie, prompts = setup
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        D.beam_search_batch(model, prompts, trie, num_beams=3)
+        D.score_all_items_batch(model, prompts[:1], trie, "valid")
+    assert not [w for w in caught if "past_key_values" in str(w.message)], [str(w.message) for w in caught]

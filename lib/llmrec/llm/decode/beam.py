@@ -31,7 +31,8 @@ from transformers import DynamicCache, GenerationConfig, LogitsProcessor, Logits
 
 from ...core.tensors import eval_mode, pad_sequences
 from .attention import SharedPrompt, use_shared_prompt_attention
-from .common import DecodeError, _base, _check_mode, _device, _max_response_len, _pad_id
+from .common import (DecodeError, _base, _check_mode, _device, _max_response_len, _pad_id, cache_argument,
+                     returned_cache)
 
 class TrieLogitsProcessor(LogitsProcessor):
     """Masks every token outside Z_valid(y_<t) for each beam row (a ``transformers`` logits processor).
@@ -184,7 +185,7 @@ def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_
     pos = (mask.cumsum(-1) - 1).clamp_min(0)
     out = body(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
     h = out.last_hidden_state[:, -1]  # one row per user (its single, empty beam)
-    layers = out.past_key_values.layers
+    layers, cache_arg = returned_cache(out).layers, cache_argument(body)
     prompt = SharedPrompt([l.keys for l in layers], [l.values for l in layers], pad=(mask == 0), K=K)
     del out, layers
     cache = DynamicCache(config=body.config)  # the beams' response tokens only
@@ -254,7 +255,7 @@ def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_
             slot_row[keep] = torch.arange(int(keep.sum()))
             prompt.slots = keep.nonzero().squeeze(1).to(dev)
             h = body(input_ids=new_tok.reshape(-1)[keep].reshape(-1, 1).to(dev), position_ids=pos[:, None],
-                     past_key_values=cache, use_cache=True, shared_prompt=prompt).last_hidden_state[:, -1]
+                     **{cache_arg: cache}, use_cache=True, shared_prompt=prompt).last_hidden_state[:, -1]
     finally:
         body.config._attn_implementation = attn
     return [_distinct_titles(f, trie) for f in finished]

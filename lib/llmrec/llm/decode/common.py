@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 SCORE_MODES = ("full", "valid")
@@ -43,3 +45,15 @@ def _max_response_len(trie) -> int:
         n = max(len(s) for s in trie.sequences.values())
         trie._decode_max_len = n
     return n
+
+
+def returned_cache(out):
+    """The KV cache a forward returned: ``out.cache`` in recent transformers, ``out.past_key_values`` before."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def cache_argument(body) -> str:
+    """The name under which ``body``'s forward takes a KV cache: ``cache`` (``past_key_values`` before
+    transformers renamed it), so decoding passes no deprecated argument."""
+    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"

@@ -31,7 +31,7 @@ import torch
 
 from ...core.metrics import rank_of_target
 from ...core.tensors import eval_mode, pad_sequences
-from .common import DecodeError, _base, _check_mode, _device, _dtype
+from .common import DecodeError, _base, _check_mode, _device, _dtype, cache_argument, returned_cache
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """concat(arange(s, s + c) for s, c in zip(starts, counts)), vectorised."""
@@ -231,7 +231,7 @@ def score_all_items_batch(model, prompts: list[list[int]], trie, mode: str = "va
         ids, pmask, ppos, pvalid, plens = _prompt_batch([list(map(int, p)) for p in prompts], dev, dt)
         P = ids.shape[1]
         out = body(input_ids=ids, attention_mask=pmask, position_ids=ppos, use_cache=True)
-        cache = out.past_key_values
+        cache, cache_arg = returned_cache(out), cache_argument(body)
         logp = np.zeros((U, plan.n), dtype=np.float64)  # log-prob of the edge into each node
 
         def score_nodes(h: torch.Tensor, nodes: np.ndarray):
@@ -274,7 +274,7 @@ def score_all_items_batch(model, prompts: list[list[int]], trie, mode: str = "va
             mask[:, 0, :, P:] = torch.where(torch.as_tensor(allowed, device=dev), 0.0, neg).to(dt)[None]
             toks = torch.as_tensor(plan.tok_in[packed], device=dev)[None].expand(U, -1)
             pos = plens[:, None] + torch.as_tensor(plan.depth[packed] - 1, device=dev)[None]
-            h = body(input_ids=toks, attention_mask=mask, position_ids=pos, past_key_values=cache,
+            h = body(input_ids=toks, attention_mask=mask, position_ids=pos, **{cache_arg: cache},
                      use_cache=True).last_hidden_state
             cache.crop(-M)
             score_nodes(h[:, len(anc):], nodes)
