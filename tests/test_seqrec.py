@@ -133,7 +133,9 @@ def test_resume_equals_uninterrupted(tmp_path, model, loss):
     finally:
         T.batch_loss = real
     assert not rundir.is_done(part)
+    assert rundir.read_json(part / "failed.json")["error"].startswith("KeyboardInterrupt")  # marked, not done
     seqrec.train(cfg, run_dir=part, progress=False)
+    assert not (part / "failed.json").exists()  # the attempt that finished cleared the mark
 
     keys = ("epoch", "loss", "valid_ndcg@10")
     assert [{k: r[k] for k in keys} for r in rundir.read_log(part)] == \

@@ -26,6 +26,7 @@ import json
 import os
 import random
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,19 @@ def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) ->
     if identity is not None:
         write_json(ipath, identity)
     return False
+
+
+@contextmanager
+def attempt(run_dir: str | Path):
+    """Around a training attempt: on an error ``failed.json`` records it (the run is never taken as done:
+    only ``done.json`` says that) and the error goes on; a later successful attempt removes the mark."""
+    path = Path(run_dir) / "failed.json"
+    try:
+        yield
+    except BaseException as e:
+        write_json(path, {"error": f"{type(e).__name__}: {e}".strip()})
+        raise
+    path.unlink(missing_ok=True)
 
 
 def append_log(run_dir: str | Path, record: dict) -> None:

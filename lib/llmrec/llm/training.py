@@ -72,6 +72,12 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     run_dir = Path(run_dir) if run_dir else rundir.run_dir_for(cfg.to_dict(), identity)
     if rundir.open_run(run_dir, cfg.to_dict(), identity):
         return run_dir
+    with rundir.attempt(run_dir):
+        return _fit(cfg, run_dir, progress, stop_after_epoch, evaluate_fn or _default_validation)
+
+
+def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int | None, evaluate_fn) -> Path:
+    """The training loop of :func:`train` in an opened run directory (resumes from its last checkpoint)."""
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum,
                       mixed_precision="bf16" if cfg.dtype in ("bf16", "bfloat16") and cfg.device != "cpu" else "no")
     set_seed(cfg.seed)
@@ -92,7 +98,6 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     opt = acc.prepare(opt)
     compute = LossComputer(cfg)
     frozen = FrozenBlocks.of(model, cfg)
-    evaluate_fn = evaluate_fn or _default_validation
 
     state = {"epoch": 0, "step": 0, "best_ndcg5": -1.0, "best_epoch": None, "seconds": 0.0, "history": []}
     last = rundir.latest_checkpoint(run_dir)

@@ -57,6 +57,12 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_for(cfg, identity)
     if rundir.open_run(run_dir, cfg, identity):
         return run_dir
+    with rundir.attempt(run_dir):
+        return _fit(cfg, run_dir, progress)
+
+
+def _fit(cfg: dict, run_dir: Path, progress: bool) -> Path:
+    """The training loop of :func:`train` in an opened run directory (resumes from its last checkpoint)."""
     device = torch.device(cfg["device"])
     ds = load_dataset(cfg["dataset"])
     train_df = sample_windows(ds.train, cfg["max_train_windows"], seed=cfg["seed"])
