@@ -68,8 +68,7 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
     if cached and not force:
         return cached
     rec = load(run_dir, embed=embed)
-    out = evaluate_recommender(rec, rec.ds.split(split), mode, n_users, k, batch_size=rec.eval_batch,
-                               progress=progress)
+    out = evaluate_recommender(rec, rec.ds.split(split), mode, n_users, k, progress=progress)
     out["split"] = split
     rundir.save_metrics(run_dir, key, out)
     return out

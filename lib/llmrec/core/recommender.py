@@ -36,6 +36,7 @@ class Recommender:
 
     family: str = "?"
     modes: tuple[str, ...] = ("full",)
+    eval_batch: int = 256  # users per call of rank / likelihood in :func:`evaluate`
     item_ids: np.ndarray  # the columns of :meth:`score`
 
     def score(self, histories) -> np.ndarray:
@@ -70,7 +71,7 @@ class Recommender:
 
 
 def evaluate(rec: Recommender, windows: pd.DataFrame, mode: str = "full", n_users: int | None = None, k: int = 10,
-             batch_size: int = 256, progress: bool = False) -> dict:
+             progress: bool = False) -> dict:
     """Ranks (or, with ``mode="likelihood"``, negative log-likelihoods) of the targets of ``n_users`` windows
     (a seeded sample, seed 0 whatever the run: paired across runs).
 
@@ -86,8 +87,9 @@ def evaluate(rec: Recommender, windows: pd.DataFrame, mode: str = "full", n_user
     hist, targets = [list(h) for h in df["history"]], df["target"].astype(int).tolist()
     measure = rec.likelihood if mode == "likelihood" else (lambda H, T: {"ranks": rec.rank(H, T, mode, k)})
     t0 = time.perf_counter()
-    parts = [measure(hist[b:b + batch_size], targets[b:b + batch_size])
-             for b in tqdm(range(0, len(df), batch_size), disable=not progress, desc=f"{mode} ({len(df)} users)")]
+    B = rec.eval_batch
+    parts = [measure(hist[b:b + B], targets[b:b + B])
+             for b in tqdm(range(0, len(df), B), disable=not progress, desc=f"{mode} ({len(df)} users)")]
     seconds = time.perf_counter() - t0
     values = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
     summary = ({name: float(v.mean()) for name, v in values.items()} if mode == "likelihood"

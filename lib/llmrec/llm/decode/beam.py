@@ -29,10 +29,10 @@ import math
 import torch
 from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from ...core.tensors import eval_mode, pad_sequences
+from ...core.tensors import eval_mode
 from .attention import SharedPrompt, use_shared_prompt_attention
 from .common import (DecodeError, _base, _check_mode, _device, _max_response_len, _pad_id, cache_argument,
-                     returned_cache)
+                     prompt_batches, returned_cache)
 
 class TrieLogitsProcessor(LogitsProcessor):
     """Masks every token outside Z_valid(y_<t) for each beam row (a ``transformers`` logits processor).
@@ -147,9 +147,7 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
     dev = _device(model)
     results = []
     with eval_mode(model):
-        for b in range(0, len(prompts), batch_size):
-            chunk = [list(map(int, p)) for p in prompts[b:b + batch_size]]
-            ids, mask = (t.to(dev) for t in pad_sequences(chunk, pad, side="left"))
+        for chunk, ids, mask in prompt_batches(prompts, batch_size, pad, dev):
             if engine == "fast":
                 results += _fast_beams(model, ids, mask, trie, num_beams, max_new, score)
                 continue

@@ -6,6 +6,8 @@ import inspect
 
 import torch
 
+from ...core.tensors import pad_sequences
+
 SCORE_MODES = ("full", "valid")
 
 
@@ -57,3 +59,12 @@ def cache_argument(body) -> str:
     """The name under which ``body``'s forward takes a KV cache: ``cache`` (``past_key_values`` before
     transformers renamed it), so decoding passes no deprecated argument."""
     return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+
+
+def prompt_batches(prompts: list[list[int]], batch_size: int, pad: int, device):
+    """``(chunk, ids, mask)`` for consecutive groups of ``batch_size`` prompts, left-padded with ``pad`` on
+    ``device`` (generation appends to the right)."""
+    for b in range(0, len(prompts), batch_size):
+        chunk = [list(map(int, p)) for p in prompts[b:b + batch_size]]
+        ids, mask = pad_sequences(chunk, pad, side="left")
+        yield chunk, ids.to(device), mask.to(device)

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, GenerationConfig
 
 from ...core.tensors import eval_mode, pad_sequences
-from .common import DecodeError, _base, _device
+from .common import DecodeError, _base, _device, prompt_batches
 
 def _clean_generation(text: str) -> str:
     """First line of the generated text without the surrounding quotes."""
@@ -37,9 +37,7 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     dev = _device(model)
     texts = []
     with eval_mode(model):
-        for b in range(0, len(prompts), batch_size):
-            chunk = [list(map(int, p)) for p in prompts[b:b + batch_size]]
-            ids, mask = (t.to(dev) for t in pad_sequences(chunk, pad, side="left"))
+        for _, ids, mask in prompt_batches(prompts, batch_size, pad, dev):
             gc = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=eos,
                                   pad_token_id=pad, repetition_penalty=1.0, no_repeat_ngram_size=0, use_cache=True)
             seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc)[:, ids.shape[1]:]
