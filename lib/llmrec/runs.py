@@ -1,8 +1,8 @@
 """Runs of any family: train (or find in the run cache), load as a recommender, evaluate, compare.
 
-The family of a run is ``config["family"]`` (``llm`` or ``seqrec``); each
-family trains with its own loop (:func:`llmrec.llm.train`,
-:func:`llmrec.seqrec.train`) into the one run-directory layout of
+The family of a run is ``config["family"]`` (``llm``, ``seqrec`` or ``lite``);
+each family trains with its own loop (:func:`llmrec.llm.train`,
+:func:`llmrec.seqrec.train`; Lite-LLM4Rec uses the classic family's) into the one run-directory layout of
 :mod:`llmrec.core.rundir`, loads as a :class:`~llmrec.core.recommender.Recommender`
 and is evaluated by the one :func:`~llmrec.core.recommender.evaluate`, whose
 per-user ranks are cached in the run's ``metrics.json``.
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import llm, seqrec
+from . import lite, llm, seqrec
 from .core import rundir
 from .core.io import read_json
 from .core.metrics import compare_entries
 from .core.recommender import Recommender, evaluate as evaluate_recommender
 
-FAMILIES = {"llm": llm, "seqrec": seqrec}
-DEFAULT_MODE = {"llm": "beam", "seqrec": "full"}
+FAMILIES = {"llm": llm, "seqrec": seqrec, "lite": lite}
+DEFAULT_MODE = {"llm": "beam", "seqrec": "full", "lite": "full"}
 
 
 def config_of(run_dir: str | Path) -> dict:
@@ -45,9 +45,10 @@ def load(run_dir: str | Path, embed: str = "llm") -> Recommender:
     """The trained recommender of a finished run (its best validation epoch)."""
     if not rundir.is_done(run_dir):
         raise FileNotFoundError(f"{run_dir}: no finished training run here (missing done.json)")
-    if family_of(config_of(run_dir)) == "llm":
+    family = family_of(config_of(run_dir))
+    if family == "llm":
         return llm.LLMRecommender.from_run(run_dir, embed=embed)
-    return seqrec.SeqRecommender.from_run(run_dir)
+    return (lite.LiteRecommender if family == "lite" else seqrec.SeqRecommender).from_run(run_dir)
 
 
 def metrics_key(split: str, mode: str, n_users: int | None, k: int, embed: str = "llm") -> str:

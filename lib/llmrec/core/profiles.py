@@ -20,7 +20,7 @@ grid (``sce_grid``).
 
 from __future__ import annotations
 
-FAMILIES = ("llm", "seqrec")
+FAMILIES = ("llm", "seqrec", "lite")
 
 PROFILES = {
     "smoke": {
@@ -29,6 +29,8 @@ PROFILES = {
                     n_valid_users=0, valid_beams=4, lr=1e-3, max_history=5),
         "seqrec": dict(hidden=32, blocks=1, dropout=0.2, maxlen=10, batch_size=64, lr=5e-3, epochs=12, patience=4,
                        negatives=50),
+        "lite": dict(encoder="tiny", rec_model="tiny", rec_layers=2, epochs=3, patience=None, batch_size=32,
+                     maxlen=5, negatives=50),
         "eval": dict(eval_users=8, valid_users=8, eval_beams=4, exact_users=2, likelihood_users=8, sdpo_n_train=None,
                      grad_norm_every=1, side_steps=None),
         "sce_grid": {"K": (10, 50), "alpha": (1.0, 10.0)},

@@ -30,6 +30,16 @@ def pad_sequences(seqs, value: int = 0, side: str = "right", width: int | None =
     return ids, mask
 
 
+def padding_rotation(seq: torch.Tensor, pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(to_right, back)``: (B, W) gather indices that move a left-padded batch's padding to the right end
+    (``seq.gather(1, to_right)``: each sequence starts at column 0) and back again. A model that reads a sequence
+    from its first real entry (a GRU, a causal LM with positions from 0) runs on the rotated batch."""
+    B, W = seq.shape
+    pads = (seq == pad).sum(1, keepdim=True)
+    ar = torch.arange(W, device=seq.device)[None]
+    return (ar + pads) % W, (ar - pads) % W
+
+
 @contextmanager
 def eval_mode(model):
     """``model`` in eval mode inside the block (no dropout); its earlier mode is restored after, even on error."""

@@ -178,5 +178,14 @@ def add_lora(model, cfg):
     return get_peft_model(model, lc)
 
 
+def base_model(model):
+    """The underlying ``*ForCausalLM`` of a PEFT wrapper (LoRA layers stay injected), or the model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 def trainable(model) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]

@@ -11,10 +11,32 @@ import math
 import torch
 import torch.nn as nn
 
-from ..core.tensors import pad_sequences
+from ..core.tensors import pad_sequences, padding_rotation
 
 
-class SASRec(nn.Module):
+class ItemScorer(nn.Module):
+    """A sequential model scored against an item table: s(u, i) = <head(h_u), E_i> (+ b_i).
+
+    ``forward`` maps (B, W) left-padded ids to (B, W, d) states; :meth:`head`
+    and :meth:`output_table` say how a state scores items (row i of the table =
+    item id i, row 0 padding). The classic models score their states against
+    their input item embeddings (tied, no bias); Lite-LLM4Rec's heads override both.
+    """
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+    def output_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.item_emb.weight, None
+
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., d) states -> (..., n_items) scores of items 1..n_items."""
+        E, bias = self.output_table()
+        s = self.head(h) @ E[1:].T
+        return s if bias is None else s + bias[1:]
+
+
+class SASRec(ItemScorer):
     """Self-attentive sequential recommendation (Kang & McAuley 2018), as in the reference PyTorch code.
 
     Learned positional embeddings counted from the most recent item (so left
@@ -63,7 +85,7 @@ class SASRec(nn.Module):
         return self.last_norm(x)
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(ItemScorer):
     """GRU4Rec (Hidasi et al.) for next-item prediction: embedding, GRU, dot product with item embeddings."""
 
     def __init__(self, n_items: int, hidden: int = 64, blocks: int = 1, dropout: float = 0.2, **_):
@@ -77,16 +99,12 @@ class GRU4Rec(nn.Module):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, W) left-padded ids -> (B, W, hidden); the GRU sees each sequence from its first real item."""
-        B, W = seq.shape
-        pads = (seq == 0).sum(1, keepdim=True)
-        ar = torch.arange(W, device=seq.device)[None]
-        to_right = (ar + pads) % W  # rotate left padding to the right end
+        to_right, back = padding_rotation(seq)
         out, _ = self.gru(self.emb_dropout(self.item_emb(seq.gather(1, to_right))))
-        back = ((ar - pads) % W).unsqueeze(-1).expand(-1, -1, self.hidden)
-        return out.gather(1, back) * (seq != 0).unsqueeze(-1)
+        return out.gather(1, back.unsqueeze(-1).expand(-1, -1, self.hidden)) * (seq != 0).unsqueeze(-1)
 
 
-class Caser(nn.Module):
+class Caser(ItemScorer):
     """Caser (Tang & Wang 2018): convolutions over the "image" of the last ``window`` item embeddings.
 
     Horizontal filters of heights 1..window (``n_h`` each, ReLU, max over time)
@@ -127,6 +145,20 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.xavier_normal_(p)
     with torch.no_grad():
         model.item_emb.weight[0].zero_()
+
+
+def trainable_state(model: torch.nn.Module) -> dict:
+    """The state dict entries of the trained parameters (all of a classic model; a frozen LLM's are left out)."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v for k, v in model.state_dict().items() if k in names}
+
+
+def load_trainable(model: torch.nn.Module, state: dict) -> None:
+    """Load :func:`trainable_state` back; every trained parameter must be there."""
+    missing = {n for n, p in model.named_parameters() if p.requires_grad} - set(state)
+    if missing:
+        raise ValueError(f"the saved weights lack trained parameters {sorted(missing)[:5]}")
+    model.load_state_dict(state, strict=False)
 
 
 def build_model(cfg: dict, n_items: int) -> nn.Module:

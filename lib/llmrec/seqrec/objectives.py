@@ -25,23 +25,30 @@ def batch_loss(model: nn.Module, seqs: torch.Tensor, cfg: dict, n_items: int, ge
     """Mean loss over every labelled position of a batch of (B, W + 1) sequences (on CPU)."""
     inp, lab = seqs[:, :-1], seqs[:, 1:]
     m = lab != 0
-    h = model(inp.to(device))  # (B, W, d)
-    E = model.item_emb.weight
+    if cfg.get("positions", "all") == "last":  # only the window's own target (the last column)
+        m[:, :-1] = False
+    h = model.head(model(inp.to(device)))  # (B, W, d)
+    E, bias = model.output_table()  # (n_items + 1, d), (n_items + 1,) or None
     lab_d, m_d = lab.to(device), m.to(device)
     hp = h[m_d]  # (P, d)
     tp = lab_d[m_d]
     loss = cfg["loss"]
     if loss == "ce":
-        return ce_loss(hp @ E[1:].T, tp - 1)
+        return ce_loss(hp @ E[1:].T if bias is None else hp @ E[1:].T + bias[1:], tp - 1)
     # F.embedding, not E[idx]: the backward of advanced indexing accumulates in a
     # thread-dependent order on CPU, which would break bitwise-exact resume
-    pos = (hp * F.embedding(tp, E)).sum(-1)
+    pos = (hp * F.embedding(tp, E)).sum(-1) + _bias(bias, tp)
     if loss in ("bce", "bpr"):
         neg = unseen(seqs, n_items, inp.shape[1], gen).to(device)[m_d]  # one unseen item per position
-        neg_s = (hp * F.embedding(neg, E)).sum(-1, keepdim=True)
+        neg_s = ((hp * F.embedding(neg, E)).sum(-1) + _bias(bias, neg))[:, None]
         return bce_loss(pos, neg_s) if loss == "bce" else bpr_loss(pos, neg_s)
     neg = uniform(n_items, (len(seqs), int(cfg["negatives"])), gen).to(device)  # K per sequence
-    neg_s = torch.bmm(h, F.embedding(neg, E).transpose(1, 2))[m_d]  # (P, K)
+    neg_s = (torch.bmm(h, F.embedding(neg, E).transpose(1, 2)) + _bias(bias, neg[:, None, :]))[m_d]  # (P, K)
     if loss == "sampled-softmax":
         return sampled_softmax_loss(pos, neg_s)
     return sce_loss(pos, neg_s, alpha=float(cfg["alpha"]))
+
+
+def _bias(bias: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor | float:
+    """The item biases of ``ids`` (0 when the head has none)."""
+    return 0.0 if bias is None else F.embedding(ids, bias[:, None]).squeeze(-1)

@@ -11,7 +11,7 @@ from ..core.io import read_json
 from ..core.recommender import Recommender
 from ..core.samplers import item_counts
 from ..data import load_dataset
-from .models import build_model, histories
+from .models import build_model, histories, load_trainable
 
 
 class SeqRecommender(Recommender):
@@ -28,19 +28,25 @@ class SeqRecommender(Recommender):
         self.device = torch.device(cfg["device"])
 
     @classmethod
+    def build(cls, cfg: dict) -> "SeqRecommender":
+        """The untrained model of a completed configuration (initialised from the current torch seed)."""
+        return cls(cfg, build_model(cfg, max(load_dataset(cfg["dataset"]).items)).to(cfg["device"]))
+
+    @classmethod
     def from_run(cls, run_dir: str | Path) -> "SeqRecommender":
-        """The best validation epoch of a finished run (``model.pt``), in eval mode."""
+        """The best validation epoch of a finished run (``model.pt``: its trained weights), in eval mode."""
         run_dir = Path(run_dir)
-        cfg = read_json(run_dir / "config.json")
-        model = build_model(cfg, max(load_dataset(cfg["dataset"]).items)).to(cfg["device"])
-        model.load_state_dict(torch.load(run_dir / "model.pt", map_location=cfg["device"], weights_only=False)["model"])
-        return cls(cfg, model.eval())
+        rec = cls.build(read_json(run_dir / "config.json"))
+        load_trainable(rec.model, torch.load(run_dir / "model.pt", map_location=rec.cfg["device"],
+                                             weights_only=False)["model"])
+        rec.model.eval()
+        return rec
 
     @torch.no_grad()
     def score(self, hists) -> np.ndarray:
         self.model.eval()
         h = self.model(histories(hists, self.cfg["maxlen"]).to(self.device))[:, -1]
-        return (h @ self.model.item_emb.weight[1:].T).float().cpu().numpy()
+        return self.model.scores(h).float().cpu().numpy()
 
 
 class Popularity(Recommender):

@@ -16,8 +16,6 @@ early stopping with ``patience``; the best epoch's weights are ``model.pt``.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from ..core.memory import PeakMemory
 from ..core.recommender import evaluate
 from ..data import dataset_fingerprint, load_dataset, sample_windows
 from .config import complete
-from .models import build_model, train_sequences
+from .models import load_trainable, train_sequences, trainable_state
 from .objectives import batch_loss
 from .recommender import SeqRecommender
 
@@ -52,17 +50,23 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     of the best validation epoch) and ``done.json`` (best_epoch,
     seconds_per_epoch, peak memory and how it was measured).
     """
-    cfg = complete(config)
+    return fit(complete(config), SeqRecommender.build, run_dir, progress)
+
+
+def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Open the run directory of a completed configuration ``cfg`` (the run cache) and train there, unless it
+    is finished; ``build(cfg)`` returns the untrained recommender (its ``model`` is what trains). Shared by
+    every family that trains a :class:`~llmrec.seqrec.models.ItemScorer` on item sequences (Lite-LLM4Rec too)."""
     identity = {"dataset": dataset_fingerprint(cfg["dataset"]), "world_size": 1, "global_batch": cfg["batch_size"]}
     run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_for(cfg, identity)
     if rundir.open_run(run_dir, cfg, identity):
         return run_dir
     with rundir.attempt(run_dir):
-        return _fit(cfg, run_dir, progress)
+        return _fit(cfg, build, run_dir, progress)
 
 
-def _fit(cfg: dict, run_dir: Path, progress: bool) -> Path:
-    """The training loop of :func:`train` in an opened run directory (resumes from its last checkpoint)."""
+def _fit(cfg: dict, build, run_dir: Path, progress: bool) -> Path:
+    """The training loop of :func:`fit` in an opened run directory (resumes from its last checkpoint)."""
     device = torch.device(cfg["device"])
     ds = load_dataset(cfg["dataset"])
     train_df = sample_windows(ds.train, cfg["max_train_windows"], seed=cfg["seed"])
@@ -70,16 +74,17 @@ def _fit(cfg: dict, run_dir: Path, progress: bool) -> Path:
     seqs = train_sequences(train_df, cfg["maxlen"])
 
     torch.manual_seed(cfg["seed"])
-    rec = SeqRecommender(cfg, build_model(cfg, max(ds.items)).to(device))
+    rec = build(cfg)
     model, n_items = rec.model, rec.n_items
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
     gen = torch.Generator().manual_seed(cfg["seed"])
 
     state = {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0, "train_seconds": [], "peak_mb": 0.0}
     last = rundir.latest_checkpoint(run_dir)
     if last is not None:
         ck, state = rundir.load_checkpoint(last, generator=gen)
-        model.load_state_dict(ck["model"])
+        load_trainable(model, ck["model"])
         opt.load_state_dict(ck["optimizer"])
     rundir.truncate_log(run_dir, lambda r: r["epoch"] <= state["epoch"])
 
@@ -109,12 +114,12 @@ def _fit(cfg: dict, run_dir: Path, progress: bool) -> Path:
             state["peak_mb"] = max(state["peak_mb"], mem.peak_so_far())
             if ndcg > state["best_ndcg"]:
                 state.update(best_ndcg=ndcg, best_epoch=epoch, bad_epochs=0)
-                save_torch(run_dir / "model.pt", {"model": model.state_dict(), "epoch": epoch})
+                save_torch(run_dir / "model.pt", {"model": trainable_state(model), "epoch": epoch})
             else:
                 state["bad_epochs"] += 1
             rundir.append_log(run_dir, {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": seconds,
                                         "valid_seconds": valid["seconds"], "valid_ndcg@10": ndcg})
-            rundir.save_checkpoint(run_dir, epoch, {"model": model.state_dict(), "optimizer": opt.state_dict()},
+            rundir.save_checkpoint(run_dir, epoch, {"model": trainable_state(model), "optimizer": opt.state_dict()},
                                    state, generator=gen)
             bar.update(1)
             bar.set_postfix(loss=f"{total / max(n_batches, 1):.4f}", ndcg10=f"{ndcg:.4f}")
@@ -134,6 +139,7 @@ def _fit(cfg: dict, run_dir: Path, progress: bool) -> Path:
         "n_train_positions": int((seqs[:, 1:] != 0).sum()),
         "n_valid_windows": len(valid_df),
         "n_params": sum(p.numel() for p in model.parameters()),
+        "n_trained_params": sum(p.numel() for p in params),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
     })

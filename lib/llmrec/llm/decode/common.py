@@ -7,6 +7,7 @@ import inspect
 import torch
 
 from ...core.tensors import pad_sequences
+from ..model import base_model as _base, model_device as _device  # noqa: F401  (used by the decoders)
 
 SCORE_MODES = ("full", "valid")
 
@@ -19,15 +20,6 @@ def _check_mode(mode: str) -> str:
     if mode not in SCORE_MODES:
         raise DecodeError(f"unknown score mode {mode!r}; choose one of {SCORE_MODES}")
     return mode
-
-
-def _base(model):
-    """The underlying ``*ForCausalLM`` of a PEFT wrapper (LoRA layers stay injected), or the model."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _dtype(model) -> torch.dtype:
