@@ -173,3 +173,15 @@ def test_config_errors_name_the_key():
         lite.complete({"rec_layers": 0})
     with pytest.raises(ValueError, match="unknown lite config"):
         lite.complete({"layers": 2})
+
+
+def test_cli_trains_and_evaluates_the_lite_family(capsys):
+    from llmrec.cli import main
+
+    assert main(["train", "--family", "lite", "--profile", "smoke", "--head", "dot", "--epochs", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    run_dir = out.splitlines()[0]
+    assert runs.config_of(run_dir)["family"] == "lite" and runs.config_of(run_dir)["head"] == "dot"
+    assert '"ndcg@10"' in out  # evaluated on every test window
+    assert main(["train", "--family", "lite", "--profile", "smoke", "--rec-layers", "0"]) == 2  # names the flag
+    assert "--rec-layers" in capsys.readouterr().err

@@ -18,8 +18,14 @@ SEQ_MODELS = ("sasrec", "gru4rec", "caser")
 
 
 def _train(args) -> int:
-    family = "seqrec" if args.model in SEQ_MODELS else "llm"
-    if family == "seqrec":
+    family = args.family or ("seqrec" if args.model in SEQ_MODELS else "llm")
+    if family == "lite":
+        loss = args.loss if args.loss != "msl-ats" else "ce"
+        over = dict(dataset=dataset_for(args.profile, args.dataset), loss=loss, encoder=args.encoder, head=args.head,
+                    tune=args.tune, rec_layers=args.rec_layers, positions=args.positions,
+                    alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
+                    lr=args.lr, seed=args.seed, device=args.device)
+    elif family == "seqrec":
         loss = args.loss if args.loss != "msl-ats" else "ce"  # the LLM default means nothing here
         over = dict(model=args.model, dataset=dataset_for(args.profile, args.dataset), loss=loss,
                     alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
@@ -81,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train (or reuse from the run cache) and evaluate on test")
+    t.add_argument("--family", default=None, choices=["llm", "seqrec", "lite"],
+                   help="llm: the generative LLM (MSL paper); seqrec: SASRec/GRU4Rec/Caser; lite: Lite-LLM4Rec "
+                        "(default: seqrec for --model sasrec/gru4rec/caser, else llm)")
     t.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} or a prepared folder")
     t.add_argument("--loss", default="msl-ats", help=f"LLM: {', '.join(LOSSES)}; sasrec/gru4rec/caser: ce, bce, bpr, "
                                                      "sampled-softmax, sce")
@@ -90,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                       ("--n-train", positive(int)), ("--layers", positive(int)), ("--lora-layers", positive(int)),
                       ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int))):
         t.add_argument(name, type=typ, default=None)
+    lite = t.add_argument_group("Lite-LLM4Rec (--family lite)")
+    lite.add_argument("--encoder", default=None, choices=["smollm2-135m", "minilm", "tiny", "none"],
+                      help="item LLM (none: learned item-id embeddings)")
+    lite.add_argument("--head", default=None, choices=["mlp", "dot"])
+    lite.add_argument("--tune", default=None, choices=["lora", "frozen", "full"], help="the recommendation LLM")
+    lite.add_argument("--rec-layers", type=positive(int), default=None, help="blocks of the recommendation LLM")
+    lite.add_argument("--positions", default=None, choices=["all", "last"], help="positions trained with the loss")
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)
     t.add_argument("--sdpo-ref", default=None, help="run directory of the LML run S-DPO starts from")

@@ -16,13 +16,15 @@ import pandas as pd
 
 from . import runs
 from .core.io import read_json
-from .core.metrics import compare_entries, mean_interval, rank_of_target, summarize
+from .core.metrics import compare_entries, entry_values, mean_interval, rank_of_target, summarize
+from .core.recommender import evaluate as evaluate_recommender
 from .core.samplers import sample_rows
 from .llm import decode
 from .core.profiles import dataset_for
 from .core.profiles import profile as profile_sizes
 from .core.profiles import sce_grid as sce_grid_values
 from .core.profiles import train_config
+from .lite import complete as complete_lite
 from .seqrec import MODELS, Popularity
 
 
@@ -319,3 +321,79 @@ def cross_family_table(llm: dict[str, Path], seq: dict[str, Path], profile: str,
     evals.update({name: (run, runs.evaluate(run, split, "full", n, progress=False)) for name, run in seq.items()})
     table = pd.DataFrame([{"method": m, **ev["summary"], "n_users": ev["n_users"]} for m, (_, ev) in evals.items()])
     return table.set_index("method"), paired_table(evals, baseline)
+
+
+# ============================================================================ chapter 08: Lite-LLM4Rec
+
+# each ablation changes one thing of the profile's Lite-LLM4Rec configuration
+LITE_VARIANTS = {
+    "Lite-LLM4Rec": {},
+    "no item LLM (item-id embeddings)": {"encoder": "none"},
+    "frozen recommendation LLM": {"tune": "frozen"},
+    "dot-product head": {"head": "dot"},
+    "CE at the last position only": {"positions": "last"},
+    "SCE (K 500, α 100)": {"loss": "sce", "negatives": 500, "alpha": 100.0},
+    "MiniLM item encoder": {"encoder": "minilm"},
+}
+
+
+def lite_config(profile: str, dataset: str | None = None, **overrides) -> dict:
+    """The profile's Lite-LLM4Rec configuration with ``overrides``, completed with the family's defaults."""
+    return complete_lite(train_config(profile, "lite", dataset=dataset_for(profile, dataset), **overrides))
+
+
+def lite_runs(profile: str, dataset: str | None = None, variants: dict | None = None,
+              progress: bool = False) -> dict[str, Path]:
+    """Train (or find in the run cache) each Lite-LLM4Rec variant: {name: run directory}."""
+    variants = LITE_VARIANTS if variants is None else variants
+    return {name: runs.train(lite_config(profile, dataset, **over), progress=progress)
+            for name, over in variants.items()}
+
+
+def all_users(named_runs: dict[str, Path | None], split: str = "test", dataset: str | None = None) -> dict:
+    """{name: (run, evaluation)} by full ranking on every window of ``split``; a ``None`` run is the
+    popularity baseline of ``dataset``."""
+    out = {}
+    for name, run in named_runs.items():
+        if run is None:
+            pop = Popularity(dataset)
+            out[name] = (None, evaluate_recommender(pop, pop.ds.split(split), "full"))
+        else:
+            out[name] = (run, runs.evaluate(run, split, "full", progress=False))
+    return out
+
+
+def accuracy_table(evals: dict, metrics=("ndcg@10", "hr@10")) -> pd.DataFrame:
+    """Per method: each metric with its bootstrap 95% interval over users, Recall@10 (= HR@10: one held-out
+    item per user), users, best epoch and training time (from the run's ``done.json``)."""
+    out = []
+    for name, (run, ev) in evals.items():
+        r = {"method": name}
+        for m in metrics:
+            r[m], r[f"{m} lo"], r[f"{m} hi"] = mean_interval(entry_values(ev, m))
+        r["recall@10"] = r.get("hr@10", np.nan)
+        done = read_json(Path(run) / "done.json") if run is not None else {}
+        r.update(n_users=ev["n_users"], best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
+                 train_s=done.get("seconds_total"))
+        out.append(r)
+    return pd.DataFrame(out).set_index("method")
+
+
+def inference_cost(lite_run: str | Path, llm_run: str | Path, split: str = "test", beam_users: int = 16,
+                   exact_users: int = 2, beams: int = 10) -> pd.DataFrame:
+    """Milliseconds per user to rank, side by side in this process on the same users: the projection head
+    (every item scored), constrained beam search (``beams`` beams) and exact ranking of every title by
+    P_valid; the head also on every window of the split."""
+    lite_rec, llm_rec = runs.load(lite_run), runs.load(llm_run)
+    windows = lite_rec.ds.split(split)
+    rows = []
+    for name, rec, mode, n in (("projection head (Lite-LLM4Rec)", lite_rec, "full", beam_users),
+                               (f"constrained beam search ({beams} beams)", llm_rec, "beam", beam_users),
+                               ("exact ranking (P_valid of every title)", llm_rec, "full", exact_users),
+                               ("projection head, every window", lite_rec, "full", None)):
+        ev = evaluate_recommender(rec, windows, mode, n, k=beams)
+        rows.append({"method": name, "ms/user": 1000 * ev["seconds_per_user"], "users": ev["n_users"]})
+    t = pd.DataFrame(rows).set_index("method")
+    beam = t["ms/user"].iloc[1]
+    t["time saved vs beam"] = 1 - t["ms/user"] / beam
+    return t

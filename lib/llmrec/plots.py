@@ -250,3 +250,53 @@ def plot_ats_trace(trace: pd.DataFrame, clamp=(1.5, 5.0), title: str = ""):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_lite_architecture(n_items: int | None = None, rec_layers: int = 8, head: str = "MLP"):
+    """Lite-LLM4Rec drawn: item texts -> item LLM (once, cached) -> adapter -> recommendation LLM -> head."""
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    ax.set_axis_off()
+    ax.set(xlim=(0, 10), ylim=(0, 4))
+    boxes = [(0.1, "item texts\n(titles)", "#eeeeee"),
+             (2.0, "item LLM\nSmolLM2, mean pool\n(once per catalogue,\ncached)", "#cfe2f3"),
+             (4.0, "adapter\nd_item → d_model", "#fff2cc"),
+             (6.0, f"recommendation LLM\n{rec_layers} SmolLM2 blocks\n+ LoRA, causal", "#cfe2f3"),
+             (8.1, f"item projection\nhead ({head})\n→ {n_items or 'all'} item scores", "#d9ead3")]
+    for x, text, color in boxes:
+        ax.add_patch(plt.Rectangle((x, 1.3), 1.7, 1.6, facecolor=color, edgecolor="k"))
+        ax.text(x + 0.85, 2.1, text, ha="center", va="center", fontsize=8)
+    for x in (1.8, 3.7, 5.7, 7.7):
+        ax.annotate("", xy=(x + 0.3, 2.1), xytext=(x, 2.1), arrowprops=dict(arrowstyle="->"))
+    ax.text(5, 0.6, "history i_1 … i_t  →  vectors z_i1 … z_it  →  h_1 … h_t;  h_t scores every item in one "
+                    "product (no titles generated, no beam search)", ha="center", fontsize=8)
+    ax.text(5, 3.5, "Lite-LLM4Rec (Wang et al. 2024) as built here", ha="center", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_inference_cost(cost: pd.DataFrame, title: str = ""):
+    """Milliseconds per user of each way to rank (log scale), with the users each was timed on."""
+    t = cost[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(t) + 1.4))
+    ax.barh(np.arange(len(t)), t["ms/user"], color="#6fa8dc")
+    for y, (ms, n) in enumerate(zip(t["ms/user"], t["users"])):
+        ax.text(ms * 1.1, y, f"{ms:,.1f} ms ({n} users)", va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yticks(np.arange(len(t)), t.index)
+    ax.set(xlabel="ms per user (log scale)", title=title, xlim=(t["ms/user"].min() / 3, t["ms/user"].max() * 30))
+    fig.tight_layout()
+    return fig
+
+
+def plot_interval_table(table: pd.DataFrame, metric: str = "ndcg@10", title: str = ""):
+    """Each row's ``metric`` with its interval (``<metric> lo``, ``<metric> hi``); the axis starts at 0."""
+    t = table[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(t) + 1.5))
+    y = np.arange(len(t))
+    ax.errorbar(t[metric], y, xerr=[t[metric] - t[f"{metric} lo"], t[f"{metric} hi"] - t[metric]], fmt="o",
+                capsize=4)
+    ax.set_yticks(y, t.index)
+    ax.set_xlim(left=0)
+    ax.set(title=title, xlabel=f"{metric.upper()} (95% bootstrap interval over users)")
+    fig.tight_layout()
+    return fig
