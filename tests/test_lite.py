@@ -185,3 +185,23 @@ def test_cli_trains_and_evaluates_the_lite_family(capsys):
     assert '"ndcg@10"' in out  # evaluated on every test window
     assert main(["train", "--family", "lite", "--profile", "smoke", "--rec-layers", "0"]) == 2  # names the flag
     assert "--rec-layers" in capsys.readouterr().err
+
+
+def test_committed_results_read_back_as_the_same_tables(tmp_path):
+    from llmrec import experiments as E
+
+    run = lite.train(smoke(epochs=2), progress=False)
+    evals = E.all_users({"Lite-LLM4Rec": run, "popularity": None}, "test", "synthetic")
+    paths = E.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
+    assert len(paths) == 2 and all(p.exists() for p in paths)
+    rec = rundir.read_json(paths[0])
+    assert {"commit", "machine", "config", "dataset_fingerprint", "ranks", "ms_per_user", "best_epoch"} <= set(rec)
+    back = E.read_runs(tmp_path, "synthetic")
+    a, b = E.accuracy_table(evals), E.accuracy_table(back)
+    assert list(a.index) == list(b.index)
+    pd_cols = ["ndcg@10", "ndcg@10 lo", "ndcg@10 hi", "hr@10", "recall@10", "n_users", "best_epoch"]
+    assert a[pd_cols].astype(float).fillna(-1).equals(b[pd_cols].astype(float).fillna(-1))
+    pa, pb = E.paired_table(evals, "popularity"), E.paired_table(back, "popularity")
+    assert pa.equals(pb)
+    with pytest.raises(FileNotFoundError, match="no committed results"):
+        E.read_runs(tmp_path, "toy")

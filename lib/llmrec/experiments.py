@@ -7,7 +7,9 @@ same trained model, so nothing trains twice within a ``make figures`` batch.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import runs
-from .core.io import read_json
+from .core.io import read_json, repo_root, write_json
 from .core.metrics import compare_entries, entry_values, mean_interval, rank_of_target, summarize
 from .core.recommender import evaluate as evaluate_recommender
 from .core.samplers import sample_rows
@@ -24,6 +26,7 @@ from .core.profiles import dataset_for
 from .core.profiles import profile as profile_sizes
 from .core.profiles import sce_grid as sce_grid_values
 from .core.profiles import train_config
+from .data import dataset_fingerprint
 from .lite import complete as complete_lite
 from .seqrec import MODELS, Popularity
 
@@ -372,7 +375,7 @@ def accuracy_table(evals: dict, metrics=("ndcg@10", "hr@10")) -> pd.DataFrame:
         for m in metrics:
             r[m], r[f"{m} lo"], r[f"{m} hi"] = mean_interval(entry_values(ev, m))
         r["recall@10"] = r.get("hr@10", np.nan)
-        done = read_json(Path(run) / "done.json") if run is not None else {}
+        done = run if isinstance(run, dict) else read_json(Path(run) / "done.json") if run is not None else {}
         r.update(n_users=ev["n_users"], best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
                  train_s=done.get("seconds_total"))
         out.append(r)
@@ -397,3 +400,107 @@ def inference_cost(lite_run: str | Path, llm_run: str | Path, split: str = "test
     beam = t["ms/user"].iloc[1]
     t["time saved vs beam"] = 1 - t["ms/user"] / beam
     return t
+
+
+# ============================================================================ committed results (results/<profile>/)
+
+
+def provenance() -> dict:
+    """The commit (``+dirty`` with uncommitted changes), the machine, torch and the date, for a results file."""
+    import platform
+    import subprocess
+
+    import torch
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} (no GPU: "
+                       f"{not torch.cuda.is_available()})"}
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, what: str) -> list[Path]:
+    """One JSON per run of ``evals`` ({name: (run, evaluation)}) under ``folder``: the name, family and
+    configuration, the dataset and its content hash, the evaluated users and their per-user ranks, the
+    summary with 95% intervals, the ranking time per user, training time and best epoch, and provenance."""
+    folder = Path(folder)
+    out = []
+    prov = provenance()
+    for name, (run, ev) in evals.items():
+        cfg = runs.config_of(run) if run is not None else {"family": "popularity", "dataset": dataset}
+        done = read_json(Path(run) / "done.json") if run is not None else {}
+        summary = {m: dict(zip(("mean", "lo", "hi"), mean_interval(entry_values(ev, m))))
+                   for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5", "mrr")}
+        summary["recall@10"] = summary["hr@10"]  # one held-out item per user
+        rec = {"what": what, "name": name, "family": cfg.get("family"), "config": cfg, "profile": profile,
+               "dataset": dataset, "dataset_fingerprint": dataset_fingerprint(dataset), "split": ev.get("split", "test"),
+               "mode": ev["mode"], "n_users": ev["n_users"], "user_sample": "every window of the split, in order",
+               "user_ids": ev["user_ids"], "targets": ev["targets"],
+               "ranks": [int(r) if np.isfinite(r) else None for r in ev["ranks"]],
+               "summary": summary, "ms_per_user": 1000 * ev["seconds_per_user"],
+               "best_epoch": done.get("best_epoch"), "epochs_run": done.get("epochs_run"),
+               "seconds_total": done.get("seconds_total"), "seconds_per_epoch": done.get("seconds_per_epoch"),
+               **prov}
+        path = folder / f"{slug(dataset)}-{slug(name)}.json"
+        write_json(path, rec)
+        out.append(path)
+    return out
+
+
+def read_runs(folder: str | Path, dataset: str) -> dict:
+    """The evaluations :func:`export_runs` wrote for ``dataset``: {name: (run facts, evaluation)} in the shape
+    that :func:`accuracy_table` and :func:`paired_table` take (no run directory, nothing trained)."""
+    files = sorted(Path(folder).glob(f"{slug(dataset)}-*.json"))
+    if not files:
+        raise FileNotFoundError(f"no committed results for {dataset!r} in {folder}")
+    out = {}
+    for path in files:
+        r = read_json(path)
+        if "ranks" not in r:
+            continue
+        ranks = [np.inf if x is None else x for x in r["ranks"]]
+        ev = {"user_ids": r["user_ids"], "targets": r["targets"], "ranks": ranks, "mode": r["mode"],
+              "n_users": r["n_users"], "split": r["split"], "seconds_per_user": r["ms_per_user"] / 1000,
+              "summary": summarize(np.asarray(ranks, dtype=float))}
+        out[r["name"]] = ({k: r.get(k) for k in ("best_epoch", "epochs_run", "seconds_total")}, ev)
+    return out
+
+
+def export_table(frame: pd.DataFrame, folder: str | Path, dataset: str, name: str, what: str) -> Path:
+    """A small table (e.g. inference cost) as JSON beside the per-run results, with provenance."""
+    path = Path(folder) / f"{slug(dataset)}-{slug(name)}.json"
+    write_json(path, {"what": what, "table": json.loads(frame.reset_index().to_json(orient="records")),
+                      "index": frame.index.name, **provenance()})
+    return path
+
+
+def read_table(folder: str | Path, dataset: str, name: str) -> pd.DataFrame:
+    r = read_json(Path(folder) / f"{slug(dataset)}-{slug(name)}.json")
+    return pd.DataFrame(r["table"]).set_index(r["index"])
+
+
+def lite_study(profile: str, dataset: str | None = None, variants: dict | None = None, device: str | None = None,
+               seed: int | None = None, **overrides) -> dict:
+    """Chapter 08's runs evaluated on every test window: each Lite-LLM4Rec variant, SASRec + CE and SASRec +
+    SCE (K 500, α 100) trained to their plateau (patience 5, at most 50 epochs), and popularity:
+    {name: (run, evaluation)}."""
+    over = {k: v for k, v in dict(device=device, seed=seed).items() if v is not None}
+    lite = lite_runs(profile, dataset, {k: {**v, **over, **overrides} for k, v in
+                                        (LITE_VARIANTS if variants is None else variants).items()})
+    plateau = dict(epochs=50, patience=5, **over)
+    seq = {"SASRec + CE": runs.train(seqrec_config(profile, dataset, loss="ce", **plateau), progress=False),
+           "SASRec + SCE (K 500, α 100)": runs.train(
+               seqrec_config(profile, dataset, loss="sce", negatives=500, alpha=100.0, **plateau), progress=False)}
+    return all_users({**lite, **seq, "popularity": None}, "test", dataset_for(profile, dataset))
