@@ -20,6 +20,8 @@ SEQ_MODELS = ("sasrec", "gru4rec", "caser")
 def _train(args) -> int:
     family = "seqrec" if args.model in SEQ_MODELS else "llm"
     if family == "seqrec":
+        if args.checkpoint_every:
+            raise ValueError("--checkpoint-every applies to LLM runs; classic models checkpoint after every epoch")
         loss = args.loss if args.loss != "msl-ats" else "ce"  # the LLM default means nothing here
         over = dict(model=args.model, dataset=dataset_for(args.profile, args.dataset), loss=loss,
                     alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
@@ -28,7 +30,8 @@ def _train(args) -> int:
         over = dict(dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau, alpha=args.alpha,
                     epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
                     lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
-                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms)
+                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms,
+                    checkpoint_every=args.checkpoint_every)
     run = runs.train(train_config(args.profile, family, **over), run_dir=args.run_dir, progress=not args.quiet)
     if args.no_eval:
         print(run)
@@ -88,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     for name, typ in (("--tau", positive(float)), ("--epochs", positive(int)), ("--lr", positive(float)),
                       ("--n-train", positive(int)), ("--layers", positive(int)), ("--lora-layers", positive(int)),
-                      ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int))):
+                      ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int)),
+                      ("--checkpoint-every", positive(int))):
         t.add_argument(name, type=typ, default=None)
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-NULLABLE = ("max_steps", "n_train", "layers", "lora_layers")  # None: no limit / the whole model
+NULLABLE = ("max_steps", "n_train", "layers", "lora_layers", "checkpoint_every")  # None: no limit / the whole model
+# How a run is carried out, never what it computes (resuming is exact): kept out of config.json and so out of
+# the run cache's key; an interrupted run may be resumed with another value.
+RUN_OPTIONS = ("checkpoint_every",)
 LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 
 
@@ -45,6 +48,7 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "float32"
     log_every: int = 1
+    checkpoint_every: int | None = None  # also checkpoint every k training steps inside an epoch (None: epoch ends only)
     log_grad_norms: int = 0  # Figure 3: gradient norms of L1 and L2 every k steps (two extra backward passes); 0: never
     log_decomposition: bool = True  # log L1 and L2 (needs the full-vocabulary logsumexp)
     validate: bool = True
@@ -56,7 +60,7 @@ class TrainConfig:
         if self.loss == "sdpo" and not self.sdpo_ref:
             raise ValueError("loss 'sdpo' needs sdpo_ref: the run directory of an LML model")
         for name in ("epochs", "batch_size", "grad_accum", "max_steps", "n_train", "layers", "n_valid_users",
-                     "valid_beams", "max_history", "lora_r"):
+                     "valid_beams", "max_history", "lora_r", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < (0 if name == "n_valid_users" else 1)):
                 raise ValueError(f"{name} must be a positive integer{' or None' if name in NULLABLE else ''}, "
@@ -80,4 +84,5 @@ class TrainConfig:
         return cls(**d)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options that decide the run's result (config.json, the run cache's key): all but :data:`RUN_OPTIONS`."""
+        return {k: v for k, v in asdict(self).items() if k not in RUN_OPTIONS}

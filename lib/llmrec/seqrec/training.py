@@ -48,7 +48,9 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     finished run.
 
     Writes ``log.jsonl`` (per epoch: epoch, loss, seconds, valid_seconds,
-    valid ndcg@10), ``checkpoints/epoch-N`` (every epoch), ``model.pt`` (weights
+    valid ndcg@10), ``checkpoints/epoch-N`` (every epoch, and only there: an epoch takes seconds, so an
+    interruption costs at most one; the LLM, whose quick run is one long epoch, also checkpoints every
+    ``checkpoint_every`` steps), ``model.pt`` (weights
     of the best validation epoch) and ``done.json`` (best_epoch,
     seconds_per_epoch, peak memory and how it was measured).
     """
