@@ -53,6 +53,13 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     ``checkpoint_every`` steps), ``model.pt`` (weights
     of the best validation epoch) and ``done.json`` (best_epoch,
     seconds_per_epoch, peak memory and how it was measured).
+
+    Deterministic: the same configuration trains to the same weights, losses and
+    metrics bit for bit, in any process (model init and dropout from the seed,
+    the batch order and negatives from a seeded generator), given the same number
+    of CPU threads (``done.json``'s ``torch_threads``): some CPU kernels (LayerNorm's
+    backward) reduce in a thread-dependent order, so 1 and 2 threads differ in the
+    last bits (about 1e-8 in a gradient).
     """
     cfg = complete(config)
     identity = {"dataset": dataset_fingerprint(cfg["dataset"]), "world_size": 1, "global_batch": cfg["batch_size"]}
