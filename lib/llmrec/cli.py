@@ -63,7 +63,8 @@ def _bench(args) -> int:
 
 
 def _figures(args) -> int:
-    return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish)
+    return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish,
+                     dataset=args.dataset)
 
 
 def positive(typ, zero: bool = False):
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     f.add_argument("--device", default="cpu")
     f.add_argument("--only", nargs="*", default=None, help="chapter name prefixes to run")
+    f.add_argument("--dataset", default=None, help="every chapter on this dataset (a name or a prepared folder)")
     f.add_argument("--publish", action=argparse.BooleanOptionalAction, default=None,
                    help="write figures into the committed figures/ (default: only for --profile quick on the cpu)")
     f.set_defaults(func=_figures)

@@ -78,8 +78,11 @@ def sce_grid(name: str) -> dict:
 
 
 def dataset_for(name: str, dataset: str | None) -> str:
-    """The dataset a profile runs on: ``smoke`` always uses the synthetic catalogue."""
-    return "synthetic" if name == "smoke" else (dataset or _table(name)["dataset"])
+    """The dataset a profile runs on: ``dataset``, else the profile's; ``smoke`` puts the synthetic catalogue in
+    place of the shipped ``toy`` and ``books`` (a folder of your own stays itself)."""
+    if name == "smoke" and dataset in (None, "toy", "books"):
+        return "synthetic"
+    return dataset or _table(name)["dataset"]
 
 
 def train_config(name: str, family: str = "llm", **overrides) -> dict:
