@@ -13,6 +13,7 @@ from .core.profiles import PROFILES, dataset_for, profile, train_config
 from .data import DATASETS
 from .data.prepare import add_prepare_args, run_prepare
 from .llm import LOSSES
+from .llm.prompts import TEMPLATES
 
 SEQ_MODELS = ("sasrec", "gru4rec", "caser")
 
@@ -22,6 +23,8 @@ def _train(args) -> int:
     if family == "seqrec":
         if args.checkpoint_every:
             raise ValueError("--checkpoint-every applies to LLM runs; classic models checkpoint after every epoch")
+        if args.domain:
+            raise ValueError("--domain picks the LLM's prompt; classic models have none")
         loss = args.loss if args.loss != "msl-ats" else "ce"  # the LLM default means nothing here
         over = dict(model=args.model, dataset=dataset_for(args.profile, args.dataset), loss=loss,
                     alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
@@ -31,7 +34,7 @@ def _train(args) -> int:
                     epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
                     lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
                     max_steps=args.max_steps, log_grad_norms=args.log_grad_norms,
-                    checkpoint_every=args.checkpoint_every)
+                    checkpoint_every=args.checkpoint_every, domain=args.domain)
     run = runs.train(train_config(args.profile, family, **over), run_dir=args.run_dir, progress=not args.quiet)
     if args.no_eval:
         print(run)
@@ -97,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(name, type=typ, default=None)
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)
+    t.add_argument("--domain", default=None, choices=sorted(TEMPLATES),
+                   help="the prompt's template (default: the dataset's meta.json \"domain\", else generic)")
     t.add_argument("--sdpo-ref", default=None, help="run directory of the LML run S-DPO starts from")
     t.add_argument("--run-dir", default=None)
     t.add_argument("--log-grad-norms", type=positive(int, zero=True), nargs="?", const=1, default=None, metavar="K",
