@@ -44,3 +44,14 @@ def test_one_dataset_parameter_gives_each_chapter_its_datasets(monkeypatch, tmp_
     study.mechanism_run("quick", "books", primary="books")
     study.mechanism_run("quick", mine, primary=mine)
     assert calls == [("books", {}), (mine, {})]
+
+
+def test_the_canonical_runs_keep_their_keys():
+    """The quick batch's run configurations hash as they did before checkpoint_every and domain existed (both
+    stay out of config.json unless set), so a run cache made earlier is still found."""
+    from llmrec.core import rundir
+    from llmrec.llm import TrainConfig
+
+    keys = {loss: rundir.config_key(TrainConfig.from_dict(study.llm_config("quick", loss, "toy", "cpu", seed=0)).to_dict())
+            for loss in ("lml", "msl-ats")}
+    assert keys == {"lml": "474fb5352839", "msl-ats": "e7c150d07607"}
