@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,8 +87,12 @@ def prepare_chapters(dest: Path, chapters=tuple(EXPLORERS), profile: str = "smok
         path = dest / nb.name
         pm.execute_notebook(str(nb), str(path), parameters={"profile": profile}, prepare_only=True,
                             kernel_name=kernel, progress_bar=False)
-        book = nbformat.read(path, as_version=4)
+        with warnings.catch_warnings():  # the missing id, set below
+            warnings.simplefilter("ignore")
+            book = nbformat.read(path, as_version=4)
         book.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+        for i, cell in enumerate(book.cells):  # papermill's injected cell has no id (nbformat 4.5 wants one)
+            cell.setdefault("id", f"check-{i}")
         nbformat.write(book, path)
         out.append(path)
     return out
@@ -116,7 +121,7 @@ def start_lab(root: Path, out: Path, timeout: float = 120.0) -> tuple[subprocess
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "LLMREC_RUNS": str(out / "runs"), "LLMREC_FIGURES": str(out / "figures")}
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            f"--LabApp.user_settings_dir={lab_settings(out / 'lab-settings')}",
            f"--LabApp.workspaces_dir={out / 'lab-workspaces'}"]
     if hasattr(os, "getuid") and os.getuid() == 0:
