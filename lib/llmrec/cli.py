@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (side by side in one run)")
     b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "all"])
-    b.add_argument("--out", default=None, help="write the results JSON here")
+    b.add_argument("--out", default=None, help="write the whole result here (default: bench/<name>.json each)")
     b.set_defaults(func=_bench)
 
     f = sub.add_parser("figures", help="run every chapter notebook with papermill")
