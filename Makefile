@@ -6,7 +6,7 @@ PROFILE ?= quick
 DEVICE ?= cpu
 STAMP  := $(VENV)/.installed
 
-.PHONY: all figures test lab bench install clean-runs
+.PHONY: all figures test lab bench check-widgets install clean-runs
 
 all: figures
 
@@ -30,6 +30,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m llmrec bench all
+
+# The chapters' explorers in JupyterLab in headless Chromium (bench/check_widgets.py). Without a Chromium
+# (CHROMIUM=/path, or chromium on the PATH) it says so and exits 0, before installing anything.
+check-widgets:
+	@if $(PYTHON) bench/check_widgets.py --which-chromium >/dev/null; then \
+		$(MAKE) --no-print-directory install && $(PY) -m pip install -q -e ".[widgets]" && $(PY) bench/check_widgets.py; \
+	else \
+		$(PYTHON) bench/check_widgets.py; \
+	fi
 
 lab: $(STAMP)
 	$(PY) -m pip install -q jupyterlab

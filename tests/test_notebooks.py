@@ -26,7 +26,10 @@ def test_chapters_follow_the_rules():
         cells = json.loads(nb.read_text())["cells"]
         code = [c for c in cells if c["cell_type"] == "code"]
         assert "parameters" in code[0]["metadata"].get("tags", []), f"{nb.name}: first code cell not tagged"
-        assert "profile" in "".join(code[0]["source"]), f"{nb.name}: no profile parameter"
+        params = "".join(code[0]["source"])
+        assert "profile" in params, f"{nb.name}: no profile parameter"
+        # one parameter selects the dataset (a name or a folder); None: the chapter's own
+        assert "\ndataset = None " in params and "datasets =" not in params, f"{nb.name}: not one dataset parameter"
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
             f"{nb.name}: committed with outputs"
         assert cells[0]["cell_type"] == "markdown" and "what this shows" in "".join(
@@ -80,3 +83,22 @@ def test_only_the_canonical_batch_writes_the_committed_figures(monkeypatch):
     path.unlink()
     monkeypatch.setenv("LLMREC_PUBLISH_FIGURES", "1")
     assert figures_dir() == repo_root() / "figures"
+
+
+@pytest.mark.parametrize("nb,size", [("03", "n_windows"), ("04", "n_windows"), ("04", "min_valid")])
+def test_chapter_sizes_must_be_positive(nb, size, tmp_path, monkeypatch):
+    """A chapter's size parameter is checked before anything trains, and the error names it."""
+    import papermill as pm
+
+    from llmrec.experiments import size as check_size
+
+    assert check_size("n_windows", None, 64) == 64 and check_size("n_windows", 3, 64) == 3
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="n_windows must be a positive integer"):
+            check_size("n_windows", bad, 64)
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
+    (path,) = chapters(NB_DIR, [nb])
+    with pytest.raises(pm.PapermillExecutionError, match=f"{size} must be a positive integer"):
+        pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters={"profile": "smoke", size: 0},
+                            kernel_name="python3", cwd=str(NB_DIR), progress_bar=False)
+    assert not (tmp_path / "runs").exists()  # nothing trained

@@ -31,3 +31,15 @@ def test_example_concatenates_prompt_and_trie_ids(toy, toy_trie, tok):
     ex = enc.encode(list(row.history), row.target)
     assert ex.input_ids[ex.prompt_len:] == toy_trie.encode(toy.items[row.target])
     assert tok.decode(ex.input_ids[:ex.prompt_len]).endswith("### Response:\n")
+
+
+def test_movies_template_and_prepare_offers_every_template():
+    from llmrec.data.prepare import DOMAIN_CHOICES
+    from llmrec.llm.prompts import TEMPLATES
+
+    assert sorted(DOMAIN_CHOICES) == sorted(TEMPLATES)  # `prepare --domain` writes only names the prompts know
+    p = build_prompt(["Heat (1995)", "Ronin (1998)"], "movies")
+    assert "please recommend a new movie that the user likes" in p
+    assert 'The user has watched the following movies before: "Heat (1995)", "Ronin (1998)"\n' in p
+    with pytest.raises(ValueError, match="the templates are books, generic, movies, toys"):
+        PromptEncoder(None, None, {}, "cars")

@@ -201,3 +201,41 @@ def test_a_dataset_prepared_again_in_the_same_folder_is_a_new_run(tmp_path):
     assert second != first and rundir.is_done(second)
     assert rundir.read_json(second / "done.json")["n_train_windows"] == len(ds.train)
 
+
+
+TIMING = ("seconds", "valid_seconds", "seconds_per_user")
+
+
+def _without_timings(x):
+    if isinstance(x, dict):
+        return {k: _without_timings(v) for k, v in x.items() if k not in TIMING}
+    return [_without_timings(v) for v in x] if isinstance(x, list) else x
+
+
+@pytest.mark.parametrize("loss", ["ce", "sce"])
+def test_the_same_config_trains_to_the_same_model_in_another_process(loss, tmp_path):
+    """Determinism: one run here, the same configuration in a fresh process (another hash seed), each in its own
+    run dir: the same losses, validation, test metrics and weights, bit for bit (on the same number of threads:
+    CPU reductions such as LayerNorm's backward sum in a thread-dependent order)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cfg = smoke(model="sasrec", loss=loss, epochs=3, patience=None)
+    here = seqrec.train(cfg, run_dir=tmp_path / "here", progress=False)
+    runs.evaluate(here, "test", progress=False)
+    there = tmp_path / "there"
+    code = ("import sys, json, torch; torch.set_num_threads(int(sys.argv[1])); from llmrec import runs, seqrec; "
+            "r = seqrec.train(json.loads(sys.argv[2]), run_dir=sys.argv[3], progress=False); "
+            "runs.evaluate(r, 'test', progress=False)")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-c", code, str(torch.get_num_threads()), json.dumps(cfg), str(there)],
+                   check=True, env=env, timeout=300)
+    assert _without_timings(rundir.read_log(here)) == _without_timings(rundir.read_log(there))
+    assert _without_timings(rundir.load_metrics(here)) == _without_timings(rundir.load_metrics(there))
+    assert rundir.read_json(here / "done.json")["best_epoch"] == rundir.read_json(there / "done.json")["best_epoch"]
+    for name in ("model.pt", "checkpoints/epoch-3/checkpoint.pt"):
+        a = torch.load(here / name, weights_only=False)["model"]
+        b = torch.load(there / name, weights_only=False)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

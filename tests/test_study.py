@@ -25,3 +25,33 @@ def test_validation_uses_fewer_beams_and_its_own_metric(monkeypatch):
     study.llm_eval("r", "quick", "test", mode="full")
     assert seen == [("valid", 24, 5), ("test", 48, 10), ("test", 4, 10)]
     assert study.valid_metric("quick") == "ndcg@5" and study.valid_metric("full") == "ndcg@10"
+
+
+def test_one_dataset_parameter_gives_each_chapter_its_datasets(monkeypatch, tmp_path):
+    """None keeps the canonical batch's datasets (so its runs are the same as before the one parameter); a name or
+    a folder runs the chapter on it alone, and that dataset's mechanism run is the full one, not a side run."""
+    from llmrec.core.profiles import dataset_for
+
+    assert study.chapter_datasets("quick") == ["toy", "books"] and study.chapter_datasets("full") == ["toy", "books"]
+    assert study.chapter_datasets("smoke") == ["synthetic"] and study.chapter_datasets("quick", own=("toy",)) == ["toy"]
+    assert study.chapter_datasets("quick", "books") == ["books"]
+    assert study.chapter_datasets("smoke", "books") == ["synthetic"]  # smoke: synthetic for the shipped sets
+    mine = str(tmp_path)
+    assert study.chapter_datasets("smoke", mine) == [mine] == study.chapter_datasets("quick", mine)
+    assert dataset_for("smoke", mine) == mine and dataset_for("smoke", "toy") == "synthetic"
+    calls = []
+    monkeypatch.setattr(study, "llm_run", lambda profile, loss, ds, device, progress=True, **kw: calls.append((ds, kw)))
+    study.mechanism_run("quick", "books", primary="books")
+    study.mechanism_run("quick", mine, primary=mine)
+    assert calls == [("books", {}), (mine, {})]
+
+
+def test_the_canonical_runs_keep_their_keys():
+    """The quick batch's run configurations hash as they did before checkpoint_every and domain existed (both
+    stay out of config.json unless set), so a run cache made earlier is still found."""
+    from llmrec.core import rundir
+    from llmrec.llm import TrainConfig
+
+    keys = {loss: rundir.config_key(TrainConfig.from_dict(study.llm_config("quick", loss, "toy", "cpu", seed=0)).to_dict())
+            for loss in ("lml", "msl-ats")}
+    assert keys == {"lml": "474fb5352839", "msl-ats": "e7c150d07607"}

@@ -109,6 +109,68 @@ def test_run_cache_and_resume_reproduce_the_uninterrupted_run(runs_dir, tmp_path
     assert (first / "done.json").stat().st_mtime == mtime
 
 
+@pytest.mark.parametrize("case", [
+    dict(loss="msl-ats", grad_accum=2, lora_dropout=0.1),  # ATS state, dropout RNG, an accumulation cut in two
+    dict(loss="lml", log_grad_norms=5, lora_layers=1),  # gradient norms on every 5th step, the frozen cache
+], ids=["msl-ats-accum2", "lml-gradnorms-frozen"])
+def test_resume_inside_an_epoch_reproduces_the_uninterrupted_run(case, runs_dir, frozen_dir, tmp_path, monkeypatch):
+    """A quick run has one epoch: checkpoints every k steps let it resume mid-epoch, exactly."""
+    from safetensors.torch import load_file
+
+    cfg = smoke(epochs=2, n_train=72, max_steps=100, **case)  # 9 batches an epoch, 18 in all
+    whole = train(cfg, run_dir=tmp_path / "whole", progress=False)  # no checkpoint inside an epoch
+    part = tmp_path / "part"
+    real, calls = LossComputer.__call__, {"n": 0}
+
+    def crash(self, *a, **k):  # an interruption in the 14th step of 18
+        calls["n"] += 1
+        if calls["n"] == 14:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(LossComputer, "__call__", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train({**cfg, "checkpoint_every": 3}, run_dir=part, progress=False)
+    monkeypatch.setattr(LossComputer, "__call__", real)
+    assert not rundir.is_done(part) and (part / "failed.json").exists()
+    assert [c.name for c in (part / "checkpoints").iterdir()] == ["step-12"]  # epoch 2, 3 of its 9 batches done
+    state = rundir.read_json(part / "checkpoints" / "step-12" / "state.json")
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 3, 12)
+    if case.get("grad_accum") == 2:  # checkpointed between the two batches of an accumulation group
+        ck = torch.load(part / "checkpoints" / "step-12" / "checkpoint.pt", weights_only=False)
+        assert any(g is not None and g.abs().sum() > 0 for g in ck["grads"])
+    assert max(r["step"] for r in rundir.read_log(part) if "step" in r) == 13  # logged after the checkpoint
+    train({**cfg, "checkpoint_every": 3}, run_dir=part, progress=False)  # resumes at step 13
+    assert rundir.is_done(part) and not (part / "failed.json").exists()
+    # the interval is not part of the run's identity: same config.json, so the same run cache entry
+    assert rundir.read_json(part / "config.json") == rundir.read_json(whole / "config.json")
+
+    def records(run):  # every logged step and epoch end, but the wall-clock numbers
+        return [{k: v for k, v in r.items() if k not in ("train_seconds", "peak_rss_mb")} for r in rundir.read_log(run)]
+
+    assert records(part) == records(whole)
+    assert [r["step"] for r in records(part) if "step" in r] == list(range(1, 19))  # each step once
+    if case.get("log_grad_norms"):
+        assert [r["step"] for r in records(part) if "grad_norm_l1" in r] == [1, 6, 11, 16]
+    wa = load_file(whole / "adapter" / "adapter_model.safetensors")
+    wb = load_file(part / "adapter" / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    a, b = (rundir.read_json(r / "done.json") for r in (whole, part))
+    assert a["steps"] == b["steps"] == 18 and [h["steps"] for h in b["history"]] == [9, 9]
+
+
+def test_checkpoint_interval_is_checked_and_named(capsys, runs_dir):
+    from llmrec.cli import main
+
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive integer or None"):
+        TrainConfig.from_dict(smoke(checkpoint_every=0))
+    assert main(["train", "--profile", "smoke", "--loss", "lml", "--checkpoint-every", "0"]) == 2
+    assert "--checkpoint-every: must be > 0, got 0" in capsys.readouterr().err
+    assert main(["train", "--profile", "smoke", "--model", "sasrec", "--checkpoint-every", "5"]) == 2
+    assert "classic models checkpoint after every epoch" in capsys.readouterr().err
+    assert "checkpoint_every" not in TrainConfig(checkpoint_every=4).to_dict()  # not in config.json nor the key
+
+
 def test_grad_norms_every_k_steps_leave_training_unchanged(runs_dir, tmp_path):
     """Figure 3's logging (two extra backward passes on every k-th step) changes what is logged, not the model."""
     from safetensors.torch import load_file

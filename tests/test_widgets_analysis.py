@@ -237,3 +237,36 @@ def test_user_explorer_computes_only_on_click(tiny_rec):
     widget = Wd.user_explorer(rec, {"broken": object()}, num_beams=2)  # building must not touch the model
     widget.children[0].children[1].click()
     assert "Error" in widget.children[1].value
+
+
+def test_every_control_changes_its_explorers_output(tiny_rec):
+    """What `make check-widgets` does in a browser, here in Python: each control worked once changes the output."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rec, model = tiny_rec
+    ex = Wd.trie_explorer(rec.trie, rec.ds.items, rec.tok)
+    text, (back, reset), select, out = ex.children[0], ex.children[1].children, ex.children[2], ex.children[3]
+    seen = [out.value]
+    text.value = rec.ds.items[min(rec.ds.items)][:8]  # type a title's start
+    seen.append(out.value)
+    select.value = select.options[0][1]  # pick a next token
+    seen.append(out.value)
+    back.click()
+    seen.append(out.value)
+    reset.click()
+    seen.append(out.value)
+    assert all(a != b for a, b in zip(seen, seen[1:])) and seen[-1] == seen[0]
+    # the tau slider redraws through plot_position: another tau, another P_valid(y_t) in the title
+    _, _, _, v = dense_problem()
+    row = A.pick_position(v)
+    titles = [Wd.plot_position(v, row, tau).get_title() for tau in (1.0, 3.0)]
+    assert titles[0] != titles[1] and titles[1].startswith("τ = 3.00")
+    # the user explorer: a row, then the button
+    user = Wd.user_explorer(rec, {"tiny": model}, num_beams=2)
+    (pick, go), html = user.children[0].children, user.children[1]
+    before = html.value
+    pick.value = 1
+    assert html.value == before  # nothing computed until the button
+    go.click()
+    assert html.value != before and "<b>history</b>" in html.value and "Error" not in html.value

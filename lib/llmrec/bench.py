@@ -12,6 +12,10 @@ peak resident memory is its own:
 
 ``trie``: build time (tokenisation included) and AVT for Toy and Books, and
 mask memory, dense against compact.
+
+``seqrec``: SASRec epoch time and peak memory, full CE against SCE.
+
+Each writes ``bench/<name>.json`` (``make bench`` runs all three).
 """
 
 from __future__ import annotations
@@ -144,17 +148,28 @@ def bench_trie(repeats: int = 3) -> dict:
     return out
 
 
-def run_bench(what: str = "all", out: str | None = None, device: str = "cpu") -> dict:
+BENCHMARKS = ("trie", "losses", "seqrec")
+
+
+def run_bench(what: str = "all", out: str | None = None, device: str = "cpu", out_dir: str | Path | None = None) -> dict:
+    """Run one benchmark (``trie``, ``losses``, ``seqrec``) or all; each writes ``bench/<name>.json`` (the
+    machine, the date and its numbers: what the README quotes), as soon as it is done. ``out`` writes the
+    whole result to one file instead. Returns ``{"machine", "when", name: result, ...}``."""
+    if what not in (*BENCHMARKS, "all"):
+        raise ValueError(f"unknown benchmark {what!r}; choose one of {', '.join(BENCHMARKS)} or all")
     smollm2_cache()  # convert once before timing anything
+    run = {"trie": bench_trie, "losses": lambda: bench_losses(device=device),
+           "seqrec": lambda: bench_seqrec(device=device)}
     res = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if what in ("trie", "all"):
-        res["trie"] = bench_trie()
-    if what in ("losses", "all"):
-        res["losses"] = bench_losses(device=device)
-    if what in ("seqrec", "all"):
-        res["seqrec"] = bench_seqrec(device=device)
-    path = Path(out) if out else repo_root() / "bench" / f"{what}.json"
-    atomic_write(path, (json.dumps(res, indent=1) + "\n").encode())
+    for name in BENCHMARKS:
+        if what in (name, "all"):
+            res[name] = run[name]()
+            if not out:
+                one = {"machine": res["machine"], "when": time.strftime("%Y-%m-%d %H:%M:%S"), name: res[name]}
+                path = Path(out_dir or repo_root() / "bench") / f"{name}.json"
+                atomic_write(path, (json.dumps(one, indent=1) + "\n").encode())
+    if out:
+        atomic_write(Path(out), (json.dumps(res, indent=1) + "\n").encode())
     return res
 
 

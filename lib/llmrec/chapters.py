@@ -20,6 +20,7 @@ import papermill as pm
 
 from .core.io import repo_root
 from .core.profiles import PROFILES
+from .data import DATASETS
 
 ROOT = repo_root()
 
@@ -37,17 +38,21 @@ def chapters(notebooks: Path | None = None, only: list[str] | None = None) -> li
 
 def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | None = None,
               notebooks: Path | None = None, out_dir: Path | None = None, kernel: str = "python3",
-              publish: bool | None = None) -> int:
+              publish: bool | None = None, dataset: str | None = None) -> int:
     """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded.
 
-    ``publish`` (default: only for the canonical ``quick`` profile on the CPU) writes the figures into the
-    committed ``figures/``; any other batch writes them under ``runs/figures/`` (see
-    :func:`llmrec.plots.figures_dir`).
+    ``dataset`` (a name or a prepared folder) is every chapter's one ``dataset`` parameter; None leaves each
+    chapter's own (Toy, with Books where it compares). ``publish`` (default: only for the canonical ``quick``
+    profile on the CPU, on the chapters' own datasets) writes the figures into the committed ``figures/``; any
+    other batch writes them under ``runs/figures/`` (see :func:`llmrec.plots.figures_dir`).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     if publish is None:
-        publish = profile == "quick" and device == "cpu"
+        publish = profile == "quick" and device == "cpu" and dataset is None
+    if dataset and dataset not in DATASETS and Path(dataset).is_dir():
+        dataset = str(Path(dataset).resolve())  # the chapters run in notebooks/
+    parameters = dict(profile=profile, device=device, **({"dataset": str(dataset)} if dataset else {}))
     os.environ["LLMREC_PUBLISH_FIGURES"] = "1" if publish else "0"  # inherited by the chapters' kernels
     out_dir = Path(out_dir or ROOT / "notebooks" / "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,12 +60,12 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     results = []
     t_all = time.perf_counter()
     for nb in todo:
-        print(f"[figures] {nb.name} (profile={profile}, device={device}) ...", flush=True)
+        print(f"[figures] {nb.name} ({', '.join(f'{k}={v}' for k, v in parameters.items())}) ...", flush=True)
         t0 = time.perf_counter()
         err = None
         tmp = out_dir / f".{nb.stem}.partial.ipynb"
         try:
-            pm.execute_notebook(str(nb), str(tmp), parameters=dict(profile=profile, device=device),
+            pm.execute_notebook(str(nb), str(tmp), parameters=parameters,
                                 kernel_name=kernel, cwd=str(nb.parent), progress_bar=False)
             os.replace(tmp, out_dir / nb.name)
         except Exception as e:  # report, keep going

@@ -13,12 +13,19 @@ from .core.profiles import PROFILES, dataset_for, profile, train_config
 from .data import DATASETS
 from .data.prepare import add_prepare_args, run_prepare
 from .llm import LOSSES
+from .llm.prompts import TEMPLATES
 
 SEQ_MODELS = ("sasrec", "gru4rec", "caser")
 
 
 def _train(args) -> int:
     family = args.family or ("seqrec" if args.model in SEQ_MODELS else "llm")
+    if family != "llm":
+        if args.checkpoint_every:
+            raise ValueError("--checkpoint-every applies to LLM runs; classic models and Lite-LLM4Rec checkpoint "
+                             "after every epoch")
+        if args.domain:
+            raise ValueError("--domain picks the LLM's prompt; classic models and Lite-LLM4Rec have none")
     if family == "lite":
         loss = args.loss if args.loss != "msl-ats" else "ce"
         over = dict(dataset=dataset_for(args.profile, args.dataset), loss=loss, encoder=args.encoder, head=args.head,
@@ -34,7 +41,8 @@ def _train(args) -> int:
         over = dict(dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau, alpha=args.alpha,
                     epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
                     lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
-                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms)
+                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms,
+                    checkpoint_every=args.checkpoint_every, domain=args.domain)
     run = runs.train(train_config(args.profile, family, **over), run_dir=args.run_dir, progress=not args.quiet)
     if args.no_eval:
         print(run)
@@ -66,7 +74,8 @@ def _bench(args) -> int:
 
 
 def _figures(args) -> int:
-    return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish)
+    return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish,
+                     dataset=args.dataset)
 
 
 def positive(typ, zero: bool = False):
@@ -97,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     for name, typ in (("--tau", positive(float)), ("--epochs", positive(int)), ("--lr", positive(float)),
                       ("--n-train", positive(int)), ("--layers", positive(int)), ("--lora-layers", positive(int)),
-                      ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int))):
+                      ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int)),
+                      ("--checkpoint-every", positive(int))):
         t.add_argument(name, type=typ, default=None)
     lite = t.add_argument_group("Lite-LLM4Rec (--family lite)")
     lite.add_argument("--encoder", default=None, choices=["smollm2-135m", "minilm", "tiny", "none"],
@@ -108,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     lite.add_argument("--positions", default=None, choices=["all", "last"], help="positions trained with the loss")
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)
+    t.add_argument("--domain", default=None, choices=sorted(TEMPLATES),
+                   help="the prompt's template (default: the dataset's meta.json \"domain\", else generic)")
     t.add_argument("--sdpo-ref", default=None, help="run directory of the LML run S-DPO starts from")
     t.add_argument("--run-dir", default=None)
     t.add_argument("--log-grad-norms", type=positive(int, zero=True), nargs="?", const=1, default=None, metavar="K",
@@ -140,13 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (side by side in one run)")
     b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "all"])
-    b.add_argument("--out", default=None, help="write the results JSON here")
+    b.add_argument("--out", default=None, help="write the whole result here (default: bench/<name>.json each)")
     b.set_defaults(func=_bench)
 
     f = sub.add_parser("figures", help="run every chapter notebook with papermill")
     f.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     f.add_argument("--device", default="cpu")
     f.add_argument("--only", nargs="*", default=None, help="chapter name prefixes to run")
+    f.add_argument("--dataset", default=None, help="every chapter on this dataset (a name or a prepared folder)")
     f.add_argument("--publish", action=argparse.BooleanOptionalAction, default=None,
                    help="write figures into the committed figures/ (default: only for --profile quick on the cpu)")
     f.set_defaults(func=_figures)

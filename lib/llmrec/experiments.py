@@ -31,6 +31,23 @@ from .lite import complete as complete_lite
 from .seqrec import MODELS, Popularity
 
 
+def chapter_datasets(profile: str, dataset: str | None = None, own=("toy", "books")) -> list[str]:
+    """The datasets a chapter runs on, from its one ``dataset`` parameter: None gives the chapter's own list
+    (``own``: Toy, and Books where the chapter compares datasets); a name (``toy``, ``books``) or a prepared
+    folder gives that dataset alone. Under ``smoke`` the synthetic catalogue stands in for Toy and Books
+    (:func:`llmrec.core.profiles.dataset_for`); a folder stays itself."""
+    return list(dict.fromkeys(dataset_for(profile, d) for d in ([dataset] if dataset else list(own))))
+
+
+def size(name: str, value, default):
+    """A chapter's size parameter: ``default`` when None, else a positive integer (an error names ``name``)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (or None for {default}), got {value!r}")
+    return value
+
+
 def llm_config(profile: str, loss: str, dataset: str | None = None, device: str | None = None, **overrides) -> dict:
     return train_config(profile, "llm", loss=loss, dataset=dataset_for(profile, dataset), device=device, **overrides)
 
@@ -47,12 +64,13 @@ def llm_run(profile: str, loss: str, dataset: str | None = None, device: str | N
 
 
 def mechanism_run(profile: str, dataset: str | None, device: str | None = None, progress: bool = True,
-                  **overrides) -> Path:
-    """The LML run the mechanism figures (3, 4, 5, 8) read: the profile's canonical LML run on its own
-    dataset; on any other dataset, a run of ``side_steps`` steps where the profile sets them (quick: 32)."""
+                  primary: str | None = None, **overrides) -> Path:
+    """The LML run the mechanism figures (3, 4, 5, 8) read: the profile's canonical LML run on the chapter's
+    ``primary`` dataset (default: the profile's, Toy); on a side dataset (Books beside Toy), a run of
+    ``side_steps`` steps where the profile sets them (quick: 32)."""
     ds = dataset_for(profile, dataset)
     side = profile_sizes(profile)["side_steps"]
-    if side and ds != dataset_for(profile, None):
+    if side and ds != dataset_for(profile, primary):
         overrides.setdefault("max_steps", side)
     return llm_run(profile, "lml", ds, device, progress=progress, **overrides)
 

@@ -8,9 +8,11 @@ A run directory holds:
   identical run finds the finished one again (the run cache) and nothing else
   does;
 * ``log.jsonl``: one JSON object per logged training step / epoch;
-* ``checkpoints/epoch-N/``: the latest finished epoch (``checkpoint.pt``: the
-  trainable weights, optimiser and RNG states; ``state.json``: the loop state),
-  from which an interrupted run resumes exactly;
+* ``checkpoints/epoch-N/`` (classic models: after N finished epochs) or
+  ``checkpoints/step-N/`` (the LLM: after N training steps, at every epoch end
+  and every ``checkpoint_every`` steps inside an epoch): the latest checkpoint
+  (``checkpoint.pt``: the trainable weights, optimiser and RNG states;
+  ``state.json``: the loop state), from which an interrupted run resumes exactly;
 * ``done.json``: written last when training finished (best epoch, seconds);
 * ``metrics.json``: evaluations keyed ``"<split>/<mode>/n<users>[/k<list>]"``,
   each with the summary metrics and the per-user ``user_ids`` and 0-based
@@ -111,8 +113,8 @@ def read_log(run_dir: str | Path) -> list[dict]:
 
 
 def truncate_log(run_dir: str | Path, keep) -> None:
-    """Keep the log records for which ``keep(record)`` holds (those of the finished epochs): a resumed run's
-    log holds only the steps of the attempt that survived."""
+    """Keep the log records for which ``keep(record)`` holds (those written before the checkpoint a run resumes
+    from): a resumed run's log holds only the steps of the attempt that survived."""
     kept = [r for r in read_log(run_dir) if keep(r)]
     atomic_write(Path(run_dir) / "log.jsonl", "".join(json.dumps(r, default=json_default) + "\n" for r in kept).encode())
 
@@ -157,23 +159,32 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
 
 
 def save_checkpoint(run_dir: str | Path, epochs_done: int, tensors: dict, state: dict,
-                    generator: torch.Generator | None = None) -> Path:
-    """Publish ``checkpoints/epoch-<epochs_done>`` (``tensors`` + RNG states, and the JSON ``state``) and
-    remove the older ones."""
+                    generator: torch.Generator | None = None, step: int | None = None) -> Path:
+    """Publish ``checkpoints/epoch-<epochs_done>`` (or ``checkpoints/step-<step>`` when ``step`` is given: a
+    checkpoint that may fall inside an epoch) with ``tensors`` + RNG states and the JSON ``state``, and remove
+    the older ones."""
     root = Path(run_dir) / "checkpoints"
-    path = root / f"epoch-{epochs_done}"
+    path = root / (f"step-{step}" if step is not None else f"epoch-{epochs_done}")
     with publish_dir(path) as tmp:
         torch.save({**tensors, "rng": rng_state(generator)}, tmp / "checkpoint.pt")
         write_json(tmp / "state.json", state)
-    for old in root.glob("epoch-*"):
+    for old in (*root.glob("epoch-*"), *root.glob("step-*")):
         if old != path:
             shutil.rmtree(old, ignore_errors=True)
     return path
 
 
+def _checkpoint_order(path: Path) -> tuple[int, int]:
+    kind, _, n = path.name.partition("-")
+    return (kind == "step", int(n))  # a step checkpoint is newer than an epoch one left by older code
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    cks = [c for c in (Path(run_dir) / "checkpoints").glob("epoch-*") if (c / "state.json").exists()]
-    return max(cks, key=lambda p: int(p.name.split("-")[1])) if cks else None
+    """The newest complete checkpoint (``step-N`` by N, else ``epoch-N`` by N), or None."""
+    root = Path(run_dir) / "checkpoints"
+    cks = [c for c in (*root.glob("epoch-*"), *root.glob("step-*"))
+           if c.name.partition("-")[2].isdigit() and (c / "state.json").exists()]
+    return max(cks, key=_checkpoint_order) if cks else None
 
 
 def load_checkpoint(path: str | Path, generator: torch.Generator | None = None) -> tuple[dict, dict]:

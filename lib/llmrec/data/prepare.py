@@ -1,14 +1,18 @@
-"""Turn raw Amazon 2014 review + metadata files into a dataset folder (``llmrec prepare``).
+"""Turn raw interactions + titles into a dataset folder (``llmrec prepare``): Amazon 2014 review + metadata
+files, or two CSV files of your own.
 
 The protocol follows MSL (section 5.1.1) and BIGRec:
 
-1. read the metadata (``asin``, ``title``) and keep only items with a non-empty
-   title (surrounding whitespace stripped; the first non-empty title of an asin wins);
-2. read the reviews (``reviewerID``, ``asin``, ``unixReviewTime``), dropping those
-   of untitled items; repeated (user, item) reviews are kept, as in the source data;
+1. read the titles (Amazon metadata: ``asin``, ``title``; or a CSV with columns
+   ``item_id,title``) and keep only items with a non-empty title (surrounding
+   whitespace stripped; the first non-empty title of an item wins);
+2. read the interactions (Amazon reviews: ``reviewerID``, ``asin``,
+   ``unixReviewTime``; or a CSV with columns ``user_id,item_id,timestamp``, the
+   timestamp an integer such as unix seconds, or a date), dropping those of
+   untitled items; repeated (user, item) interactions are kept, as in the source data;
 3. iterative ``core``-core filter: drop users and items with fewer than ``core``
    interactions (review lines), repeat until nothing changes;
-4. ids: items get 1..N in sorted-asin order, users 1..U in sorted-reviewerID order;
+4. ids: items get 1..N in sorted-asin (item id, as text) order, users 1..U in sorted-reviewerID (user id) order;
 5. per user, sort the interactions by time (stable: ties keep the file order);
 6. :func:`make_windows`: a sliding window of length ``window`` (history of
    ``window - 1`` items + the target), step 1; a shorter sequence gives one window;
@@ -20,8 +24,9 @@ The protocol follows MSL (section 5.1.1) and BIGRec:
    ``id_map.json.gz`` (id -> asin / reviewerID) and ``meta.json`` into a temporary
    folder next to ``out`` that is renamed to ``out`` only when everything succeeded.
 
-Both files may be ``.json`` or ``.json.gz`` with one record per line, strict JSON or
-the Python-literal variant of the 2014 metadata (``{'asin': '0', 'title': "It's"}``).
+The Amazon files may be ``.json`` or ``.json.gz`` with one record per line, strict JSON or
+the Python-literal variant of the 2014 metadata (``{'asin': '0', 'title': "It's"}``); the
+CSV files ``.csv`` or ``.csv.gz`` with a header row (other columns are ignored).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from tqdm import tqdm
 from ..core.io import atomic_write, publish_dir
 from .dataset import Dataset, DataError, chronological_split, make_windows, sample_windows, save_dataset
 
-DOMAIN_CHOICES = ("toys", "books", "generic")
+DOMAIN_CHOICES = ("toys", "books", "movies", "generic")  # the prompt templates of llmrec.llm.prompts.TEMPLATES
 OUTPUT_FILES = {"items.json.gz", "train.csv.gz", "valid.csv.gz", "test.csv.gz", "meta.json", "id_map.json.gz"}
 REVIEW_FIELDS = ("reviewerID", "asin", "unixReviewTime")
 
@@ -125,6 +130,60 @@ def read_reviews(path: str | Path, keep: Iterable[str] | None = None) -> tuple[p
     return frame, n
 
 
+def _read_csv(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read CSV ({e})") from e
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)} (expected {', '.join(columns)})")
+    return df
+
+
+def read_title_csv(path: str | Path) -> dict[str, str]:
+    """item id -> title for every row of a ``item_id,title`` CSV with a non-empty title (first one wins)."""
+    titles: dict[str, str] = {}
+    for item, title in zip(*(_read_csv(path, ("item_id", "title"))[c] for c in ("item_id", "title"))):
+        if title.strip():
+            titles.setdefault(item.strip(), title.strip())
+    return titles
+
+
+def _time(text: str, where: str) -> int:
+    """An integer timestamp, or a date as unix seconds."""
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        return int(pd.Timestamp(text).timestamp())
+    except (ValueError, TypeError):
+        raise DataError(f"{where}, field 'timestamp': neither a number nor a date ({text!r})") from None
+
+
+def read_interaction_csv(path: str | Path, keep: Iterable[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """Interactions of a ``user_id,item_id,timestamp`` CSV as :func:`read_reviews` returns them (``line``: the
+    CSV line, the header being line 1)."""
+    df = _read_csv(path, ("user_id", "item_id", "timestamp"))
+    keep = None if keep is None else set(keep)
+    users, items, times, lines = [], [], [], []
+    for row, (u, i, t) in enumerate(zip(df["user_id"], df["item_id"], df["timestamp"])):
+        i = i.strip()
+        if not u.strip() or not i:
+            raise DataError(f"{path}, line {row + 2}: empty {'user_id' if not u.strip() else 'item_id'}")
+        time_ = _time(t, f"{path}, line {row + 2}")
+        if keep is None or i in keep:
+            users.append(u.strip())
+            items.append(i)
+            times.append(time_)
+            lines.append(row + 2)
+    frame = pd.DataFrame({"user": users, "asin": items,
+                          "time": np.asarray(times, dtype=np.int64), "line": np.asarray(lines, dtype=np.int64)})
+    return frame, len(df)
+
+
 # ----------------------------------------------------------------------------- filtering
 
 
@@ -176,15 +235,22 @@ def _check_out(out: Path, force: bool) -> None:
                             "or choose another --out")
 
 
-def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int = 11, core: int = 5,
-            sample: int | None = None, seed: int = 0, domain: str = "generic", force: bool = False) -> Dataset:
+def prepare(reviews: str | Path | None, meta: str | Path | None, out: str | Path, window: int = 11, core: int = 5,
+            sample: int | None = None, seed: int = 0, domain: str = "generic", force: bool = False,
+            interactions: str | Path | None = None, titles: str | Path | None = None) -> Dataset:
     """Run the whole protocol (see the module docstring) and write the dataset folder ``out``.
 
-    Returns the written :class:`~llmrec.data.Dataset` (named after ``out``; ``notes`` = meta.json).
-    An existing dataset at ``out`` is replaced only with ``force``; on any error nothing is left at ``out``
-    (an earlier output there stays untouched).
+    The input is either ``reviews`` + ``meta`` (Amazon 2014 JSON lines) or ``interactions`` + ``titles`` (CSV
+    files: ``user_id,item_id,timestamp`` and ``item_id,title``). Returns the written
+    :class:`~llmrec.data.Dataset` (named after ``out``; ``notes`` = meta.json, whose ``domain`` picks the
+    prompt). An existing dataset at ``out`` is replaced only with ``force``; on any error nothing is left at
+    ``out`` (an earlier output there stays untouched).
     """
-    reviews, meta, out = Path(reviews), Path(meta), Path(out)
+    amazon, csv = (reviews is not None or meta is not None), (interactions is not None or titles is not None)
+    if amazon == csv or (amazon and (reviews is None or meta is None)) or (csv and (interactions is None or titles is None)):
+        raise ValueError("give --reviews and --meta (Amazon 2014 JSON lines) or --interactions and --titles (CSV), "
+                         "one pair")
+    reviews, meta, out = Path(reviews if amazon else interactions), Path(meta if amazon else titles), Path(out)
     if window < 2:
         raise ValueError(f"window must be at least 2, got {window}")
     if core < 1:
@@ -198,8 +264,8 @@ def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int 
             raise DataError(f"{p}: no such file")
     _check_out(out, force)
 
-    titles = read_titles(meta)
-    raw, n_raw = read_reviews(reviews, keep=titles)
+    titles = read_titles(meta) if amazon else read_title_csv(meta)
+    raw, n_raw = (read_reviews if amazon else read_interaction_csv)(reviews, keep=titles)
     kept = core_filter(raw, core)
     if kept.empty:
         raise DataError(f"{reviews}: no interactions left after keeping titled items and the {core}-core filter")
@@ -213,7 +279,8 @@ def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int 
 
     notes = {
         "domain": domain,
-        "source": {"reviews": str(reviews), "meta": str(meta)},
+        "source": {"reviews": str(reviews), "meta": str(meta)} if amazon else
+                  {"interactions": str(reviews), "titles": str(meta)},
         "params": {"window": window, "core": core, "sample": sample, "seed": seed, "split": [8, 1, 1]},
         "counts": {
             "review records": n_raw,
@@ -247,14 +314,17 @@ def prepare(reviews: str | Path, meta: str | Path, out: str | Path, window: int 
 
 def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``prepare`` options to ``parser`` (for mounting as a subcommand)."""
-    parser.add_argument("--reviews", required=True, help="Amazon 2014 reviews file (.json or .json.gz, one record per line)")
-    parser.add_argument("--meta", required=True, help="Amazon 2014 metadata file (.json or .json.gz; JSON or Python-literal lines)")
+    parser.add_argument("--reviews", help="Amazon 2014 reviews file (.json or .json.gz, one record per line)")
+    parser.add_argument("--meta", help="Amazon 2014 metadata file (.json or .json.gz; JSON or Python-literal lines)")
+    parser.add_argument("--interactions", help="instead of --reviews: a CSV with columns user_id,item_id,timestamp")
+    parser.add_argument("--titles", help="instead of --meta: a CSV with columns item_id,title")
     parser.add_argument("--out", required=True, help="output dataset folder (load it with load_dataset(OUT))")
     parser.add_argument("--sample", type=int, default=None, help="keep a seeded random sample of N training windows")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     parser.add_argument("--window", type=int, default=11, help="window length: history + target (default 11)")
     parser.add_argument("--core", type=int, default=5, help="k of the iterative k-core filter (default 5)")
-    parser.add_argument("--domain", choices=DOMAIN_CHOICES, default="generic", help="prompt domain (default generic)")
+    parser.add_argument("--domain", choices=DOMAIN_CHOICES, default="generic",
+                        help="the prompt's wording, written to meta.json (default generic)")
     parser.add_argument("--force", action="store_true", help="replace a dataset already prepared at --out")
     return parser
 
@@ -263,7 +333,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     """Run :func:`prepare` from parsed arguments; print a summary. Returns an exit status."""
     try:
         ds = prepare(args.reviews, args.meta, args.out, window=args.window, core=args.core,
-                     sample=args.sample, seed=args.seed, domain=args.domain, force=args.force)
+                     sample=args.sample, seed=args.seed, domain=args.domain, force=args.force,
+                     interactions=args.interactions, titles=args.titles)
     except (DataError, ValueError) as e:
         print(f"llmrec prepare: error: {e}", file=sys.stderr)
         return 2

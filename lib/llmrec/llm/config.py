@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-NULLABLE = ("max_steps", "n_train", "layers", "lora_layers")  # None: no limit / the whole model
+from .prompts import check_domain
+
+NULLABLE = ("max_steps", "n_train", "layers", "lora_layers", "checkpoint_every")  # None: no limit / the whole model
+# How a run is carried out, never what it computes (resuming is exact): kept out of config.json and so out of
+# the run cache's key; an interrupted run may be resumed with another value.
+RUN_OPTIONS = ("checkpoint_every",)
+# Options added after runs were cached: at their default (None) they stay out of config.json, so the keys of
+# the runs made before them do not change.
+KEY_IF_SET = ("domain",)
 LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 
 
@@ -12,6 +20,7 @@ LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 class TrainConfig:
     family: str = "llm"
     dataset: str = "toy"
+    domain: str | None = None  # the prompt's template (llmrec.llm.prompts.TEMPLATES); None: the dataset's meta.json domain
     model: str = "smollm2-135m"
     layers: int | None = None  # keep only the first k transformer blocks (tests; breaks a pretrained LM)
     loss: str = "msl-ats"
@@ -45,6 +54,7 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "float32"
     log_every: int = 1
+    checkpoint_every: int | None = None  # also checkpoint every k training steps inside an epoch (None: epoch ends only)
     log_grad_norms: int = 0  # Figure 3: gradient norms of L1 and L2 every k steps (two extra backward passes); 0: never
     log_decomposition: bool = True  # log L1 and L2 (needs the full-vocabulary logsumexp)
     validate: bool = True
@@ -56,11 +66,13 @@ class TrainConfig:
         if self.loss == "sdpo" and not self.sdpo_ref:
             raise ValueError("loss 'sdpo' needs sdpo_ref: the run directory of an LML model")
         for name in ("epochs", "batch_size", "grad_accum", "max_steps", "n_train", "layers", "n_valid_users",
-                     "valid_beams", "max_history", "lora_r"):
+                     "valid_beams", "max_history", "lora_r", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < (0 if name == "n_valid_users" else 1)):
                 raise ValueError(f"{name} must be a positive integer{' or None' if name in NULLABLE else ''}, "
                                  f"got {value!r}")
+        if self.domain is not None:
+            check_domain(self.domain)
         if self.tau <= 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
         if self.lora_layers is not None and self.lora_layers < 1:
@@ -80,4 +92,7 @@ class TrainConfig:
         return cls(**d)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options that decide the run's result (config.json, the run cache's key): all but :data:`RUN_OPTIONS`
+        and the :data:`KEY_IF_SET` ones left at None."""
+        return {k: v for k, v in asdict(self).items()
+                if k not in RUN_OPTIONS and not (k in KEY_IF_SET and v is None)}

@@ -13,12 +13,17 @@ from dataclasses import dataclass
 HEADER = ("Below is an instruction that describes a task, paired with an input that provides further context. "
           "Write a response that appropriately completes the request.\n\n")
 
-# domain -> (instruction, input lead); "toys" is Table 1 verbatim.
+# domain -> (instruction, input lead); "toys" is Table 1 verbatim, the others follow it. A dataset's meta.json
+# "domain" picks one (TrainConfig.domain / --domain overrides it); a new domain is one more entry here (and in
+# llmrec.data.prepare.DOMAIN_CHOICES, which `prepare --domain` accepts).
 TEMPLATES = {
     "toys": ("Given a list of toys the user has played before, please recommend a new toy that the user likes to the user.",
              "The user has played the following toys before: "),
     "books": ("Given a list of books the user has read before, please recommend a new book that the user likes to the user.",
               "The user has read the following books before: "),
+    "movies": ("Given a list of movies the user has watched before, please recommend a new movie that the user likes to "
+               "the user.",
+               "The user has watched the following movies before: "),
     "generic": ("Given a list of items the user has interacted with before, please recommend a new item that the user "
                 "likes to the user.",
                 "The user has interacted with the following items before: "),
@@ -31,10 +36,17 @@ def quote(title: str) -> str:
     return f'"{title}"'
 
 
+def check_domain(domain: str, where: str = "") -> str:
+    """``domain`` if it names a template, else a ValueError listing the templates (``where``: its source)."""
+    if domain not in TEMPLATES:
+        raise ValueError(f"unknown prompt domain {domain!r}{where}; the templates are {', '.join(sorted(TEMPLATES))} "
+                         "(set the dataset's meta.json \"domain\", or pass --domain / TrainConfig.domain)")
+    return domain
+
+
 def build_prompt(history_titles: list[str], domain: str = "generic", max_history: int = DEFAULT_MAX_HISTORY) -> str:
     """The Alpaca-style prompt for a history (oldest first), keeping the last ``max_history`` titles."""
-    if domain not in TEMPLATES:
-        raise ValueError(f"unknown prompt domain {domain!r}; choose one of {sorted(TEMPLATES)}")
+    check_domain(domain)
     if not history_titles:
         raise ValueError("a prompt needs a history of at least 1 item")
     if max_history < 1:
@@ -61,7 +73,7 @@ class PromptEncoder:
     def __init__(self, tokenizer, trie, items: dict[int, str], domain: str = "generic",
                  max_history: int = DEFAULT_MAX_HISTORY):
         self.tokenizer, self.trie, self.items = tokenizer, trie, items
-        self.domain, self.max_history = domain, max_history
+        self.domain, self.max_history = check_domain(domain), max_history
 
     def prompt_ids(self, history: list[int]) -> list[int]:
         text = build_prompt([self.items[i] for i in history], self.domain, self.max_history)

@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .model import add_lora, load_llm, load_tokenizer
 from .frozen import FrozenBlocks
 from .objectives import collate, valid_logits
-from .prompts import PromptEncoder
+from .prompts import PromptEncoder, check_domain
 from .trie import ItemTrie
 
 
@@ -43,7 +43,9 @@ class LLMRecommender(Recommender):
         self.ds = load_dataset(cfg.dataset)
         self.tok = load_tokenizer(cfg.model)
         self.trie = ItemTrie.from_titles(self.ds.items, self.tok)
-        self.encoder = PromptEncoder(self.tok, self.trie, self.ds.items, self.ds.domain, cfg.max_history)
+        self.domain = check_domain(cfg.domain or self.ds.domain,
+                                   "" if cfg.domain else f" (dataset {cfg.dataset}: meta.json's \"domain\")")
+        self.encoder = PromptEncoder(self.tok, self.trie, self.ds.items, self.domain, cfg.max_history)
         self.item_ids = decode.trie_plan(self.trie).item_ids
 
     @classmethod

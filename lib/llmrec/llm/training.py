@@ -2,10 +2,14 @@
 
 The loop runs on accelerate, so ``accelerate launch`` / ``torchrun`` scale it to
 several processes unchanged (ATS statistics are all-reduced across them). Every
-epoch ends with a checkpoint (adapter, optimiser and RNG states, ATS state; not
-the frozen base weights) and
-a validation NDCG@5; the best epoch's adapter is kept in ``RUN/adapter``
-(loadable with plain ``peft.PeftModel.from_pretrained``).
+epoch ends with a validation NDCG@5 and a checkpoint (``checkpoints/step-N``:
+adapter, optimiser, RNG and ATS states, the gradient accumulated so far, the
+position in the epoch; not the frozen base weights), and ``checkpoint_every=k``
+adds one every k steps inside an epoch (the quick profile has one epoch of 64
+steps); an interrupted run resumes from the latest one exactly: same data order,
+weights and log as an uninterrupted run. There is no learning-rate schedule (a
+constant rate), so there is no scheduler state. The best epoch's adapter is kept
+in ``RUN/adapter`` (loadable with plain ``peft.PeftModel.from_pretrained``).
 
 Losses (``--loss``): ``lml`` (eq. 1), ``lml-tau`` (LML with temperature),
 ``l2-only`` (eq. 4 alone, for Figure 4), ``msl`` (eq. 9 with a fixed tau),
@@ -99,25 +103,59 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
     compute = LossComputer(cfg)
     frozen = FrozenBlocks.of(model, cfg)
 
-    state = {"epoch": 0, "step": 0, "best_ndcg5": -1.0, "best_epoch": None, "seconds": 0.0, "history": []}
+    # state["epoch"]: finished epochs; state["batch"]: batches done in the epoch in progress (a mid-epoch checkpoint)
+    state = {"epoch": 0, "batch": 0, "step": 0, "best_ndcg5": -1.0, "best_epoch": None, "seconds": 0.0, "history": []}
     last = rundir.latest_checkpoint(run_dir)
-    if last is not None:  # resume exactly at the last finished epoch
+    if last is not None:  # resume exactly where the last checkpoint was taken (an epoch end or inside an epoch)
         ck, state = rundir.load_checkpoint(last)
         set_peft_model_state_dict(acc.unwrap_model(model), ck["adapter"])
         opt.load_state_dict(ck["optimizer"])
+        for p, g in zip(trainable(model), ck.get("grads") or []):  # a gradient accumulated over part of a group
+            p.grad = None if g is None else g.to(p.device, p.dtype)
         if compute.ats is not None:
             compute.ats.load_state_dict(state["ats"])
-    rundir.truncate_log(run_dir, lambda r: r["epoch"] < state["epoch"])  # drop an interrupted attempt's steps
+        compute.calls = state["step"]  # one loss call per step: gradient norms stay on every k-th step
+    state.setdefault("batch", 0)
+    # drop what an interrupted attempt logged after the checkpoint: later steps, and an epoch end not checkpointed
+    rundir.truncate_log(run_dir, lambda r: r["step"] <= state["step"] if "step" in r else r["epoch"] < state["epoch"])
     lengths = [len(e.input_ids) for e in examples]
     rank, world = acc.process_index, acc.num_processes
+
+    def checkpoint(epochs_done: int, done_in_epoch: int, partial: dict | None = None) -> None:
+        state.update(epoch=epochs_done, batch=done_in_epoch)
+        if partial is not None:
+            state["partial"] = partial  # the epoch in progress: its time so far
+        else:
+            state.pop("partial", None)
+        if compute.ats is not None:
+            state["ats"] = compute.ats.state_dict()
+        if acc.is_main_process:
+            grads = [None if p.grad is None else p.grad.detach().cpu().clone() for p in trainable(model)]
+            rundir.save_checkpoint(run_dir, epochs_done, {"adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
+                                                          "optimizer": opt.state_dict(), "grads": grads}, state,
+                                   step=state["step"])
+        acc.wait_for_everyone()
+
     for epoch in range(state["epoch"], cfg.epochs):
         batches = length_grouped_batches(lengths, cfg.batch_size * world, cfg.seed, epoch)
         if cfg.max_steps:
             batches = batches[: cfg.max_steps * cfg.grad_accum]
+        start = state["batch"] if epoch == state["epoch"] else 0
+        partial = state.get("partial", {}) if start else {}
         model.train()
         t0, f0, g0 = time.perf_counter(), frozen.seconds if frozen is not None else 0.0, compute.grad_norm_seconds
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} [{cfg.loss}]", disable=not (progress and acc.is_main_process))
-        for idx in bar:
+        bar = tqdm(batches[start:], desc=f"epoch {epoch + 1}/{cfg.epochs} [{cfg.loss}]", initial=start,
+                   total=len(batches), disable=not (progress and acc.is_main_process))
+
+        def times() -> tuple[float, float, float]:
+            """(training, frozen-pass, gradient-norm) seconds of this epoch so far, earlier attempts included."""
+            frozen_s = (frozen.seconds if frozen is not None else 0.0) - f0  # the one-off frozen pass, shared by runs
+            grad_norm_s = compute.grad_norm_seconds - g0  # Figure 3's logging, not training
+            seconds = time.perf_counter() - t0 - frozen_s - grad_norm_s
+            return (seconds + partial.get("train_seconds", 0.0), frozen_s + partial.get("frozen_seconds", 0.0),
+                    grad_norm_s + partial.get("grad_norm_seconds", 0.0))
+
+        for b, idx in enumerate(bar, start=start):
             mine = idx[rank::world] if world > 1 else idx  # same global batch, split over processes
             exs = [examples[i] for i in mine]
             if cfg.loss == "sdpo":
@@ -127,6 +165,9 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
             if frozen is not None:
                 frozen.attach(batch)
             batch.to(acc.device)
+            # the optimiser steps after every grad_accum batches of the epoch and after its last one: the
+            # accumulation follows the position in the epoch, so a checkpoint anywhere resumes it exactly
+            acc.step = cfg.grad_accum - 1 if b == len(batches) - 1 else b % cfg.grad_accum
             with acc.accumulate(model):
                 loss, log = compute(model, batch)
                 acc.backward(loss)
@@ -138,9 +179,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
             if acc.is_main_process and state["step"] % cfg.log_every == 0:
                 rundir.append_log(run_dir, {"epoch": epoch, "step": state["step"], **log})
             bar.set_postfix(loss=f"{log['loss']:.3f}", **({"tau": f"{log['tau']:.2f}"} if "tau" in log else {}))
-        frozen_s = (frozen.seconds if frozen is not None else 0.0) - f0  # the one-off frozen pass, shared by runs
-        grad_norm_s = compute.grad_norm_seconds - g0  # Figure 3's logging, not training
-        seconds = time.perf_counter() - t0 - frozen_s - grad_norm_s
+            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and b < len(batches) - 1:
+                seconds, frozen_s, grad_norm_s = times()
+                checkpoint(epoch, b + 1, {"train_seconds": seconds, "frozen_seconds": frozen_s,
+                                          "grad_norm_seconds": grad_norm_s})
+        seconds, frozen_s, grad_norm_s = times()
         state["seconds"] += seconds
         ndcg5 = None
         if cfg.validate:
@@ -156,13 +199,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
             if ndcg5 is None or ndcg5 > state["best_ndcg5"]:
                 state["best_ndcg5"], state["best_epoch"] = (ndcg5 if ndcg5 is not None else -1.0), epoch
                 _save_adapter(acc.unwrap_model(model), run_dir / "adapter")
-        state["epoch"] = epoch + 1
-        if compute.ats is not None:
-            state["ats"] = compute.ats.state_dict()
-        if acc.is_main_process:
-            rundir.save_checkpoint(run_dir, epoch + 1, {"adapter": get_peft_model_state_dict(acc.unwrap_model(model)),
-                                                        "optimizer": opt.state_dict()}, state)
-        acc.wait_for_everyone()
+        checkpoint(epoch + 1, 0)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             return run_dir
     if acc.is_main_process:

@@ -46,9 +46,18 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     finished run.
 
     Writes ``log.jsonl`` (per epoch: epoch, loss, seconds, valid_seconds,
-    valid ndcg@10), ``checkpoints/epoch-N`` (every epoch), ``model.pt`` (weights
+    valid ndcg@10), ``checkpoints/epoch-N`` (every epoch, and only there: an epoch takes seconds, so an
+    interruption costs at most one; the LLM, whose quick run is one long epoch, also checkpoints every
+    ``checkpoint_every`` steps), ``model.pt`` (weights
     of the best validation epoch) and ``done.json`` (best_epoch,
     seconds_per_epoch, peak memory and how it was measured).
+
+    Deterministic: the same configuration trains to the same weights, losses and
+    metrics bit for bit, in any process (model init and dropout from the seed,
+    the batch order and negatives from a seeded generator), given the same number
+    of CPU threads (``done.json``'s ``torch_threads``): some CPU kernels (LayerNorm's
+    backward) reduce in a thread-dependent order, so 1 and 2 threads differ in the
+    last bits (about 1e-8 in a gradient).
     """
     return fit(complete(config), SeqRecommender.build, run_dir, progress)
 

@@ -1,0 +1,81 @@
+"""`make check-widgets` (bench/check_widgets.py) without a browser: finding Chromium, the skip, the notebooks it
+opens. The browser part runs only where a Chromium is (see the script); here the widgets are driven in Python."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "check_widgets.py"
+spec = importlib.util.spec_from_file_location("check_widgets", SCRIPT)
+cw = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cw)
+
+
+def executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_find_chromium(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cw.find_chromium({"PATH": str(empty)}, home=tmp_path) is None
+    on_path = executable(tmp_path / "bin" / "chromium-browser")
+    assert cw.find_chromium({"PATH": f"{empty}:{on_path.parent}"}, home=tmp_path) == on_path
+    given = executable(tmp_path / "opt" / "my-chrome")
+    assert cw.find_chromium({"CHROMIUM": str(given), "PATH": str(on_path.parent)}, home=tmp_path) == given
+    with pytest.raises(FileNotFoundError, match="CHROMIUM=.*nothing-here: no executable file there"):
+        cw.find_chromium({"CHROMIUM": str(tmp_path / "nothing-here")}, home=tmp_path)
+    cached = executable(tmp_path / ".cache" / "ms-playwright" / "chromium-1187" / "chrome-linux" / "chrome")
+    assert cw.find_chromium({"PATH": str(empty)}, home=tmp_path) == cached
+
+
+def clean_env(tmp_path) -> dict:
+    empty = tmp_path / "empty-path"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "CHROMIUM"}
+    return {**env, "PATH": str(empty), "HOME": str(tmp_path)}
+
+
+def test_without_chromium_the_check_is_skipped_and_exits_0(tmp_path):
+    env = clean_env(tmp_path)
+    run = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == cw.SKIP
+    assert "nothing checked" in cw.SKIP and "CHROMIUM=/path" in cw.SKIP
+    run = subprocess.run([sys.executable, str(SCRIPT), "--which-chromium"], env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    run = subprocess.run([sys.executable, str(SCRIPT)], env={**env, "CHROMIUM": str(tmp_path / "no")},
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "no executable file there" in run.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_check_widgets_skips_before_installing_anything(tmp_path):
+    env = clean_env(tmp_path)  # nothing on the PATH: the recipe's shell and python are named absolutely
+    run = subprocess.run([shutil.which("make"), "-s", "-C", str(ROOT), "check-widgets", f"PYTHON={sys.executable}",
+                          "VENV=/nonexistent-venv"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == cw.SKIP
+    assert not Path("/nonexistent-venv").exists()
+
+
+def test_the_chapters_it_opens_are_parameterised_for_the_profile(tmp_path):
+    import nbformat
+
+    paths = cw.prepare_chapters(tmp_path, profile="smoke", kernel="python3")
+    assert [p.name[:2] for p in paths] == ["01", "03", "06"]
+    for p, marker in zip(paths, cw.EXPLORERS.values()):
+        nb = nbformat.read(p, as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and 'profile = "smoke"' in injected[0].source
+        assert nb.metadata.kernelspec["name"] == "python3"
+        assert any(marker in c.source for c in nb.cells if c.cell_type == "code")  # the explorer's cell is there
+        assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")  # not executed
