@@ -6,7 +6,7 @@ PROFILE ?= quick
 DEVICE ?= cpu
 STAMP  := $(VENV)/.installed
 
-.PHONY: all figures test lab bench check-widgets install clean-runs
+.PHONY: all figures test lab bench check-widgets install clean-runs results-lite
 
 all: figures
 
@@ -27,6 +27,14 @@ figures: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests
+
+# Chapter 08's committed results (results/<profile>/08_lite/: one JSON per run with per-user ranks, the
+# beam-user table, the inference cost) and its figures, from the run cache or trained; `-p results quick`
+# then shows them without training.
+results-lite: $(STAMP)
+	LLMREC_PUBLISH_FIGURES=$$([ "$(PROFILE)" = quick ] && echo 1 || echo 0) $(VENV)/bin/papermill -k python3 \
+		--cwd notebooks notebooks/08_lite_llm4rec.ipynb notebooks/executed/08_lite_llm4rec.ipynb \
+		-p profile $(PROFILE) -p device $(DEVICE) -p export_results True
 
 bench: $(STAMP)
 	$(PY) -m llmrec bench all

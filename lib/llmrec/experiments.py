@@ -384,6 +384,16 @@ def all_users(named_runs: dict[str, Path | None], split: str = "test", dataset: 
     return out
 
 
+def _run_facts(run) -> dict:
+    """best_epoch, epochs_run, epochs_cap, seconds_total of a run directory (or the dict of a committed result)."""
+    if run is None:
+        return {}
+    if isinstance(run, dict):
+        return run
+    done = read_json(Path(run) / "done.json")
+    return {**done, "epochs_cap": runs.config_of(run).get("epochs")}
+
+
 def accuracy_table(evals: dict, metrics=("ndcg@10", "hr@10")) -> pd.DataFrame:
     """Per method: each metric with its bootstrap 95% interval over users, Recall@10 (= HR@10: one held-out
     item per user), users, best epoch and training time (from the run's ``done.json``)."""
@@ -393,9 +403,11 @@ def accuracy_table(evals: dict, metrics=("ndcg@10", "hr@10")) -> pd.DataFrame:
         for m in metrics:
             r[m], r[f"{m} lo"], r[f"{m} hi"] = mean_interval(entry_values(ev, m))
         r["recall@10"] = r.get("hr@10", np.nan)
-        done = run if isinstance(run, dict) else read_json(Path(run) / "done.json") if run is not None else {}
+        done = _run_facts(run)
         r.update(n_users=ev["n_users"], best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
-                 train_s=done.get("seconds_total"))
+                 epochs_cap=done.get("epochs_cap"), train_s=done.get("seconds_total"))
+        # a best epoch at the cap: the run may not have reached its plateau
+        r["best at cap"] = done.get("best_epoch") is not None and done.get("best_epoch") == done.get("epochs_cap")
         out.append(r)
     return pd.DataFrame(out).set_index("method")
 
@@ -458,7 +470,7 @@ def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, wha
     prov = provenance()
     for name, (run, ev) in evals.items():
         cfg = runs.config_of(run) if run is not None else {"family": "popularity", "dataset": dataset}
-        done = read_json(Path(run) / "done.json") if run is not None else {}
+        done = _run_facts(run)
         summary = {m: dict(zip(("mean", "lo", "hi"), mean_interval(entry_values(ev, m))))
                    for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5", "mrr")}
         summary["recall@10"] = summary["hr@10"]  # one held-out item per user
@@ -469,6 +481,7 @@ def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, wha
                "ranks": [int(r) if np.isfinite(r) else None for r in ev["ranks"]],
                "summary": summary, "ms_per_user": 1000 * ev["seconds_per_user"],
                "best_epoch": done.get("best_epoch"), "epochs_run": done.get("epochs_run"),
+               "epochs_cap": done.get("epochs_cap"),
                "seconds_total": done.get("seconds_total"), "seconds_per_epoch": done.get("seconds_per_epoch"),
                **prov}
         path = folder / f"{slug(dataset)}-{slug(name)}.json"
@@ -492,7 +505,7 @@ def read_runs(folder: str | Path, dataset: str) -> dict:
         ev = {"user_ids": r["user_ids"], "targets": r["targets"], "ranks": ranks, "mode": r["mode"],
               "n_users": r["n_users"], "split": r["split"], "seconds_per_user": r["ms_per_user"] / 1000,
               "summary": summarize(np.asarray(ranks, dtype=float))}
-        out[r["name"]] = ({k: r.get(k) for k in ("best_epoch", "epochs_run", "seconds_total")}, ev)
+        out[r["name"]] = ({k: r.get(k) for k in ("best_epoch", "epochs_run", "epochs_cap", "seconds_total")}, ev)
     return out
 
 

@@ -1,4 +1,4 @@
-"""The three profiles (docs/design.md): one table that sizes every family, notebook, CLI run and batch.
+"""The four profiles (docs/design.md): one table that sizes every family, notebook, CLI run and batch.
 
 * ``smoke``: synthetic catalogue, tiny models; every path runs in seconds (tests, CI).
 * ``quick``: real Toy/Books on 2 CPU cores. LLM: the whole SmolLM2-135M with LoRA
@@ -10,7 +10,11 @@
   chooses by); LML runs log the gradient norms of L1 and L2 every 4 steps (Figure
   3); the Books LML run that only Figures 3 and 8 use stops at 32 steps; a checkpoint every 16 steps lets
   an interrupted run resume inside its one epoch (not part of the run's key: resuming is exact).
-  Classic models: the SCE authors' SASRec with at most 12 epochs.
+  Classic models: the SCE authors' SASRec with at most 12 epochs. Lite-LLM4Rec: 2 SmolLM2 blocks, at
+  most 5 epochs.
+* ``laptop``: one overnight run on 2 CPU cores: LLM runs on 2,000 windows for 2 epochs, beam search on 500
+  test users, the likelihood on 1,000; classic models to their plateau (patience 5, at most 50 epochs);
+  Lite-LLM4Rec with 4 blocks, at most 15 epochs.
 * ``full``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128 via
   accumulation, all test users, 10 beams) on a GPU.
 
@@ -49,6 +53,18 @@ PROFILES = {
         "lite": dict(rec_layers=2, epochs=5, patience=2),
         "eval": dict(eval_users=48, valid_users=24, eval_beams=10, exact_users=4, likelihood_users=500, sdpo_n_train=128,
                      grad_norm_every=4, side_steps=32),
+        "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
+    },
+    "laptop": {
+        "dataset": "toy",
+        # one overnight CPU run (issue 14): 2,000 windows, 2 epochs; choices by validation likelihood
+        "llm": dict(model="smollm2-135m", layers=None, lora_layers=4, n_train=2000, epochs=2, batch_size=8,
+                    max_steps=None, n_valid_users=0, valid_beams=5, lr=1e-3, max_history=5, checkpoint_every=50),
+        # trained to a plateau: patience 5, a cap of 50 epochs that the best epoch should not reach
+        "seqrec": dict(maxlen=10, lr=3e-3, dropout=0.2, epochs=50, patience=5, max_train_windows=10000),
+        "lite": dict(rec_layers=4, epochs=15, patience=3),
+        "eval": dict(eval_users=500, valid_users=100, eval_beams=10, exact_users=8, likelihood_users=1000,
+                     sdpo_n_train=500, grad_norm_every=10, side_steps=64),
         "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
     },
     "full": {
