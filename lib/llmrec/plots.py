@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -213,6 +214,7 @@ def plot_paired(table: pd.DataFrame, diff: str, title: str = "", xlabel: str | N
     ax.errorbar(t[diff], y, xerr=[t[diff] - t["lo"], t["hi"] - t[diff]], fmt="o", capsize=4)
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, t.index)
+    ax.locator_params(axis="x", nbins=5)
     ax.set(title=title, xlabel=xlabel or diff)
     fig.tight_layout()
     return fig
@@ -257,16 +259,18 @@ def plot_lite_architecture(n_items: int | None = None, rec_layers: int = 8, head
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.set_axis_off()
     ax.set(xlim=(0, 10), ylim=(0, 4))
-    boxes = [(0.1, "item texts\n(titles)", "#eeeeee"),
-             (2.0, "item LLM\nSmolLM2, mean pool\n(once per catalogue,\ncached)", "#cfe2f3"),
-             (4.0, "adapter\nd_item → d_model", "#fff2cc"),
-             (6.0, f"recommendation LLM\n{rec_layers} SmolLM2 blocks\n+ LoRA, causal", "#cfe2f3"),
-             (8.1, f"item projection\nhead ({head})\n→ {n_items or 'all'} item scores", "#d9ead3")]
+    boxes = [(0.0, "item texts\n(titles)", "#eeeeee"),
+             (2.05, "item LLM\nSmolLM2, mean pool\n(once per catalogue,\ncached)", "#cfe2f3"),
+             (4.1, "adapter\nd_item → d_model", "#fff2cc"),
+             (6.15, f"recommendation LLM\n{rec_layers} SmolLM2 blocks\n+ LoRA, causal", "#cfe2f3"),
+             (8.2, f"item projection\nhead ({head})\n→ {n_items or 'all'} item scores", "#d9ead3")]
+    w = 1.6
     for x, text, color in boxes:
-        ax.add_patch(plt.Rectangle((x, 1.3), 1.7, 1.6, facecolor=color, edgecolor="k"))
-        ax.text(x + 0.85, 2.1, text, ha="center", va="center", fontsize=8)
-    for x in (1.8, 3.7, 5.7, 7.7):
-        ax.annotate("", xy=(x + 0.3, 2.1), xytext=(x, 2.1), arrowprops=dict(arrowstyle="->"))
+        ax.add_patch(plt.Rectangle((x, 1.3), w, 1.6, facecolor=color, edgecolor="k"))
+        ax.text(x + w / 2, 2.1, text, ha="center", va="center", fontsize=8)
+    for (x, *_), (nx, *_) in zip(boxes, boxes[1:]):
+        ax.add_patch(FancyArrowPatch((x + w + 0.03, 2.1), (nx - 0.03, 2.1), arrowstyle="-|>", mutation_scale=14,
+                                     color="k"))
     ax.text(5, 0.6, "history i_1 … i_t  →  vectors z_i1 … z_it  →  h_1 … h_t;  h_t scores every item in one "
                     "product (no titles generated, no beam search)", ha="center", fontsize=8)
     ax.text(5, 3.5, "Lite-LLM4Rec (Wang et al. 2024) as built here", ha="center", fontsize=10)
