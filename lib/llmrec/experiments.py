@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import runs
-from .core.io import read_json, repo_root, write_json
+from .core.io import atomic_write, read_json, repo_root, write_json
 from .core.metrics import compare_entries, entry_values, mean_interval, rank_of_target, summarize
 from .core.recommender import evaluate as evaluate_recommender
 from .core.samplers import sample_rows
@@ -450,11 +450,18 @@ def provenance() -> dict:
             return ""
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
-        commit += "+dirty"
+    if git("status", "--porcelain", "--untracked-files=no", "--", "lib", "notebooks", "pyproject.toml"):
+        commit += "+dirty"  # the code that made the results differs from the commit
     return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} (no GPU: "
                        f"{not torch.cuda.is_available()})"}
+
+
+def write_lines_json(path: str | Path, obj: dict) -> None:
+    """A results file: one top-level key per line, each value compact (per-user lists stay on one line)."""
+    lines = [f" {json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
+             for k, v in sorted(obj.items())]
+    atomic_write(path, ("{\n" + ",\n".join(lines) + "\n}\n").encode())
 
 
 def slug(name: str) -> str:
@@ -485,7 +492,7 @@ def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, wha
                "seconds_total": done.get("seconds_total"), "seconds_per_epoch": done.get("seconds_per_epoch"),
                **prov}
         path = folder / f"{slug(dataset)}-{slug(name)}.json"
-        write_json(path, rec)
+        write_lines_json(path, rec)
         out.append(path)
     return out
 
