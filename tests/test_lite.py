@@ -205,3 +205,23 @@ def test_committed_results_read_back_as_the_same_tables(tmp_path):
     assert pa.equals(pb)
     with pytest.raises(FileNotFoundError, match="no committed results"):
         E.read_runs(tmp_path, "toy")
+
+
+def test_chapter_08_redraws_the_committed_quick_results_without_training(tmp_path, monkeypatch):
+    import papermill as pm
+
+    from llmrec.core.io import repo_root
+
+    committed = repo_root() / "results" / "quick" / "08_lite"
+    if not committed.exists():
+        pytest.skip("no committed quick results (make results-lite)")
+    monkeypatch.setenv("LLMREC_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
+    nb = repo_root() / "notebooks" / "08_lite_llm4rec.ipynb"
+    pm.execute_notebook(str(nb), str(tmp_path / "08.ipynb"), parameters={"profile": "quick", "results": "quick"},
+                        kernel_name="python3", cwd=str(nb.parent), progress_bar=False)
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing evaluated
+    for name in ("08_accuracy", "08_ablations", "08_inference_cost"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
+    back = __import__("llmrec.experiments", fromlist=["x"]).read_runs(committed, "toy")
+    assert back["Lite-LLM4Rec"][1]["n_users"] == len(load_dataset("toy").test)
