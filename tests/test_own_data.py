@@ -100,6 +100,11 @@ def test_llm_and_classic_runs_train_and_evaluate_on_it_through_the_cli(movies, r
     out = capsys.readouterr().out.splitlines()
     assert rundir.read_json(f"{out[0]}/config.json")["dataset"] == str(movies)
     assert json.loads("\n".join(out[1:]))["ndcg@10"] >= 0
+    # Lite-LLM4Rec: the item LLM encodes the films' titles (cached by this catalogue's content)
+    assert main(["train", "--family", "lite", "--profile", "smoke", "--dataset", str(movies), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert rundir.read_json(f"{out[0]}/config.json")["dataset"] == str(movies)
+    assert json.loads("\n".join(out[1:]))["ndcg@10"] >= 0
 
 
 def test_chapters_take_the_one_dataset_parameter(movies, runs_dir, tmp_path, monkeypatch):

@@ -22,8 +22,8 @@ def _train(args) -> int:
     family = args.family or ("seqrec" if args.model in SEQ_MODELS else "llm")
     if family != "llm":
         if args.checkpoint_every:
-            raise ValueError("--checkpoint-every applies to LLM runs; classic models and Lite-LLM4Rec checkpoint "
-                             "after every epoch")
+            raise ValueError("--checkpoint-every applies to LLM runs; classic models checkpoint after every epoch, "
+                             "as does Lite-LLM4Rec")
         if args.domain:
             raise ValueError("--domain picks the LLM's prompt; classic models and Lite-LLM4Rec have none")
     if family == "lite":
