@@ -1,5 +1,7 @@
 """SASRec / GRU4Rec: learning on the synthetic catalogue, causality, evaluation protocol, resume, run cache."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -239,3 +241,67 @@ def test_the_same_config_trains_to_the_same_model_in_another_process(loss, tmp_p
         a = torch.load(here / name, weights_only=False)["model"]
         b = torch.load(there / name, weights_only=False)["model"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+# ----------------------------------------------------------------------------- departures from the reference SASRec
+
+
+def test_default_options_are_todays_model_and_keep_run_keys():
+    torch.manual_seed(0)
+    a = seqrec.SASRec(40, hidden=16, blocks=2, heads=2, dropout=0.0, maxlen=8).eval()
+    torch.manual_seed(0)
+    b = seqrec.SASRec(40, hidden=16, blocks=2, heads=2, dropout=0.0, maxlen=8, norm="pre", ffn_act="relu",
+                      ffn_mult=1, emb_scale=True, init="xavier").eval()
+    seq = torch.tensor([[0, 0, 3, 7, 9, 11, 4, 5]])
+    assert torch.equal(a(seq), b(seq))
+    explicit = smoke(loss="ce", **{k: v[0] for k, v in seqrec.config.OPTIONS.items()})
+    assert explicit == smoke(loss="ce")  # stating a default changes nothing, not even the run's key
+    assert smoke(loss="ce", norm="post")["norm"] == "post"
+    with pytest.raises(ValueError, match="norm must be one of"):
+        smoke(norm="sideways")
+
+
+@pytest.mark.parametrize("opts", [dict(norm="post"), dict(ffn_act="gelu", ffn_mult=4), dict(emb_scale=False),
+                                  dict(init="normal"), dict(init="torch")])
+def test_every_sasrec_variant_is_causal_and_padding_invariant(opts):
+    torch.manual_seed(0)
+    m = seqrec.SASRec(50, hidden=16, blocks=2, heads=2, dropout=0.3, maxlen=12, **opts).eval()
+    seq = torch.tensor([[0, 0, 3, 7, 9, 11, 4, 5], [1, 2, 3, 4, 5, 6, 7, 8]])
+    out = m(seq)
+    pert = seq.clone()
+    pert[:, 5] = torch.tensor([40, 41])
+    assert torch.allclose(m(pert)[:, :5], out[:, :5], atol=1e-6)
+    wide = torch.cat([torch.zeros(2, 4, dtype=torch.long), seq], 1)
+    assert torch.allclose(m(wide)[:, 4:], out, atol=1e-5)
+    if "norm" in opts:  # post-LN: each block ends with a LayerNorm, no final one
+        assert isinstance(m.last_norm, torch.nn.Identity)
+    if "ffn_mult" in opts:
+        assert m.ffns[0][0].out_features == 64 and isinstance(m.ffns[0][1], torch.nn.GELU)
+
+
+def test_negatives_per_position_equal_a_float64_loop():
+    from llmrec.core.samplers import uniform
+    from llmrec.seqrec.objectives import batch_loss
+
+    torch.manual_seed(0)
+    m = seqrec.SASRec(30, hidden=8, blocks=1, heads=1, dropout=0.0, maxlen=6).eval()
+    seqs = torch.tensor([[0, 0, 3, 7, 9, 12], [1, 2, 3, 4, 5, 6]])
+    cfg = {"loss": "sce", "negatives": 4, "alpha": 10.0, "negatives_per": "position"}
+    got = batch_loss(m, seqs, cfg, 30, torch.Generator().manual_seed(5), torch.device("cpu"))
+    h = m(seqs[:, :-1]).detach().double()
+    E = m.item_emb.weight.detach().double()
+    lab = seqs[:, 1:]
+    pos = [(r, t) for r in range(2) for t in range(5) if lab[r, t] != 0]
+    neg = uniform(30, (len(pos), 4), torch.Generator().manual_seed(5))  # the same draws, one row per position
+    terms = []
+    for (r, t), ks in zip(pos, neg):
+        sp = float(h[r, t] @ E[lab[r, t]])
+        sn = [float(h[r, t] @ E[k]) + math.log(10.0) for k in ks]
+        terms.append(float(np.logaddexp.reduce([sp] + sn)) - sp)
+    assert math.isclose(float(got.detach()), float(np.mean(terms)), rel_tol=1e-5)
+
+
+def test_adam_beta2_option_reaches_the_optimiser(tmp_path):
+    run = seqrec.train(smoke(loss="ce", epochs=1, adam_beta2=0.999), run_dir=tmp_path / "r", progress=False)
+    ck = torch.load(run / "checkpoints/epoch-1/checkpoint.pt", weights_only=False)
+    assert ck["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)

@@ -35,13 +35,30 @@ DEFAULTS: dict = {
 
 # Per-profile overrides live in llmrec.core.profiles.PROFILES (docs/design.md "Profiles").
 
+# Measured departures from the reference SASRec (pmixer's SASRec.pytorch, which follows Kang & McAuley): each
+# option's default is what this project's SASRec does. A config names an option only when it differs from the
+# default, so the runs made before the options existed keep their keys.
+OPTIONS: dict = {
+    "norm": ("pre", "post"),  # pre: the reference's normalised-query blocks; post: LayerNorm after each residual
+    "ffn_act": ("relu", "gelu"),
+    "ffn_mult": (1, 4),  # FFN width = ffn_mult x hidden (reference: 1; RecBole: 4)
+    "emb_scale": (True, False),  # item embeddings times sqrt(hidden) (reference) or not
+    "init": ("xavier", "normal", "torch"),  # Xavier-normal (reference), N(0, 0.02) (RecBole), PyTorch defaults
+    "adam_beta2": (0.98, 0.999),  # the reference's Adam beta2 or PyTorch's default
+    "negatives_per": ("sequence", "position"),  # sampled losses: K negatives shared by a sequence, or per position
+}
+
 
 def complete(config: dict) -> dict:
     """``config`` over :data:`DEFAULTS`, checked, in plain JSON types (as stored in config.json)."""
-    unknown = set(config) - set(DEFAULTS)
+    unknown = set(config) - set(DEFAULTS) - set(OPTIONS)
     if unknown:
-        raise ValueError(f"unknown seqrec config key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    cfg = {**DEFAULTS, **config}
+        raise ValueError(f"unknown seqrec config key(s) {sorted(unknown)}; known: {sorted(DEFAULTS)} and the "
+                         f"options {sorted(OPTIONS)}")
+    for key, allowed in OPTIONS.items():
+        if key in config and config[key] not in allowed:
+            raise ValueError(f"{key} must be one of {allowed}, got {config[key]!r}")
+    cfg = {**DEFAULTS, **{k: v for k, v in config.items() if not (k in OPTIONS and v == OPTIONS[k][0])}}
     if cfg["model"] not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {cfg['model']!r}")
     if cfg["loss"] not in LOSSES:

@@ -46,9 +46,13 @@ class SASRec(ItemScorer):
     """
 
     def __init__(self, n_items: int, hidden: int = 64, blocks: int = 2, heads: int = 1, dropout: float = 0.6,
-                 maxlen: int = 50):
+                 maxlen: int = 50, norm: str = "pre", ffn_act: str = "relu", ffn_mult: int = 1, emb_scale: bool = True,
+                 init: str = "xavier"):
         super().__init__()
+        if norm not in ("pre", "post") or ffn_act not in ("relu", "gelu") or init not in INITS:
+            raise ValueError(f"norm pre|post, ffn_act relu|gelu, init {'|'.join(INITS)}; got {norm}, {ffn_act}, {init}")
         self.n_items, self.hidden, self.maxlen, self.heads = n_items, hidden, maxlen, heads
+        self.norm, self.emb_scale = norm, emb_scale
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(maxlen, hidden)
         self.emb_dropout = nn.Dropout(dropout)
@@ -56,12 +60,13 @@ class SASRec(ItemScorer):
         self.attns = nn.ModuleList(nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
                                    for _ in range(blocks))
         self.ffn_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-8) for _ in range(blocks))
+        act = nn.ReLU if ffn_act == "relu" else nn.GELU
         self.ffns = nn.ModuleList(
-            nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden),
-                          nn.Dropout(dropout))
+            nn.Sequential(nn.Linear(hidden, ffn_mult * hidden), act(), nn.Dropout(dropout),
+                          nn.Linear(ffn_mult * hidden, hidden), nn.Dropout(dropout))
             for _ in range(blocks))
-        self.last_norm = nn.LayerNorm(hidden, eps=1e-8)
-        _init_weights(self)
+        self.last_norm = nn.LayerNorm(hidden, eps=1e-8) if norm == "pre" else nn.Identity()
+        _init_weights(self, init)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, W) left-padded item ids -> (B, W, hidden) states; position t has seen items <= t."""
@@ -69,7 +74,7 @@ class SASRec(ItemScorer):
         if W > self.maxlen:
             raise ValueError(f"sequence width {W} exceeds maxlen {self.maxlen}")
         keep = (seq != 0).unsqueeze(-1)
-        x = self.item_emb(seq) * math.sqrt(self.hidden)
+        x = self.item_emb(seq) * math.sqrt(self.hidden) if self.emb_scale else self.item_emb(seq)
         x = x + self.pos_emb(torch.arange(self.maxlen - W, self.maxlen, device=seq.device))[None]
         x = self.emb_dropout(x) * keep
         causal = torch.ones(W, W, dtype=torch.bool, device=seq.device).triu(1)
@@ -77,11 +82,16 @@ class SASRec(ItemScorer):
         blocked = blocked & ~torch.eye(W, dtype=torch.bool, device=seq.device)[None]  # a row never empty
         blocked = blocked.repeat_interleave(self.heads, dim=0)
         for norm, attn, fnorm, ffn in zip(self.attn_norms, self.attns, self.ffn_norms, self.ffns):
-            q = norm(x)
-            a, _ = attn(q, x, x, attn_mask=blocked, need_weights=False)
-            x = q + a
-            x = fnorm(x)
-            x = (x + ffn(x)) * keep
+            if self.norm == "pre":  # the reference code: normalised queries, residual on them
+                q = norm(x)
+                a, _ = attn(q, x, x, attn_mask=blocked, need_weights=False)
+                x = q + a
+                x = fnorm(x)
+                x = (x + ffn(x)) * keep
+            else:  # post-LN (the original Transformer): sublayer, residual, then LayerNorm
+                a, _ = attn(x, x, x, attn_mask=blocked, need_weights=False)
+                x = norm(x + a)
+                x = fnorm(x + ffn(x)) * keep
         return self.last_norm(x)
 
 
@@ -138,11 +148,18 @@ class Caser(ItemScorer):
         return h.view(B, W, self.hidden) * (seq != 0).unsqueeze(-1)
 
 
-def _init_weights(model: nn.Module) -> None:
-    """Xavier-normal for matrices (as the reference SASRec code), zero padding embedding."""
+INITS = ("xavier", "normal", "torch")
+
+
+def _init_weights(model: nn.Module, init: str = "xavier") -> None:
+    """Matrices: Xavier-normal (the reference SASRec code), N(0, 0.02) (RecBole) or PyTorch's own per-layer
+    defaults ("torch"); the padding embedding zero."""
     for name, p in model.named_parameters():
         if p.dim() >= 2 and "norm" not in name:
-            nn.init.xavier_normal_(p)
+            if init == "xavier":
+                nn.init.xavier_normal_(p)
+            elif init == "normal":
+                nn.init.normal_(p, std=0.02)
     with torch.no_grad():
         model.item_emb.weight[0].zero_()
 
@@ -163,7 +180,9 @@ def load_trainable(model: torch.nn.Module, state: dict) -> None:
 
 def build_model(cfg: dict, n_items: int) -> nn.Module:
     if cfg["model"] == "sasrec":
-        return SASRec(n_items, cfg["hidden"], cfg["blocks"], cfg["heads"], cfg["dropout"], cfg["maxlen"])
+        return SASRec(n_items, cfg["hidden"], cfg["blocks"], cfg["heads"], cfg["dropout"], cfg["maxlen"],
+                      norm=cfg.get("norm", "pre"), ffn_act=cfg.get("ffn_act", "relu"), ffn_mult=cfg.get("ffn_mult", 1),
+                      emb_scale=cfg.get("emb_scale", True), init=cfg.get("init", "xavier"))
     if cfg["model"] == "caser":
         return Caser(n_items, cfg["hidden"], min(5, cfg["maxlen"]), dropout=cfg["dropout"])
     return GRU4Rec(n_items, cfg["hidden"], cfg["blocks"], cfg["dropout"])

@@ -7,7 +7,9 @@
 * ``sce``: the same K negatives with the normalising term scaled by alpha
   (:func:`llmrec.core.losses.sce_loss`). The K negatives are drawn per training
   sequence and shared by its positions, so the scores are one batched matrix
-  product of size (batch x positions x K) instead of (positions x items).
+  product of size (batch x positions x K) instead of (positions x items); the
+  option ``negatives_per="position"`` draws K for every position, as the SCE
+  authors do (K x hidden floats gathered per position).
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def batch_loss(model: nn.Module, seqs: torch.Tensor, cfg: dict, n_items: int, ge
         neg = unseen(seqs, n_items, inp.shape[1], gen).to(device)[m_d]  # one unseen item per position
         neg_s = ((hp * F.embedding(neg, E)).sum(-1) + _bias(bias, neg))[:, None]
         return bce_loss(pos, neg_s) if loss == "bce" else bpr_loss(pos, neg_s)
-    neg = uniform(n_items, (len(seqs), int(cfg["negatives"])), gen).to(device)  # K per sequence
-    neg_s = (torch.bmm(h, F.embedding(neg, E).transpose(1, 2)) + _bias(bias, neg[:, None, :]))[m_d]  # (P, K)
+    if cfg.get("negatives_per", "sequence") == "position":  # K of its own for every position (the SCE code)
+        neg = uniform(n_items, (len(hp), int(cfg["negatives"])), gen).to(device)  # (P, K)
+        neg_s = torch.einsum("pd,pkd->pk", hp, F.embedding(neg, E)) + _bias(bias, neg)
+    else:  # K per sequence, shared by its positions: one batched product
+        neg = uniform(n_items, (len(seqs), int(cfg["negatives"])), gen).to(device)
+        neg_s = (torch.bmm(h, F.embedding(neg, E).transpose(1, 2)) + _bias(bias, neg[:, None, :]))[m_d]  # (P, K)
     if loss == "sampled-softmax":
         return sampled_softmax_loss(pos, neg_s)
     return sce_loss(pos, neg_s, alpha=float(cfg["alpha"]))

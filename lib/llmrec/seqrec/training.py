@@ -86,7 +86,8 @@ def _fit(cfg: dict, build, run_dir: Path, progress: bool) -> Path:
     rec = build(cfg)
     model, n_items = rec.model, rec.n_items
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
+    opt = torch.optim.Adam(params, lr=cfg["lr"], betas=(0.9, cfg.get("adam_beta2", 0.98)),
+                           weight_decay=cfg["weight_decay"])
     gen = torch.Generator().manual_seed(cfg["seed"])
 
     state = {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0, "train_seconds": [], "peak_mb": 0.0}
