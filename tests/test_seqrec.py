@@ -305,3 +305,22 @@ def test_adam_beta2_option_reaches_the_optimiser(tmp_path):
     run = seqrec.train(smoke(loss="ce", epochs=1, adam_beta2=0.999), run_dir=tmp_path / "r", progress=False)
     ck = torch.load(run / "checkpoints/epoch-1/checkpoint.pt", weights_only=False)
     assert ck["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+
+
+def test_protocol_grid_writes_each_run_resumes_and_tables_seeds(tmp_path, monkeypatch):
+    from llmrec import experiments as E
+
+    variants = {"SASRec + CE": {"loss": "ce"}, "CE, post-LN blocks": {"loss": "ce", "norm": "post"}}
+    evals = E.protocol_grid("smoke", "synthetic", variants, seeds=(0, 1), folder=tmp_path, progress=False)
+    assert sorted(evals) == sorted(f"{v} / seed {s}" for v in variants for s in (0, 1))
+    assert len(list(tmp_path.glob("synthetic-*.json"))) == 4
+    monkeypatch.setattr(E.runs, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = E.protocol_grid("smoke", "synthetic", variants, seeds=(0, 1), folder=tmp_path, progress=False)
+    assert sorted(again) == sorted(evals)
+    t = E.protocol_table(again)
+    assert t.loc["SASRec + CE", "seeds"] == 2 and np.isnan(t.loc["SASRec + CE", "diff"])
+    # the paired difference is the per-user mean over seeds, variant minus baseline
+    per_user = lambda name: np.mean([E.entry_values(again[f"{name} / seed {s}"][1], "ndcg@10") for s in (0, 1)], 0)
+    assert math.isclose(t.loc["CE, post-LN blocks", "diff"],
+                        float((per_user("CE, post-LN blocks") - per_user("SASRec + CE")).mean()), abs_tol=1e-12)
+    assert t.loc["CE, post-LN blocks", "lo"] <= t.loc["CE, post-LN blocks", "diff"] <= t.loc["CE, post-LN blocks", "hi"]

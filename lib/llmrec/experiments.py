@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import runs
 from .core.io import atomic_write, read_json, repo_root, write_json
-from .core.metrics import compare_entries, entry_values, mean_interval, rank_of_target, summarize
+from .core.metrics import (compare_entries, entry_values, mean_interval, paired_difference, rank_of_target,
+                           summarize)
 from .core.recommender import evaluate as evaluate_recommender
 from .core.samplers import sample_rows
 from .llm import decode
@@ -542,3 +543,75 @@ def lite_study(profile: str, dataset: str | None = None, variants: dict | None =
            "SASRec + SCE (K 500, α 100)": runs.train(
                seqrec_config(profile, dataset, loss="sce", negatives=500, alpha=100.0, **plateau), progress=False)}
     return all_users({**lite, **seq, "popularity": None}, "test", dataset_for(profile, dataset))
+
+
+# ============================================================================ chapter 07: the classic protocol
+
+# one change each against SASRec + CE (issue 16): losses, and the measured departures from the reference code
+PROTOCOL_VARIANTS = {
+    "SASRec + CE": {"loss": "ce"},
+    "SASRec + BCE": {"loss": "bce"},
+    "SASRec + BPR": {"loss": "bpr"},
+    "SASRec + sampled softmax (K 500)": {"loss": "sampled-softmax", "negatives": 500},
+    "SASRec + SCE (K 500, α 100)": {"loss": "sce", "negatives": 500, "alpha": 100.0},
+    "CE, post-LN blocks": {"loss": "ce", "norm": "post"},
+    "CE, GELU FFN of width 4d": {"loss": "ce", "ffn_act": "gelu", "ffn_mult": 4},
+    "CE, no embedding scaling": {"loss": "ce", "emb_scale": False},
+    "CE, N(0, 0.02) init": {"loss": "ce", "init": "normal"},
+    "CE, PyTorch default init": {"loss": "ce", "init": "torch"},
+    "CE, Adam beta2 0.999": {"loss": "ce", "adam_beta2": 0.999},
+}
+
+
+def protocol_grid(profile: str, dataset: str, variants: dict | None = None, seeds=(0, 1, 2),
+                  folder: str | Path | None = None, progress: bool = True) -> dict:
+    """Train each variant with each seed under the profile's classic protocol (early stopping on validation
+    NDCG@10), evaluate on every test window, and write each run's JSON into ``folder`` as it finishes
+    (resumable: a run already there is read, not trained). Returns {"<variant> / seed <s>": (run facts, ev)}."""
+    variants = PROTOCOL_VARIANTS if variants is None else variants
+    folder = Path(folder or repo_root() / "results" / profile / "07_classic")
+    out = {}
+    for name, over in variants.items():
+        for seed in seeds:
+            key = f"{name} / seed {seed}"
+            path = folder / f"{slug(dataset)}-{slug(key)}.json"
+            if not path.exists():
+                t0 = time.perf_counter()
+                run = runs.train(seqrec_config(profile, dataset, seed=seed, **over), progress=False)
+                export_runs({key: (run, runs.evaluate(run, "test", "full", progress=False))}, folder, profile,
+                            dataset, "classic protocol: every test window, full ranking")
+                if progress:
+                    print(f"{key}: {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
+    for name, entry in read_runs(folder, dataset).items():
+        out[name] = entry
+    return out
+
+
+def protocol_table(evals: dict, baseline: str = "SASRec + CE", metric: str = "ndcg@10") -> pd.DataFrame:
+    """Per variant over its seeds: mean and spread (min, max) of ``metric``, the mean paired difference against
+    ``baseline`` on the same windows and its interval (per user, the mean over the seeds both have; bootstrap over users),
+    best epochs, how many runs stopped at their cap (not at a plateau) and the seconds per run."""
+    by = {}
+    for key, (facts, ev) in evals.items():
+        name, seed = key.rsplit(" / seed ", 1)
+        by.setdefault(name, {})[int(seed)] = (facts, ev)
+    rows = []
+    for name, seeds in by.items():
+        vals = [float(entry_values(ev, metric).mean()) for _, ev in seeds.values()]
+        r = {"variant": name, "seeds": len(vals), metric: float(np.mean(vals)), f"{metric} min": min(vals),
+             f"{metric} max": max(vals),
+             "best epochs": ", ".join(str(f.get("best_epoch")) for f, _ in seeds.values()),
+             "at cap": sum(f.get("best_epoch") == f.get("epochs_cap") for f, _ in seeds.values()),
+             "s/run": float(np.mean([f.get("seconds_total") or np.nan for f, _ in seeds.values()]))}
+        base = by.get(baseline, {})
+        shared = [s for s in seeds if s in base]
+        if name != baseline and shared:
+            if any(base[s][1]["user_ids"] != seeds[s][1]["user_ids"] for s in shared):
+                raise ValueError(f"{name} and {baseline} were evaluated on different windows")
+            # per user, the mean over the shared seeds; then a paired bootstrap over users
+            a = np.mean([entry_values(base[s][1], metric) for s in shared], axis=0)
+            b = np.mean([entry_values(seeds[s][1], metric) for s in shared], axis=0)
+            d = paired_difference(a, b)
+            r.update({"diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "resolved": not (d["lo"] <= 0 <= d["hi"])})
+        rows.append(r)
+    return pd.DataFrame(rows).set_index("variant")
