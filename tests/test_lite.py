@@ -192,6 +192,7 @@ def test_committed_results_read_back_as_the_same_tables(tmp_path):
 
     run = lite.train(smoke(epochs=2), progress=False)
     evals = E.all_users({"Lite-LLM4Rec": run, "popularity": None}, "test", "synthetic")
+    assert E.slug("SASRec + SCE (K 500, α 100)") == "sasrec-sce-k-500-100"  # ASCII file names
     paths = E.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
     assert len(paths) == 2 and all(p.exists() for p in paths)
     rec = rundir.read_json(paths[0])

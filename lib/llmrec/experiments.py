@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -466,7 +467,8 @@ def write_lines_json(path: str | Path, obj: dict) -> None:
 
 
 def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+    """A file-name part: ASCII letters and digits, one dash between words ("SCE (K 500, α 100)" -> "sce-k-500-100")."""
+    return re.sub(r"-+", "-", "".join(c if c.isascii() and c.isalnum() else "-" for c in name.lower())).strip("-")
 
 
 def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, what: str) -> list[Path]:

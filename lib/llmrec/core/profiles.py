@@ -55,18 +55,6 @@ PROFILES = {
                      grad_norm_every=4, side_steps=32),
         "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
     },
-    "laptop": {
-        "dataset": "toy",
-        # one overnight CPU run (issue 14): 2,000 windows, 2 epochs; choices by validation likelihood
-        "llm": dict(model="smollm2-135m", layers=None, lora_layers=4, n_train=2000, epochs=2, batch_size=8,
-                    max_steps=None, n_valid_users=0, valid_beams=5, lr=1e-3, max_history=5, checkpoint_every=50),
-        # trained to a plateau: patience 5, a cap of 50 epochs that the best epoch should not reach
-        "seqrec": dict(maxlen=10, lr=3e-3, dropout=0.2, epochs=50, patience=5, max_train_windows=10000),
-        "lite": dict(rec_layers=4, epochs=15, patience=3),
-        "eval": dict(eval_users=500, valid_users=100, eval_beams=10, exact_users=8, likelihood_users=1000,
-                     sdpo_n_train=500, grad_norm_every=10, side_steps=64),
-        "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
-    },
     "full": {
         "dataset": "toy",
         "llm": dict(model="smollm2-135m", layers=None, lora_layers=None, n_train=10_000, epochs=10, batch_size=16,
@@ -79,6 +67,20 @@ PROFILES = {
                      grad_norm_every=10, side_steps=None),
         "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
     },
+}
+
+# laptop = quick, larger: one overnight CPU run (issue 14): LLM runs on 2,000 windows for 2 epochs (choices by
+# validation likelihood), classic models to a plateau (patience 5, a cap of 50 epochs the best epoch should not
+# reach), Lite-LLM4Rec with 4 blocks
+_QUICK = PROFILES["quick"]
+PROFILES["laptop"] = {
+    "dataset": "toy",
+    "llm": {**_QUICK["llm"], "n_train": 2000, "epochs": 2, "checkpoint_every": 50},
+    "seqrec": {**_QUICK["seqrec"], "epochs": 50, "patience": 5},
+    "lite": {**_QUICK["lite"], "rec_layers": 4, "epochs": 15, "patience": 3},
+    "eval": {**_QUICK["eval"], "eval_users": 500, "valid_users": 100, "exact_users": 8, "likelihood_users": 1000,
+             "sdpo_n_train": 500, "grad_norm_every": 10, "side_steps": 64},
+    "sce_grid": dict(_QUICK["sce_grid"]),
 }
 
 
