@@ -6,7 +6,7 @@ PROFILE ?= quick
 DEVICE ?= cpu
 STAMP  := $(VENV)/.installed
 
-.PHONY: all figures test lab bench check-widgets install clean-runs results-lite
+.PHONY: all figures test lab bench check-widgets install clean-runs results-lite results-classic
 
 all: figures
 
@@ -35,6 +35,13 @@ results-lite: $(STAMP)
 	LLMREC_PUBLISH_FIGURES=$$([ "$(PROFILE)" = quick ] && echo 1 || echo 0) $(VENV)/bin/papermill -k python3 \
 		--cwd notebooks notebooks/08_lite_llm4rec.ipynb notebooks/executed/08_lite_llm4rec.ipynb \
 		-p profile $(PROFILE) -p device $(DEVICE) -p export_results True
+
+# Chapter 07's reference results: every loss and each measured SASRec departure, 3 seeds, under the laptop
+# protocol (patience 5, at most 50 epochs), one JSON per run in results/laptop/07_classic/ as it finishes
+# (resumable: a finished run is not trained again). Toy: about 40 min on 2 cores.
+CLASSIC_DATASETS ?= toy
+results-classic: $(STAMP)
+	$(PY) -c "from llmrec import experiments as E; [E.protocol_grid('laptop', d, seeds=(s,)) for s in (0, 1, 2) for d in '$(CLASSIC_DATASETS)'.split()]"
 
 bench: $(STAMP)
 	$(PY) -m llmrec bench all

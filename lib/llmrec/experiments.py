@@ -325,6 +325,18 @@ def sce_grid(profile: str, dataset: str, Ks=None, alphas=None, model: str = "sas
                          for K in (Ks or grid["K"]) for a in (alphas or grid["alpha"])])
 
 
+PLATEAU = dict(epochs=50, patience=5)  # early stopping with patience 5 and a cap the best epoch should not reach
+
+
+def sasrec_plateau(profile: str, dataset: str | None = None, **overrides) -> dict[str, Path]:
+    """SASRec + CE and SASRec + SCE (the SCE authors' K 500, α 100) trained to their plateau
+    (:data:`PLATEAU`): the classic rows that chapters 07 and 08 put beside the LLM families (one run each,
+    shared through the run cache)."""
+    cfg = lambda **kw: seqrec_config(profile, dataset, **{**PLATEAU, **kw, **overrides})
+    return {"SASRec + CE": runs.train(cfg(loss="ce"), progress=False),
+            "SASRec + SCE (K 500, α 100)": runs.train(cfg(loss="sce", negatives=500, alpha=100.0), progress=False)}
+
+
 def popularity_summary(dataset: str, split: str = "test") -> dict:
     """NDCG/HR@5,10 and MRR of ranking every item by its training interactions (the same for every user)."""
     pop = Popularity(dataset)
@@ -540,10 +552,7 @@ def lite_study(profile: str, dataset: str | None = None, variants: dict | None =
     over = {k: v for k, v in dict(device=device, seed=seed).items() if v is not None}
     lite = lite_runs(profile, dataset, {k: {**v, **over, **overrides} for k, v in
                                         (LITE_VARIANTS if variants is None else variants).items()})
-    plateau = dict(epochs=50, patience=5, **over)
-    seq = {"SASRec + CE": runs.train(seqrec_config(profile, dataset, loss="ce", **plateau), progress=False),
-           "SASRec + SCE (K 500, α 100)": runs.train(
-               seqrec_config(profile, dataset, loss="sce", negatives=500, alpha=100.0, **plateau), progress=False)}
+    seq = sasrec_plateau(profile, dataset, **over)
     return all_users({**lite, **seq, "popularity": None}, "test", dataset_for(profile, dataset))
 
 
