@@ -7,6 +7,7 @@ same trained model, so nothing trains twice within a ``make figures`` batch.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -449,8 +450,11 @@ def inference_cost(lite_run: str | Path, llm_run: str | Path, split: str = "test
 # ============================================================================ committed results (results/<profile>/)
 
 
+@functools.lru_cache(maxsize=None)
 def provenance() -> dict:
-    """The commit (``+dirty`` with uncommitted changes), the machine, torch and the date, for a results file."""
+    """The commit (``+dirty`` with uncommitted changes to the code), the machine, torch and the date, for a
+    results file; taken once per process, when its first result is written, so that a long grid records the
+    code it started with even if the checkout moves on meanwhile."""
     import platform
     import subprocess
 
@@ -489,7 +493,7 @@ def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, wha
     summary with 95% intervals, the ranking time per user, training time and best epoch, and provenance."""
     folder = Path(folder)
     out = []
-    prov = provenance()
+    prov = dict(provenance())
     for name, (run, ev) in evals.items():
         cfg = runs.config_of(run) if run is not None else {"family": "popularity", "dataset": dataset}
         done = _run_facts(run)
@@ -607,7 +611,9 @@ def protocol_table(evals: dict, baseline: str = "SASRec + CE", metric: str = "nd
         name, seed = key.rsplit(" / seed ", 1)
         by.setdefault(name, {})[int(seed)] = (facts, ev)
     rows = []
-    for name, seeds in by.items():
+    order = [v for v in PROTOCOL_VARIANTS if v in by] + sorted(v for v in by if v not in PROTOCOL_VARIANTS)
+    for name in order:
+        seeds = by[name]
         vals = [float(entry_values(ev, metric).mean()) for _, ev in seeds.values()]
         r = {"variant": name, "seeds": len(vals), metric: float(np.mean(vals)), f"{metric} min": min(vals),
              f"{metric} max": max(vals),
