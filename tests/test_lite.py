@@ -191,13 +191,14 @@ def test_committed_results_read_back_as_the_same_tables(tmp_path):
     from llmrec import experiments as E
 
     run = lite.train(smoke(epochs=2), progress=False)
-    evals = E.all_users({"Lite-LLM4Rec": run, "popularity": None}, "test", "synthetic")
+    evals = E.all_users({"popularity": None, "Lite-LLM4Rec": run}, "test", "synthetic")
     assert E.slug("SASRec + SCE (K 500, α 100)") == "sasrec-sce-k-500-100"  # ASCII file names
     paths = E.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
     assert len(paths) == 2 and all(p.exists() for p in paths)
     rec = rundir.read_json(paths[0])
     assert {"commit", "machine", "config", "dataset_fingerprint", "ranks", "ms_per_user", "best_epoch"} <= set(rec)
     back = E.read_runs(tmp_path, "synthetic")
+    assert list(back) == list(evals)  # the order of the table that was exported, not of the file names
     a, b = E.accuracy_table(evals), E.accuracy_table(back)
     assert list(a.index) == list(b.index)
     pd_cols = ["ndcg@10", "ndcg@10 lo", "ndcg@10 hi", "hr@10", "recall@10", "n_users", "best_epoch"]

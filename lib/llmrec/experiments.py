@@ -494,13 +494,13 @@ def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, wha
     folder = Path(folder)
     out = []
     prov = dict(provenance())
-    for name, (run, ev) in evals.items():
+    for order, (name, (run, ev)) in enumerate(evals.items()):
         cfg = runs.config_of(run) if run is not None else {"family": "popularity", "dataset": dataset}
         done = _run_facts(run)
         summary = {m: dict(zip(("mean", "lo", "hi"), mean_interval(entry_values(ev, m))))
                    for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5", "mrr")}
         summary["recall@10"] = summary["hr@10"]  # one held-out item per user
-        rec = {"what": what, "name": name, "family": cfg.get("family"), "config": cfg, "profile": profile,
+        rec = {"what": what, "name": name, "order": order, "family": cfg.get("family"), "config": cfg, "profile": profile,
                "dataset": dataset, "dataset_fingerprint": dataset_fingerprint(dataset), "split": ev.get("split", "test"),
                "mode": ev["mode"], "n_users": ev["n_users"], "user_sample": "every window of the split, in order",
                "user_ids": ev["user_ids"], "targets": ev["targets"],
@@ -523,10 +523,8 @@ def read_runs(folder: str | Path, dataset: str) -> dict:
     if not files:
         raise FileNotFoundError(f"no committed results for {dataset!r} in {folder}")
     out = {}
-    for path in files:
-        r = read_json(path)
-        if "ranks" not in r:
-            continue
+    records = [read_json(path) for path in files]
+    for r in sorted((r for r in records if "ranks" in r), key=lambda r: (r.get("order", 0), r["name"])):
         ranks = [np.inf if x is None else x for x in r["ranks"]]
         ev = {"user_ids": r["user_ids"], "targets": r["targets"], "ranks": ranks, "mode": r["mode"],
               "n_users": r["n_users"], "split": r["split"], "seconds_per_user": r["ms_per_user"] / 1000,
