@@ -26,17 +26,16 @@ def _train(args) -> int:
                              "as does Lite-LLM4Rec")
         if args.domain:
             raise ValueError("--domain picks the LLM's prompt; classic models and Lite-LLM4Rec have none")
-    if family == "lite":
-        loss = args.loss if args.loss != "msl-ats" else "ce"
-        over = dict(dataset=dataset_for(args.profile, args.dataset), loss=loss, encoder=args.encoder, head=args.head,
-                    tune=args.tune, rec_layers=args.rec_layers, positions=args.positions,
+        # the classic loop's options, shared by SASRec & co and Lite-LLM4Rec
+        over = dict(dataset=dataset_for(args.profile, args.dataset),
+                    loss=args.loss if args.loss != "msl-ats" else "ce",  # the LLM default means nothing here
                     alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
                     lr=args.lr, seed=args.seed, device=args.device)
-    elif family == "seqrec":
-        loss = args.loss if args.loss != "msl-ats" else "ce"  # the LLM default means nothing here
-        over = dict(model=args.model, dataset=dataset_for(args.profile, args.dataset), loss=loss,
-                    alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
-                    lr=args.lr, seed=args.seed, device=args.device)
+        if family == "lite":
+            over.update(encoder=args.encoder, head=args.head, tune=args.tune, rec_layers=args.rec_layers,
+                        positions=args.positions)
+        else:
+            over.update(model=args.model)
     else:
         over = dict(dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau, alpha=args.alpha,
                     epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,

@@ -11,12 +11,15 @@ import functools
 import json
 import math
 import os
+import platform
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import runs
 from .core.io import atomic_write, read_json, repo_root, write_json
@@ -455,11 +458,6 @@ def provenance() -> dict:
     """The commit (``+dirty`` with uncommitted changes to the code), the machine, torch and the date, for a
     results file; taken once per process, when its first result is written, so that a long grid records the
     code it started with even if the checkout moves on meanwhile."""
-    import platform
-    import subprocess
-
-    import torch
-
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
