@@ -332,3 +332,24 @@ def test_a_run_cut_at_k_steps_is_the_first_k_steps_of_the_longer_run(runs_dir):
         run = train(smoke(loss="msl-ats", max_steps=steps), progress=False)
         logs[steps] = [(r["loss"], r["tau"]) for r in rundir.read_log(run) if "loss" in r]
     assert len(logs[6]) == 6 and logs[6][:3] == logs[3]
+
+
+def test_best_epoch_by_validation_likelihood_is_the_adapter_kept(runs_dir):
+    """valid_by="nll_valid": each epoch ends with the mean -log P_valid of the validation users; the kept adapter
+    is the epoch with the lowest, and re-evaluating it gives that value."""
+    from llmrec.core.io import read_json
+    from llmrec.core.recommender import evaluate
+
+    cfg = smoke(loss="msl", epochs=3, max_steps=4, lr=2e-2, validate=True, n_valid_users=8, valid_by="nll_valid")
+    run = train(cfg, progress=False)
+    done = read_json(run / "done.json")
+    nll = [h["valid_nll_valid"] for h in done["history"]]
+    assert len(nll) == 3 and all(h["valid_ndcg@5"] is None for h in done["history"])
+    assert done["best_epoch"] == int(np.argmin(nll)) and done["best_valid_nll_valid"] == min(nll)
+    rec = Recommender.from_run(run)
+    again = evaluate(rec, rec.ds.split("valid"), "likelihood", 8)["nll_valid"]
+    assert np.mean(again) == pytest.approx(min(nll), rel=1e-5)
+    assert "valid_by" in read_json(run / "config.json")
+    assert "valid_by" not in TrainConfig.from_dict(smoke()).to_dict()  # unset: the keys of earlier runs stay
+    with pytest.raises(ValueError, match="valid_by"):
+        TrainConfig.from_dict(smoke(valid_by="hr@10"))

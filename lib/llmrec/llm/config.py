@@ -12,7 +12,8 @@ NULLABLE = ("max_steps", "n_train", "layers", "lora_layers", "checkpoint_every")
 RUN_OPTIONS = ("checkpoint_every",)
 # Options added after runs were cached: at their default (None) they stay out of config.json, so the keys of
 # the runs made before them do not change.
-KEY_IF_SET = ("domain",)
+KEY_IF_SET = ("domain", "valid_by")
+VALID_BY = ("ndcg@5", "nll_valid")  # what chooses the best epoch: beam NDCG@5, or the lowest mean -log P_valid
 LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 
 
@@ -44,6 +45,7 @@ class TrainConfig:
     n_train: int | None = 10_000
     n_valid_users: int = 100
     valid_beams: int = 10
+    valid_by: str | None = None  # the best epoch by: None / "ndcg@5" (beam search), "nll_valid" (the likelihood)
     max_history: int = 10
     lora_r: int = 8
     lora_alpha: int = 16
@@ -73,6 +75,8 @@ class TrainConfig:
                                  f"got {value!r}")
         if self.domain is not None:
             check_domain(self.domain)
+        if self.valid_by is not None and self.valid_by not in VALID_BY:
+            raise ValueError(f"valid_by must be one of {', '.join(VALID_BY)}, got {self.valid_by!r}")
         if self.tau <= 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
         if self.lora_layers is not None and self.lora_layers < 1:

@@ -2,7 +2,8 @@
 
 The loop runs on accelerate, so ``accelerate launch`` / ``torchrun`` scale it to
 several processes unchanged (ATS statistics are all-reduced across them). Every
-epoch ends with a validation NDCG@5 and a checkpoint (``checkpoints/step-N``:
+epoch ends with a validation score (beam NDCG@5, or with ``valid_by="nll_valid"`` the mean
+-log P_valid of the target titles) and a checkpoint (``checkpoints/step-N``:
 adapter, optimiser, RNG and ATS states, the gradient accumulated so far, the
 position in the epoch; not the frozen base weights), and ``checkpoint_every=k``
 adds one every k steps inside an epoch (the quick profile has one epoch of 64
@@ -185,19 +186,29 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
                                           "grad_norm_seconds": grad_norm_s})
         seconds, frozen_s, grad_norm_s = times()
         state["seconds"] += seconds
-        ndcg5 = None
+        ndcg5 = nll = None
         if cfg.validate:
             model.eval()
-            ranks = evaluate_fn(rec, acc.unwrap_model(model), "valid", cfg.n_valid_users, cfg.valid_beams)
-            ndcg5 = float(ndcg_at_k(ranks, 5).mean())
+            if cfg.valid_by == "nll_valid":  # the lowest mean -log P_valid(target title) of the validation users
+                nll = _valid_likelihood(rec, acc.unwrap_model(model), cfg.n_valid_users)
+            else:
+                ranks = evaluate_fn(rec, acc.unwrap_model(model), "valid", cfg.n_valid_users, cfg.valid_beams)
+                ndcg5 = float(ndcg_at_k(ranks, 5).mean())
+        by_nll = {"valid_nll_valid": nll} if cfg.valid_by == "nll_valid" else {}
         state["history"].append({"epoch": epoch, "train_seconds": seconds, "frozen_seconds": frozen_s,
                                  "grad_norm_seconds": grad_norm_s,
-                                 "steps": len(batches), "valid_ndcg@5": ndcg5})
+                                 "steps": len(batches), "valid_ndcg@5": ndcg5, **by_nll})
         if acc.is_main_process:
             rundir.append_log(run_dir, {"epoch": epoch, "event": "epoch_end", "train_seconds": seconds,
-                                      "valid_ndcg@5": ndcg5, "peak_rss_mb": peak_rss_mb()})
-            if ndcg5 is None or ndcg5 > state["best_ndcg5"]:
+                                      "valid_ndcg@5": ndcg5, **by_nll, "peak_rss_mb": peak_rss_mb()})
+            if nll is not None:
+                better = nll < state.get("best_nll_valid", float("inf"))
+            else:
+                better = ndcg5 is None or ndcg5 > state["best_ndcg5"]
+            if better:
                 state["best_ndcg5"], state["best_epoch"] = (ndcg5 if ndcg5 is not None else -1.0), epoch
+                if nll is not None:
+                    state["best_nll_valid"] = nll
                 _save_adapter(acc.unwrap_model(model), run_dir / "adapter")
         checkpoint(epoch + 1, 0)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
@@ -206,6 +217,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
         n_steps = sum(h["steps"] for h in state["history"])
         write_json(run_dir / "done.json", {
             "best_epoch": state["best_epoch"], "best_valid_ndcg@5": state["best_ndcg5"],
+            **({"best_valid_nll_valid": state["best_nll_valid"]} if "best_nll_valid" in state else {}),
             "train_seconds": state["seconds"], "seconds_per_step": state["seconds"] / max(n_steps, 1),
             "steps": n_steps, "peak_rss_mb": peak_rss_mb(), "world_size": world,
             "n_train": len(examples), "history": state["history"]})
@@ -229,6 +241,13 @@ def _default_validation(rec: LLMRecommender, model, split: str, n_users: int | N
     """Constrained beam search on ``n_users`` windows of ``split``: the ranks of their targets."""
     rec.model = model
     return evaluate(rec, rec.ds.split(split), "beam", n_users, k=beams)["ranks"]
+
+
+def _valid_likelihood(rec: LLMRecommender, model, n_users: int | None) -> float:
+    """The mean -log P_valid(target title | history) of ``n_users`` validation windows (the seeded sample every
+    evaluation draws), by teacher forcing."""
+    rec.model = model
+    return float(np.mean(evaluate(rec, rec.ds.split("valid"), "likelihood", n_users)["nll_valid"]))
 
 
 def _save_adapter(model, path: Path) -> None:
