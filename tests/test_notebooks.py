@@ -102,3 +102,28 @@ def test_chapter_sizes_must_be_positive(nb, size, tmp_path, monkeypatch):
         pm.execute_notebook(str(path), str(tmp_path / "out.ipynb"), parameters={"profile": "smoke", size: 0},
                             kernel_name="python3", cwd=str(NB_DIR), progress_bar=False)
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_llm_chapters_publish_their_runs_and_redraw_them_without_training(tmp_path, monkeypatch):
+    """Chapters 05 and 06 with export_results publish their runs (no weights); with `results` they redraw every
+    table and figure from them with an empty run cache, and nothing is trained or evaluated."""
+    import papermill as pm
+
+    monkeypatch.setenv("LLMREC_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
+    nbs = [NB_DIR / "05_tau_sweep_ablation.ipynb", NB_DIR / "06_training_comparison.ipynb"]
+    for nb in nbs:
+        monkeypatch.setenv("LLMREC_FIGURES", str(tmp_path / "figures-trained"))
+        pm.execute_notebook(str(nb), str(tmp_path / f"trained-{nb.name}"), cwd=str(NB_DIR), progress_bar=False,
+                            kernel_name="python3", parameters={"profile": "smoke", "export_results": True})
+    published = sorted(p.name for p in (tmp_path / "results" / "smoke" / "llm").iterdir())
+    assert published and all(not (tmp_path / "results" / "smoke" / "llm" / n / "adapter").exists() for n in published)
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "empty-runs"))
+    for nb in nbs:
+        monkeypatch.setenv("LLMREC_FIGURES", str(tmp_path / "figures-results"))
+        pm.execute_notebook(str(nb), str(tmp_path / f"results-{nb.name}"), cwd=str(NB_DIR), progress_bar=False,
+                            kernel_name="python3", parameters={"results": "smoke"})
+        for name in saved_figures(nb):
+            assert (tmp_path / "figures-results" / f"{name}.png").stat().st_size > 1000, name
+    assert not (tmp_path / "empty-runs").exists()  # nothing trained, nothing evaluated
+    assert sorted(p.name for p in (tmp_path / "results" / "smoke" / "llm").iterdir()) == published

@@ -55,3 +55,49 @@ def test_the_canonical_runs_keep_their_keys():
     keys = {loss: rundir.config_key(TrainConfig.from_dict(study.llm_config("quick", loss, "toy", "cpu", seed=0)).to_dict())
             for loss in ("lml", "msl-ats")}
     assert keys == {"lml": "474fb5352839", "msl-ats": "e7c150d07607"}
+
+
+def test_committed_llm_results_are_read_back_as_a_run_cache_and_nothing_trains(tmp_path, monkeypatch):
+    """export_llm_results publishes the runs of a profile without their weights; use_results reads them back:
+    the same run folders and evaluations, nothing trained or evaluated, and a missing run or evaluation is an
+    error that names it."""
+    import pytest
+
+    from llmrec.core import rundir
+
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("LLMREC_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(study, "_LLM_RUNS", {})
+    over = dict(seed=0)  # S-DPO starts from this LML run (the smoke profile: 4 steps)
+    lml = study.llm_run("smoke", "lml", None, "cpu", progress=False, **over)
+    sdpo = study.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over)
+    assert runs_config(sdpo)["sdpo_ref"] == lml.name  # a name in the run cache: the same key in any clone
+    ev = study.llm_eval(lml, "smoke", "test", "likelihood", progress=False)
+    published = study.export_llm_results("smoke", what="test")
+    assert sorted(p.name for p in published) == sorted([lml.name, sdpo.name])
+    for p in published:
+        assert not (p / "adapter").exists() and not (p / "checkpoints").exists()
+        assert {"commit", "machine", "dataset_fingerprint", "evaluations"} <= set(rundir.read_json(p / "provenance.json"))
+    try:
+        assert study.use_results("smoke") == tmp_path / "results" / "smoke" / "llm"
+        assert study.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over) == published[1]
+        back = study.llm_eval(study.llm_run("smoke", "lml", None, "cpu", progress=False, **over), "smoke", "test",
+                              "likelihood", progress=False)
+        assert back["nll_valid"] == ev["nll_valid"] and back["user_ids"] == ev["user_ids"]
+        with pytest.raises(FileNotFoundError, match="no evaluation 'test/beam"):
+            study.llm_eval(published[0], "smoke", "test", "beam", progress=False)
+        with pytest.raises(FileNotFoundError, match="not among the committed results"):
+            study.llm_run("smoke", "msl", None, "cpu", progress=False, **over)
+        with pytest.raises(RuntimeError, match="nothing to export"):
+            study.export_llm_results("smoke")
+    finally:
+        rundir.use_committed(None)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([lml.name, sdpo.name])  # no new run
+    with pytest.raises(FileNotFoundError, match="no committed results folder"):
+        study.use_results("laptop-that-is-not-there")
+
+
+def runs_config(run):
+    from llmrec import runs
+
+    return runs.config_of(run)

@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +23,8 @@ import pandas as pd
 import torch
 
 from . import runs
-from .core.io import atomic_write, read_json, repo_root, write_json
+from .core import rundir
+from .core.io import atomic_write, publish_dir, read_json, repo_root, write_json
 from .core.metrics import (compare_entries, entry_values, mean_interval, paired_difference, rank_of_target,
                            summarize)
 from .core.recommender import evaluate as evaluate_recommender
@@ -58,15 +60,65 @@ def llm_config(profile: str, loss: str, dataset: str | None = None, device: str 
     return train_config(profile, "llm", loss=loss, dataset=dataset_for(profile, dataset), device=device, **overrides)
 
 
+_LLM_RUNS: dict[str, Path] = {}  # every LLM run this process trained or found (what export_llm_results writes)
+
+
 def llm_run(profile: str, loss: str, dataset: str | None = None, device: str | None = None, progress: bool = True,
             **overrides) -> Path:
     """Train (or find in the run cache) one LLM run of the profile; S-DPO starts from the profile's LML run."""
     if loss == "sdpo" and "sdpo_ref" not in overrides:
         ref_over = {k: v for k, v in overrides.items() if k in ("seed", "lr", "n_train", "layers", "lora_layers")}
-        overrides["sdpo_ref"] = str(llm_run(profile, "lml", dataset, device, progress, **ref_over))
+        # the LML run's name in the run cache, not its path: the key of the S-DPO run stays the same in any clone
+        overrides["sdpo_ref"] = llm_run(profile, "lml", dataset, device, progress, **ref_over).name
     if loss == "sdpo" and "n_train" not in overrides:
         overrides["n_train"] = profile_sizes(profile)["sdpo_n_train"]  # S-DPO's extra windows (None: the profile's)
-    return runs.train(llm_config(profile, loss, dataset, device, **overrides), progress=progress)
+    run = runs.train(llm_config(profile, loss, dataset, device, **overrides), progress=progress)
+    _LLM_RUNS[run.name] = run
+    return run
+
+
+def results_root() -> Path:
+    """``$LLMREC_RESULTS`` (tests) or the committed ``results/`` at the repository root."""
+    env = os.environ.get("LLMREC_RESULTS")
+    return Path(env) if env else repo_root() / "results"
+
+
+def use_results(results: str | None, part: str = "llm") -> Path | None:
+    """``-p results <profile>`` in chapters 05 and 06: from here on, LLM runs and their evaluations are read from
+    the committed ``results/<profile>/<part>/`` (finished runs without their weights, see
+    :func:`export_llm_results`) and nothing is trained; None: the run cache as usual."""
+    if not results:
+        return None
+    folder = results_root() / results / part
+    rundir.use_committed(folder)
+    return folder
+
+
+def export_llm_results(profile: str, folder: str | Path | None = None, what: str = "") -> list[Path]:
+    """Publish every LLM run of ``profile`` this process trained or found (:func:`llm_run`) into ``folder``
+    (default ``results/<profile>/llm/``), one folder per run named as in the run cache: its ``config.json``,
+    ``identity.json`` (the dataset's content hash), ``done.json`` (best epoch, training seconds, per-epoch
+    validation), ``log.jsonl`` (every step: loss, tau, ATS statistics), ``metrics.json`` (each evaluation with
+    its per-user ranks or likelihoods, users and seconds per user) and ``provenance.json`` (commit, machine,
+    date); never the weights. :func:`use_results` reads them back as a run cache."""
+    if rundir.read_only():
+        raise RuntimeError("results mode: the runs were read from committed results; there is nothing to export")
+    folder = Path(folder or results_root() / profile / "llm")
+    out = []
+    for name, run in _LLM_RUNS.items():
+        cfg = runs.config_of(run)
+        if cfg.get("profile") != profile:
+            continue
+        with publish_dir(folder / name) as tmp:
+            for f in ("config.json", "identity.json", "done.json", "metrics.json", "log.jsonl"):
+                if (run / f).exists():
+                    shutil.copy2(run / f, tmp / f)
+            write_json(tmp / "provenance.json", {"run": name, "what": what, "profile": profile,
+                                                 "dataset": cfg["dataset"],
+                                                 "dataset_fingerprint": dataset_fingerprint(cfg["dataset"]),
+                                                 "evaluations": sorted(rundir.load_metrics(run)), **provenance()})
+        out.append(folder / name)
+    return out
 
 
 def mechanism_run(profile: str, dataset: str | None, device: str | None = None, progress: bool = True,

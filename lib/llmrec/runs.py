@@ -68,6 +68,9 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
     cached = rundir.load_metrics(run_dir).get(key)
     if cached and not force:
         return cached
+    if rundir.read_only():
+        raise FileNotFoundError(f"{run_dir}: no evaluation {key!r} among the committed results (it has "
+                                f"{sorted(rundir.load_metrics(run_dir))}; nothing is evaluated in results mode)")
     rec = load(run_dir, embed=embed)
     out = evaluate_recommender(rec, rec.ds.split(split), mode, n_users, k, progress=progress)
     out["split"] = split

@@ -37,10 +37,32 @@ import torch
 from .io import atomic_write, json_default, publish_dir, read_json, repo_root, write_json
 
 
+_COMMITTED: Path | None = None  # set by use_committed: the run cache is a folder of committed results, read only
+
+
 def runs_root() -> Path:
-    """``$LLMREC_RUNS`` or ``runs/`` at the repository root."""
+    """The run cache: the committed results folder :func:`use_committed` named, else ``$LLMREC_RUNS``, else
+    ``runs/`` at the repository root."""
+    if _COMMITTED is not None:
+        return _COMMITTED
     env = os.environ.get("LLMREC_RUNS")
     return Path(env) if env else repo_root() / "runs"
+
+
+def use_committed(folder: str | Path | None) -> None:
+    """Read finished runs from ``folder`` (committed results: each run's config, log, ``done.json`` and
+    ``metrics.json``, without its weights) instead of the run cache, for the rest of the process; nothing is
+    trained or evaluated there (:func:`read_only`): a run or evaluation not in it is an error that names it.
+    ``None`` goes back to the run cache."""
+    global _COMMITTED
+    if folder is not None and not Path(folder).is_dir():
+        raise FileNotFoundError(f"no committed results folder {folder}")
+    _COMMITTED = None if folder is None else Path(folder)
+
+
+def read_only() -> bool:
+    """True while the run cache is a committed results folder (:func:`use_committed`)."""
+    return _COMMITTED is not None
 
 
 def config_key(config: dict) -> str:
@@ -67,6 +89,9 @@ def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) ->
     run_dir = Path(run_dir)
     config = json.loads(json.dumps(config, default=json_default))  # as stored: tuples become lists
     path, ipath = run_dir / "config.json", run_dir / "identity.json"
+    if read_only() and not (path.exists() and read_json(path) == config and is_done(run_dir)):
+        raise FileNotFoundError(f"run {run_dir.name} is not among the committed results in {run_dir.parent} "
+                                f"(nothing is trained in results mode); its configuration: {config}")
     if identity is not None and ipath.exists() and read_json(ipath) != identity:
         raise ValueError(f"{run_dir} holds a run of other data or another process count: {read_json(ipath)} "
                          f"here, {identity} now")

@@ -33,7 +33,7 @@ class TrainConfig:
     ats_clamp: tuple | None = (1.5, 5.0)
     ats_ema: float = 0.05
     drop_singletons: bool = True
-    sdpo_ref: str | None = None  # run dir (or adapter dir) of the LML model S-DPO starts from
+    sdpo_ref: str | None = None  # run dir, adapter dir or run-cache name of the LML model S-DPO starts from
     sdpo_negatives: int = 3
     sdpo_beta: float = 1.0
     lr: float = 1e-4

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from peft import PeftModel
 
+from ..core import rundir
 from ..core.io import read_json
 from ..core.recommender import Recommender
 from ..data import load_dataset
@@ -127,7 +128,12 @@ class LLMRecommender(Recommender):
 
 
 def adapter_dir(p: str | Path) -> Path:
+    """The LoRA adapter folder of a run directory, an adapter folder, or a run's name in the run cache (what
+    :func:`llmrec.experiments.llm_run` stores as ``sdpo_ref``, so that the S-DPO run's key does not depend on
+    where the repository lies)."""
     p = Path(p)
+    if not p.exists() and len(p.parts) == 1:
+        p = rundir.runs_root() / p
     if (p / "adapter" / "adapter_config.json").exists():
         return p / "adapter"
     if (p / "adapter_config.json").exists():
