@@ -6,7 +6,7 @@ PROFILE ?= quick
 DEVICE ?= cpu
 STAMP  := $(VENV)/.installed
 
-.PHONY: all figures test lab bench check-widgets install clean-runs results-lite results-classic
+.PHONY: all figures test lab bench check-widgets install clean-runs results-lite results-classic results-llm
 
 all: figures
 
@@ -35,6 +35,16 @@ results-lite: $(STAMP)
 	LLMREC_PUBLISH_FIGURES=$$([ "$(PROFILE)" = quick ] && echo 1 || echo 0) $(VENV)/bin/papermill -k python3 \
 		--cwd notebooks notebooks/08_lite_llm4rec.ipynb notebooks/executed/08_lite_llm4rec.ipynb \
 		-p profile $(PROFILE) -p device $(DEVICE) -p export_results True
+
+# Chapters 05 and 06's reference results under the laptop profile (LLM runs on 2,000 windows for 2 epochs, the
+# better epoch by validation likelihood; beam search on 500 test users, the likelihood on 1,000): trained into the
+# run cache (resumable, about 1.5 h on 2 cores), then published without weights to results/laptop/llm/ and the
+# figures to figures/laptop/. `papermill ... -p results laptop` redraws either chapter from them.
+results-llm: $(STAMP)
+	for nb in 05_tau_sweep_ablation 06_training_comparison; do \
+		LLMREC_FIGURES=$(CURDIR)/figures/laptop $(VENV)/bin/papermill -k python3 --cwd notebooks notebooks/$$nb.ipynb \
+			notebooks/executed/$$nb-laptop.ipynb -p profile laptop -p device $(DEVICE) -p export_results True || exit 1; \
+	done
 
 # Chapter 07's reference results: every loss and each measured SASRec departure, 3 seeds, under the laptop
 # protocol (patience 5, at most 50 epochs), one JSON per run in results/laptop/07_classic/ as it finishes

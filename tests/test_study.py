@@ -101,3 +101,29 @@ def runs_config(run):
     from llmrec import runs
 
     return runs.config_of(run)
+
+
+def test_beams_scored_by_p_valid_are_their_own_evaluation(tmp_path, monkeypatch):
+    """runs.evaluate(beam_score="valid") keeps its own metrics key and gives the ranks of a beam search scored by
+    log P_valid run directly; beam_scoring pairs it with the default on the same users."""
+    import numpy as np
+
+    from llmrec import runs
+    from llmrec.core.samplers import sample_rows
+    from llmrec.llm import decode
+
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
+    run = study.llm_run("smoke", "msl", None, "cpu", progress=False, seed=0)
+    full = study.llm_eval(run, "smoke", "test", progress=False)
+    table = study.beam_scoring({"MSL": (run, full)}, "smoke", names=("MSL",))
+    keys = set(runs.rundir.load_metrics(run))
+    assert {"test/beam/n8/k4", "test/beam/n8/k4/score-valid"} <= keys
+    pv = runs.rundir.load_metrics(run)["test/beam/n8/k4/score-valid"]
+    rec = runs.load(run)
+    windows = rec.ds.split("test")
+    df = windows.iloc[sample_rows(len(windows), 8, seed=0)]
+    beams = decode.beam_search_batch(rec.model, rec.prompts([list(h) for h in df["history"]]), rec.trie, num_beams=4,
+                                     score="valid")
+    direct = [decode.rank_from_beams(b, int(t)) for b, t in zip(beams, df["target"])]
+    assert np.array_equal(np.asarray(pv["ranks"], dtype=float), np.asarray(direct, dtype=float))
+    assert table.loc[("MSL", "ndcg@10"), "users"] == 8

@@ -299,6 +299,25 @@ def beam_vs_exact(run: str | Path, profile: str, split: str = "test", progress: 
                          "beam s/user": beam["seconds_per_user"], "exact s/user": exact["seconds_per_user"]})
 
 
+def beam_scoring(evals: dict[str, tuple[Path, dict]], profile: str, names=("LML", "MSL + ATS"),
+                 split: str = "test") -> pd.DataFrame:
+    """Beams scored by log P_valid beside this project's default (the full-vocabulary log-softmax; length
+    penalty 0 in both) on the same users as ``evals``' beam evaluations ({name: (run, evaluation)}): NDCG@10 and
+    HR@10 under each and the paired 95% interval of (P_valid - full)."""
+    p = profile_sizes(profile)
+    rows = []
+    for name in names:
+        run, full = evals[name]
+        pv = runs.evaluate(run, split, "beam", p["eval_users"], k=p["eval_beams"], beam_score="valid", progress=False)
+        for m in ("ndcg@10", "hr@10"):
+            d = compare_entries(full, pv, m)
+            rows.append({"method": name, "metric": m, "full softmax": full["summary"][m], "P_valid": pv["summary"][m],
+                         "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "users": d["n"],
+                         "resolved": not (d["lo"] <= 0 <= d["hi"]), "s/user full": full["seconds_per_user"],
+                         "s/user P_valid": pv["seconds_per_user"]})
+    return pd.DataFrame(rows).set_index(["method", "metric"])
+
+
 BEAM_CONVENTIONS = {
     "full softmax, lp 0 (this project)": dict(score="full", length_penalty=0.0),
     "P_valid, lp 0": dict(score="valid", length_penalty=0.0),

@@ -51,20 +51,25 @@ def load(run_dir: str | Path, embed: str = "llm") -> Recommender:
     return (lite.LiteRecommender if family == "lite" else seqrec.SeqRecommender).from_run(run_dir)
 
 
-def metrics_key(split: str, mode: str, n_users: int | None, k: int, embed: str = "llm") -> str:
-    """``split/mode/n<users>`` (+ ``/k<list length>`` for list modes, + ``/<encoder>`` for grounding)."""
+def metrics_key(split: str, mode: str, n_users: int | None, k: int, embed: str = "llm", beam_score: str = "full") -> str:
+    """``split/mode/n<users>`` (+ ``/k<list length>`` for list modes, + ``/<encoder>`` for grounding, +
+    ``/score-valid`` for beams scored by log P_valid)."""
     key = f"{split}/{mode}/n{n_users if n_users else 'all'}"
     if mode not in ("full", "likelihood"):
         key += f"/k{k}"
+    if mode == "beam" and beam_score != "full":
+        key += f"/score-{beam_score}"
     return key + (f"/{embed}" if mode == "ground" else "")
 
 
 def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, n_users: int | None = None,
-             k: int = 10, force: bool = False, progress: bool = True, embed: str = "llm") -> dict:
+             k: int = 10, force: bool = False, progress: bool = True, embed: str = "llm",
+             beam_score: str = "full") -> dict:
     """Evaluate a finished run on ``n_users`` seeded windows of ``split`` (all when None); cached in
-    ``metrics.json`` under :func:`metrics_key`. ``mode`` defaults to the family's (LLM: beam, seqrec: full)."""
+    ``metrics.json`` under :func:`metrics_key`. ``mode`` defaults to the family's (LLM: beam, seqrec: full);
+    ``beam_score`` scores an LLM's beams by the full-vocabulary log-softmax or by log P_valid (``"valid"``)."""
     mode = mode or DEFAULT_MODE[family_of(config_of(run_dir))]
-    key = metrics_key(split, mode, n_users, k, embed)
+    key = metrics_key(split, mode, n_users, k, embed, beam_score)
     cached = rundir.load_metrics(run_dir).get(key)
     if cached and not force:
         return cached
@@ -72,6 +77,8 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
         raise FileNotFoundError(f"{run_dir}: no evaluation {key!r} among the committed results (it has "
                                 f"{sorted(rundir.load_metrics(run_dir))}; nothing is evaluated in results mode)")
     rec = load(run_dir, embed=embed)
+    if beam_score != "full":
+        rec.beam_score = beam_score
     out = evaluate_recommender(rec, rec.ds.split(split), mode, n_users, k, progress=progress)
     out["split"] = split
     rundir.save_metrics(run_dir, key, out)

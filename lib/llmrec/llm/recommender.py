@@ -38,6 +38,7 @@ class LLMRecommender(Recommender):
     modes = ("beam", "full", "ground")
     likelihood_batch = 16  # users per teacher-forced forward
     eval_batch = 24  # users per beam-search batch
+    beam_score = "full"  # how beams are scored: "full" (log-softmax over the vocabulary) or "valid" (log P_valid)
 
     def __init__(self, cfg: TrainConfig, model=None, embed: str = "llm"):
         self.cfg, self.model, self.embed = cfg, model, embed
@@ -78,7 +79,7 @@ class LLMRecommender(Recommender):
     def recommend(self, histories, k: int = 10) -> list[list[int]]:
         """The items of the ``k`` best titles of a constrained beam search (``k`` beams), best first."""
         beams = decode.beam_search_batch(self.model, self.prompts(histories), self.trie, num_beams=k,
-                                         batch_size=self.eval_batch)
+                                         batch_size=self.eval_batch, score=self.beam_score)
         return [[i for items, _ in res for i in items] for res in beams]
 
     @torch.no_grad()
@@ -87,7 +88,8 @@ class LLMRecommender(Recommender):
         self.model.eval()
         P, T = self.prompts(histories), [int(t) for t in targets]
         if mode == "beam":
-            beams = decode.beam_search_batch(self.model, P, self.trie, num_beams=k, batch_size=self.eval_batch)
+            beams = decode.beam_search_batch(self.model, P, self.trie, num_beams=k, batch_size=self.eval_batch,
+                                             score=self.beam_score)
             return np.asarray([decode.rank_from_beams(res, t) for res, t in zip(beams, T)], dtype=float)
         if mode == "full":
             return decode.exact_ranks(self.model, P, T, self.trie, mode="valid")
