@@ -324,3 +324,36 @@ def test_protocol_grid_writes_each_run_resumes_and_tables_seeds(tmp_path, monkey
     assert math.isclose(t.loc["CE, post-LN blocks", "diff"],
                         float((per_user("CE, post-LN blocks") - per_user("SASRec + CE")).mean()), abs_tol=1e-12)
     assert t.loc["CE, post-LN blocks", "lo"] <= t.loc["CE, post-LN blocks", "diff"] <= t.loc["CE, post-LN blocks", "hi"]
+
+
+def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(tmp_path, monkeypatch):
+    """protocol_selection trains each loss at each rate (validation only: no test evaluation), chooses the best
+    validation NDCG@10; protocol_variants carries the choice; protocol_grid replaces a result made at another rate."""
+    from llmrec import experiments as E
+    from llmrec.core.io import read_json
+
+    names = ("SASRec + CE", "SASRec + BCE")
+    sel = E.protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
+                               progress=False)
+    assert len(sel) == 4 and sel["chosen"].sum() == 2
+    for name in names:
+        rows = sel.loc[name]
+        assert rows.loc[rows["chosen"]].index[0] == rows["valid ndcg@10"].idxmax()  # the best on validation
+        for lr in (1e-3, 1e-2):  # independent check: the run's own logged best validation NDCG@10
+            r = read_json(tmp_path / "sel" / f"synthetic-{E.slug(name)}-lr-{lr:g}.json")
+            assert r["best_valid_ndcg@10"] == sel.loc[(name, lr), "valid ndcg@10"] and "ranks" not in r
+            run = E.runs.train(E.seqrec_config("smoke", "synthetic", seed=0, **{**E.PROTOCOL_VARIANTS[name], "lr": lr}),
+                               progress=False)
+            assert "metrics.json" not in {p.name for p in run.iterdir()}  # no test window was evaluated
+    variants = E.protocol_variants(sel)
+    ce_lr = sel.loc["SASRec + CE"].query("chosen").index[0]
+    assert variants["SASRec + CE"]["lr"] == ce_lr and variants["CE, post-LN blocks"]["lr"] == ce_lr
+    with pytest.raises(FileNotFoundError, match="no committed learning-rate selection"):
+        E.protocol_selection("smoke", "synthetic", lrs=(3e-2,), names=names, folder=tmp_path / "sel", train=False)
+    one = {"SASRec + CE": {"loss": "ce", "lr": 1e-3}}
+    E.protocol_grid("smoke", "synthetic", one, seeds=(0,), folder=tmp_path / "grid", progress=False)
+    path = tmp_path / "grid" / "synthetic-sasrec-ce-seed-0.json"
+    assert read_json(path)["config"]["lr"] == 1e-3
+    E.protocol_grid("smoke", "synthetic", {"SASRec + CE": {"loss": "ce", "lr": 1e-2}}, seeds=(0,),
+                    folder=tmp_path / "grid", progress=False)
+    assert read_json(path)["config"]["lr"] == 1e-2  # made again at the new rate, not read back

@@ -642,24 +642,108 @@ PROTOCOL_VARIANTS = {
     "CE, N(0, 0.02) init": {"loss": "ce", "init": "normal"},
     "CE, PyTorch default init": {"loss": "ce", "init": "torch"},
     "CE, Adam beta2 0.999": {"loss": "ce", "adam_beta2": 0.999},
+    "SCE (K 500, α 100), negatives per position": {"loss": "sce", "negatives": 500, "alpha": 100.0,
+                                                   "negatives_per": "position"},
 }
+
+
+def sce_protocol_variants(selection: pd.DataFrame | None = None, Ks=(10, 100, 500), alphas=(1.0, 10.0, 100.0)) -> dict:
+    """The SCE paper's grid of negatives K and scale α under the protocol (α = 1 is sampled softmax), named as
+    the main table's variants so that their shared cells are one run; each at the learning rate ``selection``
+    chose for SCE (sampled softmax for α = 1)."""
+    chosen = protocol_variants(selection)
+    out = {}
+    for K in Ks:
+        for a in alphas:
+            if a == 1.0:
+                name, base = f"SASRec + sampled softmax (K {K})", chosen["SASRec + sampled softmax (K 500)"]
+                over = {"loss": "sampled-softmax", "negatives": K}
+            else:
+                name, base = f"SASRec + SCE (K {K}, α {a:g})", chosen["SASRec + SCE (K 500, α 100)"]
+                over = {"loss": "sce", "negatives": K, "alpha": float(a)}
+            out[name] = {**over, **({"lr": base["lr"]} if "lr" in base else {})}
+    return out
+
+
+PROTOCOL_LOSSES = ("SASRec + CE", "SASRec + BCE", "SASRec + BPR", "SASRec + sampled softmax (K 500)",
+                   "SASRec + SCE (K 500, α 100)")
+PROTOCOL_LRS = (1e-3, 3e-3, 1e-2)  # the learning rates each loss is tried at (seed 0, validation only)
+
+
+def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTOCOL_LOSSES, seed: int = 0,
+                       folder: str | Path | None = None, progress: bool = True, train: bool = True) -> pd.DataFrame:
+    """The same budget for every loss: each is trained at each learning rate of ``lrs`` (seed ``seed``, the
+    profile's protocol: early stopping on validation NDCG@10) and the rate with the best validation NDCG@10 is
+    chosen (ties: the first). No test window is evaluated. One JSON per run in ``folder`` (default
+    ``results/<profile>/07_classic/selection/``) as it finishes (resumable). Returns one row per (variant, lr)
+    with ``chosen``; ``train=False`` only reads the committed files."""
+    folder = Path(folder or results_root() / profile / "07_classic" / "selection")
+    rows = []
+    for name in names:
+        for lr in lrs:
+            path = folder / f"{slug(dataset)}-{slug(name)}-lr-{lr:g}.json"
+            if not path.exists() and not train:
+                raise FileNotFoundError(f"no committed learning-rate selection {path} (make results-classic)")
+            if not path.exists():
+                t0 = time.perf_counter()
+                run = runs.train(seqrec_config(profile, dataset, seed=seed, **{**PROTOCOL_VARIANTS[name], "lr": lr}),
+                                 progress=False)
+                done = read_json(run / "done.json")
+                write_lines_json(path, {
+                    "what": "learning-rate selection on validation (no test window evaluated)", "name": name,
+                    "lr": lr, "seed": seed, "profile": profile, "dataset": dataset,
+                    "dataset_fingerprint": dataset_fingerprint(dataset), "config": runs.config_of(run),
+                    **{k: done.get(k) for k in ("best_valid_ndcg@10", "best_epoch", "epochs_run", "seconds_total",
+                                                "seconds_per_epoch", "peak_memory_mb")},
+                    "epochs_cap": runs.config_of(run).get("epochs"), **provenance()})
+                if progress:
+                    print(f"{name}, lr {lr:g}: {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
+            r = read_json(path)
+            rows.append({"variant": name, "lr": lr, "valid ndcg@10": r["best_valid_ndcg@10"],
+                         "best epoch": r["best_epoch"], "at cap": r["best_epoch"] == r["epochs_cap"],
+                         "s/run": r["seconds_total"], "peak MB": r["peak_memory_mb"]})
+    df = pd.DataFrame(rows)
+    best = df.loc[df.groupby("variant", sort=False)["valid ndcg@10"].idxmax()]
+    df["chosen"] = df.index.isin(best.index)
+    return df.set_index(["variant", "lr"])
+
+
+def protocol_variants(selection: pd.DataFrame | None) -> dict:
+    """:data:`PROTOCOL_VARIANTS` with each loss at the learning rate ``selection`` chose for it, and each SASRec
+    departure at the one chosen for CE (None: the profile's learning rate for all)."""
+    if selection is None:
+        return dict(PROTOCOL_VARIANTS)
+    chosen = {v: lr for (v, lr), c in selection["chosen"].items() if c}
+    ce = chosen.get("SASRec + CE")
+    out = {}
+    for name, over in PROTOCOL_VARIANTS.items():
+        # a loss at its own rate; a departure at the rate of the loss it changes (SCE's, else CE's)
+        lr = chosen.get(name, chosen.get("SASRec + SCE (K 500, α 100)") if over["loss"] == "sce" else ce)
+        out[name] = {**over, **({"lr": lr} if lr is not None else {})}
+    return out
 
 
 def protocol_grid(profile: str, dataset: str, variants: dict | None = None, seeds=(0, 1, 2),
                   folder: str | Path | None = None, progress: bool = True) -> dict:
     """Train each variant with each seed under the profile's classic protocol (early stopping on validation
     NDCG@10), evaluate on every test window, and write each run's JSON into ``folder`` as it finishes
-    (resumable: a run already there is read, not trained). Returns {"<variant> / seed <s>": (run facts, ev)}."""
+    (resumable: a run already there with the same options is read, not trained; one with other options, e.g.
+    another chosen learning rate, is trained again and replaced). Returns {"<variant> / seed <s>": (run facts, ev)}."""
     variants = PROTOCOL_VARIANTS if variants is None else variants
-    folder = Path(folder or repo_root() / "results" / profile / "07_classic")
+    folder = Path(folder or results_root() / profile / "07_classic")
     out = {}
     for name, over in variants.items():
         for seed in seeds:
             key = f"{name} / seed {seed}"
             path = folder / f"{slug(dataset)}-{slug(key)}.json"
+            wanted = seqrec_config(profile, dataset, seed=seed, **over)
+            if path.exists():
+                have = read_json(path)["config"]
+                if any(have.get(k) != v for k, v in wanted.items() if k not in ("device", "profile")):
+                    path.unlink()  # made with other options: train the wanted run below
             if not path.exists():
                 t0 = time.perf_counter()
-                run = runs.train(seqrec_config(profile, dataset, seed=seed, **over), progress=False)
+                run = runs.train(wanted, progress=False)
                 export_runs({key: (run, runs.evaluate(run, "test", "full", progress=False))}, folder, profile,
                             dataset, "classic protocol: every test window, full ranking")
                 if progress:
@@ -669,16 +753,31 @@ def protocol_grid(profile: str, dataset: str, variants: dict | None = None, seed
     return out
 
 
-def protocol_table(evals: dict, baseline: str = "SASRec + CE", metric: str = "ndcg@10") -> pd.DataFrame:
+def classic_reference(profile: str = "laptop", dataset: str = "toy", seeds=(0, 1, 2), grid_seeds=(0,),
+                      progress: bool = True) -> dict:
+    """Chapter 07's committed reference (``make results-classic``), resumable at every run: the learning rate of
+    each loss chosen on validation (:func:`protocol_selection`), every variant of :data:`PROTOCOL_VARIANTS` with
+    ``seeds`` at the chosen rates, then the SCE paper's K x α grid with ``grid_seeds``."""
+    selection = protocol_selection(profile, dataset, progress=progress)
+    out = protocol_grid(profile, dataset, protocol_variants(selection), seeds, progress=progress)
+    out.update(protocol_grid(profile, dataset, sce_protocol_variants(selection), grid_seeds, progress=progress))
+    return out
+
+
+def protocol_table(evals: dict, baseline: str = "SASRec + CE", metric: str = "ndcg@10", names=None) -> pd.DataFrame:
     """Per variant over its seeds: mean and spread (min, max) of ``metric``, the mean paired difference against
     ``baseline`` on the same windows and its interval (per user, the mean over the seeds both have; bootstrap over users),
-    best epochs, how many runs stopped at their cap (not at a plateau) and the seconds per run."""
+    best epochs, how many runs stopped at their cap (not at a plateau) and the seconds per run. ``names``: only
+    these variants (and the baseline), in this order."""
     by = {}
     for key, (facts, ev) in evals.items():
         name, seed = key.rsplit(" / seed ", 1)
-        by.setdefault(name, {})[int(seed)] = (facts, ev)
+        if names is None or name in names or name == baseline:
+            by.setdefault(name, {})[int(seed)] = (facts, ev)
     rows = []
-    order = [v for v in PROTOCOL_VARIANTS if v in by] + sorted(v for v in by if v not in PROTOCOL_VARIANTS)
+    first = list(names) if names is not None else list(PROTOCOL_VARIANTS)
+    order = [baseline] * (baseline in by) + [v for v in first if v in by and v != baseline]
+    order += sorted(v for v in by if v not in order)
     for name in order:
         seeds = by[name]
         vals = [float(entry_values(ev, metric).mean()) for _, ev in seeds.values()]
