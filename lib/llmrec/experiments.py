@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 from . import runs
 from .core import rundir
-from .core.io import atomic_write, publish_dir, read_json, repo_root, write_json
+from .core.io import atomic_write, read_json, repo_root, write_json
 from .core.metrics import (compare_entries, entry_values, mean_interval, paired_difference, rank_of_target,
                            summarize)
 from .core.recommender import evaluate as evaluate_recommender
@@ -109,15 +108,10 @@ def export_llm_results(profile: str, folder: str | Path | None = None, what: str
         cfg = runs.config_of(run)
         if cfg.get("profile") != profile:
             continue
-        with publish_dir(folder / name) as tmp:
-            for f in ("config.json", "identity.json", "done.json", "metrics.json", "log.jsonl"):
-                if (run / f).exists():
-                    shutil.copy2(run / f, tmp / f)
-            write_json(tmp / "provenance.json", {"run": name, "what": what, "profile": profile,
-                                                 "dataset": cfg["dataset"],
-                                                 "dataset_fingerprint": dataset_fingerprint(cfg["dataset"]),
-                                                 "evaluations": sorted(rundir.load_metrics(run)), **provenance()})
-        out.append(folder / name)
+        out.append(rundir.publish_record(run, folder / name, {"provenance.json": {
+            "run": name, "what": what, "profile": profile, "dataset": cfg["dataset"],
+            "dataset_fingerprint": dataset_fingerprint(cfg["dataset"]), "evaluations": sorted(rundir.load_metrics(run)),
+            **provenance()}}))
     return out
 
 
@@ -688,14 +682,14 @@ def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTO
                 t0 = time.perf_counter()
                 run = runs.train(seqrec_config(profile, dataset, seed=seed, **{**PROTOCOL_VARIANTS[name], "lr": lr}),
                                  progress=False)
-                done = read_json(run / "done.json")
+                done, cfg = read_json(run / "done.json"), runs.config_of(run)
                 write_lines_json(path, {
                     "what": "learning-rate selection on validation (no test window evaluated)", "name": name,
                     "lr": lr, "seed": seed, "profile": profile, "dataset": dataset,
-                    "dataset_fingerprint": dataset_fingerprint(dataset), "config": runs.config_of(run),
+                    "dataset_fingerprint": dataset_fingerprint(dataset), "config": cfg,
                     **{k: done.get(k) for k in ("best_valid_ndcg@10", "best_epoch", "epochs_run", "seconds_total",
                                                 "seconds_per_epoch", "peak_memory_mb")},
-                    "epochs_cap": runs.config_of(run).get("epochs"), **provenance()})
+                    "epochs_cap": cfg.get("epochs"), **provenance()})
                 if progress:
                     print(f"{name}, lr {lr:g}: {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
             r = read_json(path)

@@ -201,14 +201,12 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
         if acc.is_main_process:
             rundir.append_log(run_dir, {"epoch": epoch, "event": "epoch_end", "train_seconds": seconds,
                                       "valid_ndcg@5": ndcg5, **by_nll, "peak_rss_mb": peak_rss_mb()})
-            if nll is not None:
-                better = nll < state.get("best_nll_valid", float("inf"))
+            if nll is not None:  # lower than every earlier epoch's (the history holds them, this one last)
+                better = nll < min((h["valid_nll_valid"] for h in state["history"][:-1]), default=float("inf"))
             else:
                 better = ndcg5 is None or ndcg5 > state["best_ndcg5"]
             if better:
                 state["best_ndcg5"], state["best_epoch"] = (ndcg5 if ndcg5 is not None else -1.0), epoch
-                if nll is not None:
-                    state["best_nll_valid"] = nll
                 _save_adapter(acc.unwrap_model(model), run_dir / "adapter")
         checkpoint(epoch + 1, 0)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
@@ -217,7 +215,9 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
         n_steps = sum(h["steps"] for h in state["history"])
         write_json(run_dir / "done.json", {
             "best_epoch": state["best_epoch"], "best_valid_ndcg@5": state["best_ndcg5"],
-            **({"best_valid_nll_valid": state["best_nll_valid"]} if "best_nll_valid" in state else {}),
+            **({"best_valid_nll_valid": next(h["valid_nll_valid"] for h in state["history"]
+                                             if h["epoch"] == state["best_epoch"])} if cfg.valid_by == "nll_valid"
+               and cfg.validate else {}),
             "train_seconds": state["seconds"], "seconds_per_step": state["seconds"] / max(n_steps, 1),
             "steps": n_steps, "peak_rss_mb": peak_rss_mb(), "world_size": world,
             "n_train": len(examples), "history": state["history"]})
