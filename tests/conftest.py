@@ -3,9 +3,14 @@ import os
 import pytest
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from llmrec.core.io import usable_cpus  # noqa: E402
+
+# at most 2 threads, never more than the CPU quota allows: here and in the chapters' kernels the tests start
+os.environ.setdefault("OMP_NUM_THREADS", str(min(2, usable_cpus())))
+torch.set_num_threads(min(2, usable_cpus()))
 
 
 @pytest.fixture(scope="session")

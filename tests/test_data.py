@@ -127,3 +127,19 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         atomic_write(target, b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_usable_cpus_respects_a_cgroup_quota(tmp_path):
+    import os
+
+    from llmrec.core.io import usable_cpus
+
+    pinned = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert usable_cpus(quota) == pinned  # no quota: the CPUs the process is pinned to
+    quota.write_text("150000 100000\n")
+    assert usable_cpus(quota) == min(pinned, 2)  # 1.5 CPUs of time: 2 threads, rounded up
+    quota.write_text("50000 100000\n")
+    assert usable_cpus(quota) == 1
+    assert usable_cpus(tmp_path / "missing") == pinned

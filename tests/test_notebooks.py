@@ -10,6 +10,9 @@ from llmrec.chapters import chapters, run_batch
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 CHAPTERS = chapters(NB_DIR)
+# seconds: a hung cell fails its chapter by name instead of holding the suite (the slowest smoke chapter takes
+# under a minute on 2 cores)
+CELL_TIMEOUT = 300
 
 
 def saved_figures(nb: Path) -> set[str]:
@@ -42,7 +45,8 @@ def test_chapter_runs_under_smoke(nb, tmp_path, monkeypatch):
     figs = tmp_path / "figures"
     monkeypatch.setenv("LLMREC_FIGURES", str(figs))
     monkeypatch.setenv("LLMREC_RUNS", os.environ.get("LLMREC_TEST_RUNS", str(tmp_path / "runs")))
-    status = run_batch(profile="smoke", only=[nb.stem], notebooks=NB_DIR, out_dir=tmp_path / "executed")
+    status = run_batch(profile="smoke", only=[nb.stem], notebooks=NB_DIR, out_dir=tmp_path / "executed",
+                       cell_timeout=CELL_TIMEOUT)
     assert status == 0, f"{nb.name} failed under the smoke profile (see {tmp_path / 'executed'})"
     assert (tmp_path / "executed" / nb.name).exists()
     for name in saved_figures(nb):

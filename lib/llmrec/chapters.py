@@ -18,7 +18,7 @@ from pathlib import Path
 
 import papermill as pm
 
-from .core.io import repo_root
+from .core.io import repo_root, usable_cpus
 from .core.profiles import PROFILES
 from .data import DATASETS
 
@@ -38,13 +38,17 @@ def chapters(notebooks: Path | None = None, only: list[str] | None = None) -> li
 
 def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | None = None,
               notebooks: Path | None = None, out_dir: Path | None = None, kernel: str = "python3",
-              publish: bool | None = None, dataset: str | None = None) -> int:
+              publish: bool | None = None, dataset: str | None = None, cell_timeout: int | None = None) -> int:
     """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded.
 
     ``dataset`` (a name or a prepared folder) is every chapter's one ``dataset`` parameter; None leaves each
     chapter's own (Toy, with Books where it compares). ``publish`` (default: only for the canonical ``quick``
     profile on the CPU, on the chapters' own datasets) writes the figures into the committed ``figures/``; any
-    other batch writes them under ``runs/figures/`` (see :func:`llmrec.plots.figures_dir`).
+    other batch writes them under ``runs/figures/`` (see :func:`llmrec.plots.figures_dir`). ``cell_timeout``
+    (seconds): a cell that runs longer fails its chapter, naming the cell, instead of holding the batch.
+
+    The kernels get ``OMP_NUM_THREADS`` = :func:`~llmrec.core.io.usable_cpus` unless it is set: torch would
+    otherwise start one thread per host CPU, which under a container's CPU quota slows training many times over.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
@@ -54,6 +58,7 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
         dataset = str(Path(dataset).resolve())  # the chapters run in notebooks/
     parameters = dict(profile=profile, device=device, **({"dataset": str(dataset)} if dataset else {}))
     os.environ["LLMREC_PUBLISH_FIGURES"] = "1" if publish else "0"  # inherited by the chapters' kernels
+    os.environ.setdefault("OMP_NUM_THREADS", str(usable_cpus()))
     out_dir = Path(out_dir or ROOT / "notebooks" / "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = chapters(notebooks, only)
@@ -66,7 +71,8 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
         tmp = out_dir / f".{nb.stem}.partial.ipynb"
         try:
             pm.execute_notebook(str(nb), str(tmp), parameters=parameters,
-                                kernel_name=kernel, cwd=str(nb.parent), progress_bar=False)
+                                kernel_name=kernel, cwd=str(nb.parent), progress_bar=False,
+                                execution_timeout=cell_timeout)
             os.replace(tmp, out_dir / nb.name)
         except Exception as e:  # report, keep going
             err = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"

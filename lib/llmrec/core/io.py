@@ -32,6 +32,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmrec"
 
 
+def usable_cpus(cpu_max: str | Path = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may use: those it is pinned to, capped by a cgroup v2 CPU quota (``cpu.max``:
+    ``"<quota> <period>"``, rounded up; ``"max ..."``: none). ``os.cpu_count()`` counts the host's, which in a
+    container can be far more than its quota: as many torch threads as that would spin against each other."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path(cpu_max).read_text().split()[:2]
+        if quota != "max":
+            n = min(n, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file + rename: never half-written."""
     path = Path(path)
