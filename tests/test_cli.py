@@ -40,4 +40,10 @@ def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):
     assert main(["compare", run, run, "--key", "test/likelihood/n3"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["metric"] for r in rows] == ["nll_valid", "nll_full"] and all(r["diff"] == 0 for r in rows)
+    assert main(["evaluate", run, "--users", "2", "--beams", "4", "--beam-score", "valid"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_users"] == 2
+    metrics = json.loads((tmp_path / run.split("/")[-1] / "metrics.json").read_text())
+    assert "test/beam/n2/k4/score-valid" in metrics and "test/beam/n2/k4" not in metrics  # its own evaluation
+    assert main(["evaluate", run, "--mode", "full", "--beam-score", "valid"]) == 2
+    assert "only for LLM beam search" in capsys.readouterr().err
     assert list((tmp_path / "frozen").rglob("*.pt"))

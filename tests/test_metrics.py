@@ -42,3 +42,15 @@ def test_paired_bootstrap_interval_and_sign():
         M.per_user(a, "auc")
     with pytest.raises(ValueError, match=">= 0"):
         M.ndcg_at_k([-1], 5)
+
+
+def test_no_hit_bound_is_the_exact_binomial_upper_bound():
+    from scipy import stats
+    for n in (1, 24, 48, 500):
+        bound = M.no_hit_bound(n)
+        # Clopper-Pearson's one-sided upper bound for 0 successes, and its defining identity P(0 hits | p) = 5%
+        assert bound == pytest.approx(stats.beta.ppf(0.95, 1, n), rel=1e-9)
+        assert stats.binom.pmf(0, n, bound) == pytest.approx(0.05, rel=1e-9)
+    assert M.no_hit_bound(48) == pytest.approx(3 / 48, rel=0.05)  # the rule of three
+    with pytest.raises(ValueError, match="at least one user"):
+        M.no_hit_bound(0)

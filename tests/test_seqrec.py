@@ -357,3 +357,20 @@ def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(t
     E.protocol_grid("smoke", "synthetic", {"SASRec + CE": {"loss": "ce", "lr": 1e-2}}, seeds=(0,),
                     folder=tmp_path / "grid", progress=False)
     assert read_json(path)["config"]["lr"] == 1e-2  # made again at the new rate, not read back
+
+
+def test_the_classic_reference_runs_every_variant_on_toy_and_the_losses_on_books(monkeypatch):
+    from llmrec import experiments as E
+
+    calls = []
+    monkeypatch.setattr(E, "protocol_selection", lambda profile, dataset, progress: None)
+    monkeypatch.setattr(E, "protocol_grid", lambda profile, dataset, variants, seeds, progress:
+                        calls.append((dataset, tuple(variants), tuple(seeds))) or {})
+    E.classic_reference("laptop", "toy", progress=False)
+    assert calls == [("toy", tuple(E.PROTOCOL_VARIANTS), (0, 1, 2)), ("toy", tuple(E.sce_protocol_variants()), (0,))]
+    calls.clear()
+    E.classic_reference("laptop", "books", progress=False)
+    assert calls == [("books", E.PROTOCOL_LOSSES, (0, 1, 2))]
+    calls.clear()
+    E.classic_reference("laptop", "books", names=["SASRec + CE"], grid=True, progress=False)
+    assert [c[1] for c in calls] == [("SASRec + CE",), tuple(E.sce_protocol_variants())]

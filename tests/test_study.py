@@ -127,3 +127,47 @@ def test_beams_scored_by_p_valid_are_their_own_evaluation(tmp_path, monkeypatch)
     direct = [decode.rank_from_beams(b, int(t)) for b, t in zip(beams, df["target"])]
     assert np.array_equal(np.asarray(pv["ranks"], dtype=float), np.asarray(direct, dtype=float))
     assert table.loc[("MSL", "ndcg@10"), "users"] == 8
+
+
+def test_a_beam_panel_without_any_hit_says_so_instead_of_drawing_zeros(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from llmrec import plots
+
+    def run(name, ranks):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "done.json").write_text(json.dumps({"train_seconds": 10.0}))
+        return tmp_path / name, {"ranks": ranks, "user_ids": list(range(len(ranks)))}
+
+    inf = float("inf")
+    missed = {"A": run("a", [inf] * 48), "B": run("b", [inf, 20.0] * 24)}  # rank 20: outside the top 10
+    ax = plots.plot_accuracy_vs_time(missed, "ndcg@10").axes[0]
+    assert not ax.lines and not ax.collections and "48 beam users" in ax.texts[0].get_text()
+    hit = {"A": missed["A"], "C": run("c", [0.0] + [inf] * 47)}
+    ax = plots.plot_accuracy_vs_time(hit, "ndcg@10").axes[0]
+    assert not ax.texts and len(ax.containers) == 2 and ax.get_ylim()[0] == 0  # two points with intervals
+    sweep = pd.DataFrame([{"dataset": "toy", "tau": t, "split": s, "nll_valid": 12.0, "lo": 11.0, "hi": 13.0,
+                           "users": 500, "ndcg@10": 0.0, "ndcg@5": 0.0, "beam lo": 0.0, "beam hi": 0.0,
+                           "beam metric": "ndcg@10" if s == "test" else "ndcg@5",
+                           "beam users": 48 if s == "test" else 24} for t in (1, 2) for s in ("valid", "test")])
+    fig = plots.plot_tau_sweep(sweep)
+    assert "24 beam users" in fig.axes[1].texts[0].get_text() and not fig.axes[1].lines
+    sweep.loc[0, ["ndcg@5", "beam hi"]] = 0.02, 0.05
+    fig = plots.plot_tau_sweep(sweep)
+    assert not fig.axes[1].texts and len(fig.axes[1].containers) == 2
+
+
+def test_the_sce_grid_figure_draws_each_cell_with_its_interval():
+    import pandas as pd
+
+    from llmrec import plots
+
+    grid = pd.DataFrame([{"K": K, "alpha": a, "ndcg@10": 0.008, "ndcg@10 lo": 0.006, "ndcg@10 hi": 0.010}
+                         for K in (10, 100) for a in (1.0, 100.0)])
+    ax = plots.plot_sce_grid(grid, ce_ndcg=0.009, ce_interval=(0.007, 0.011)).axes[0]
+    bars = [c for c in ax.containers if c.has_yerr]
+    assert len(bars) == 2  # one line per alpha, each cell with its interval
+    lo, hi = bars[0].lines[2][0].get_segments()[0][:, 1]
+    assert (lo, hi) == (0.006, 0.010) and ax.get_ylim()[0] == 0 and len(ax.patches) == 1  # CE's band

@@ -56,7 +56,7 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     out = runs.evaluate(args.run_dir, args.split, args.mode, n_users=args.users, k=args.beams, force=args.force,
-                        embed=args.embed)
+                        embed=args.embed, beam_score=args.beam_score)
     print(json.dumps({k: out[k] for k in ("summary", "seconds_per_user", "n_users") if k in out}, indent=1))
     return 0
 
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--users", type=positive(int), default=None, help="seeded sample of the split's windows (default: all)")
     e.add_argument("--beams", type=positive(int), default=10, help="beams / list length of the list modes")
     e.add_argument("--embed", default="llm", choices=["llm", "minilm"], help="grounding encoder (--mode ground)")
+    e.add_argument("--beam-score", default="full", choices=["full", "valid"],
+                   help="LLM beam search: score beams by the full-vocabulary log-softmax (default) or by log P_valid")
     e.add_argument("--force", action="store_true")
     e.set_defaults(func=_evaluate)
 

@@ -14,7 +14,7 @@ import seaborn as sns
 from scipy import stats
 
 from .core.io import atomic_write, read_json, repo_root
-from .core.metrics import entry_values, mean_interval
+from .core.metrics import entry_values, mean_interval, no_hit_bound
 from .core import losses as L
 from .probes import gaussian_p_valid, log_frame, mean_p_valid, normality, select_positions
 
@@ -166,35 +166,60 @@ def plot_overlay(curves: dict[str, Path], column: str, smooth: int = 5, title: s
     return fig
 
 
+def no_hit_panel(ax, users: int, metric: str, what: str = "run") -> None:
+    """Say, in place of a plot whose points would all lie at 0, that no beam hit any target: with ``users`` users
+    the metric is unresolved, each value only bounded by :func:`no_hit_bound`."""
+    ax.text(0.5, 0.5, f"no {what} hit a target in its {users} beam users:\n{metric.upper()} is unresolved at this "
+            f"scale\n(95% upper bound {no_hit_bound(users):.3f} each, rule of three);\nthe laptop reference "
+            "results resolve it", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set(xticks=[], yticks=[])
+
+
 def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None):
     """Figure 6, one column per dataset: mean -log P_valid of the target title against tau (95% interval, lower
-    is better) on validation and test, and below it the beam metric of each split; the paper's best tau marked."""
+    is better) on validation and test, and below it the beam metric of each split with its 95% interval (or, where
+    no run hit any target, :func:`no_hit_panel`); the paper's best tau marked."""
     dss = list(dict.fromkeys(sweep["dataset"]))
     fig, axes = plt.subplots(2, len(dss), figsize=(5 * len(dss), 6.4), squeeze=False, sharex="col")
     for col, ds in enumerate(dss):
         top, bottom = axes[0, col], axes[1, col]
-        for split, g in sweep[sweep["dataset"] == ds].groupby("split"):
+        rows = sweep[sweep["dataset"] == ds]
+        hits = any(g[g["beam metric"].iloc[0]].max() > 0 for _, g in rows.groupby("split"))
+        for split, g in rows.groupby("split"):
             top.errorbar(g["tau"], g["nll_valid"], yerr=[g["nll_valid"] - g["lo"], g["hi"] - g["nll_valid"]],
                          marker="o", capsize=3, label=f"{split} ({int(g['users'].iloc[0])} users)")
             m = g["beam metric"].iloc[0]
-            bottom.plot(g["tau"], g[m], marker="o", label=f"{split} {m.upper()} ({int(g['beam users'].iloc[0])} users)")
-        for ax in (top, bottom):
+            if hits:
+                bottom.errorbar(g["tau"], g[m], yerr=[g[m] - g["beam lo"], g["beam hi"] - g[m]], marker="o",
+                                capsize=3, label=f"{split} {m.upper()} ({int(g['beam users'].iloc[0])} users)")
+        for ax in (top, bottom) if hits else (top,):
             if paper and ds in paper:
                 ax.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
         top.set(title=ds, ylabel="-log P_valid(target) (nats)")
-        bottom.set(xlabel="tau", ylabel="beam NDCG", ylim=(0, max(0.05, float(bottom.get_ylim()[1]))))
         top.legend(fontsize=8)
-        bottom.legend(fontsize=8)
+        if hits:
+            bottom.set(xlabel="tau", ylabel="beam NDCG (95% CI)", ylim=(0, None))
+            bottom.legend(fontsize=8)
+        else:
+            no_hit_panel(bottom, int(rows["beam users"].min()), "beam NDCG")
+            top.set(xlabel="tau")
+            top.xaxis.set_tick_params(labelbottom=True)
     fig.tight_layout()
     return fig
 
 
 def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = "", ax=None):
     """Figure 7: a per-user measure (a ranking metric, or a likelihood such as ``nll_valid``) against training
-    seconds, with its 95% bootstrap interval per method (never below 0 for a metric that is not)."""
+    seconds, with its 95% bootstrap interval per method (never below 0 for a metric that is not). A ranking metric
+    that no method scores above 0 is not drawn as a flat line: :func:`no_hit_panel` says so instead."""
     fig, ax = (plt.subplots(figsize=(5.5, 3.8)) if ax is None else (ax.figure, ax))
+    values = {name: entry_values(ev, metric) for name, (_, ev) in evals.items()}
+    if not metric.startswith("nll") and not any(v.any() for v in values.values()):
+        no_hit_panel(ax, min(len(v) for v in values.values()), metric, what="method")
+        ax.set_title(title)
+        return fig
     for name, (run, ev) in evals.items():
-        mean, lo, hi = mean_interval(entry_values(ev, metric))
+        mean, lo, hi = mean_interval(values[name])
         t = read_json(Path(run) / "done.json")["train_seconds"]
         ax.errorbar([t], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4, label=name)
     ax.set(xlabel="training time (s)", ylabel=metric + (" (nats, lower is better)" if metric.startswith("nll") else ""),
@@ -220,21 +245,32 @@ def plot_paired(table: pd.DataFrame, diff: str, title: str = "", xlabel: str | N
     return fig
 
 
-def plot_sce_grid(grid, ce_ndcg: float | None = None, metric: str = "ndcg@10", title: str | None = None):
-    """Metric vs K, one line per alpha; a dashed line for full-softmax CE."""
+def plot_sce_grid(grid, ce_ndcg: float | None = None, metric: str = "ndcg@10", title: str | None = None,
+                  ce_interval: tuple[float, float] | None = None):
+    """Metric vs K, one line per alpha, each cell with its 95% interval where ``grid`` has ``<metric> lo/hi``
+    (cells of one K drawn side by side); a dashed line for full-softmax CE, its interval ``ce_interval`` shaded."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for a, g in grid.groupby("alpha"):
-        g = g.sort_values("K")
+    alphas = sorted(grid["alpha"].unique())
+    for j, a in enumerate(alphas):
+        g = grid[grid["alpha"] == a].sort_values("K")
         label = "sampled softmax (α=1)" if a == 1 else f"SCE α={a:g}"
-        ax.plot(g["K"], g[metric], marker="o", label=label)
+        x = g["K"] * 1.06 ** (j - (len(alphas) - 1) / 2)  # a small offset on the log axis
+        if f"{metric} lo" in g:
+            ax.errorbar(x, g[metric], yerr=[g[metric] - g[f"{metric} lo"], g[f"{metric} hi"] - g[metric]],
+                        marker="o", capsize=3, label=label)
+        else:
+            ax.plot(x, g[metric], marker="o", label=label)
     if ce_ndcg is not None:
         ax.axhline(ce_ndcg, ls="--", color="k", lw=1, label="full-softmax CE")
+        if ce_interval is not None:
+            ax.axhspan(*ce_interval, color="k", alpha=0.08, lw=0)
     ax.set_xscale("log")
     ks = sorted(grid["K"].unique())
     ax.set_xticks(ks, [str(int(k)) for k in ks])
     ax.minorticks_off()
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("K uniform negatives per sequence")
-    ax.set_ylabel(metric.upper())
+    ax.set_ylabel(metric.upper() + " (95% CI)")
     ax.set_title(title or "SASRec: sampled softmax and SCE vs full CE")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -69,6 +69,9 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
     ``metrics.json`` under :func:`metrics_key`. ``mode`` defaults to the family's (LLM: beam, seqrec: full);
     ``beam_score`` scores an LLM's beams by the full-vocabulary log-softmax or by log P_valid (``"valid"``)."""
     mode = mode or DEFAULT_MODE[family_of(config_of(run_dir))]
+    if beam_score not in ("full", "valid") or (beam_score != "full" and mode != "beam"):
+        raise ValueError(f"beam_score {beam_score!r}: 'full' or 'valid', and 'valid' only for LLM beam search "
+                         f"(mode {mode!r})")
     key = metrics_key(split, mode, n_users, k, embed, beam_score)
     cached = rundir.load_metrics(run_dir).get(key)
     if cached and not force:

@@ -134,6 +134,15 @@ def mean_interval(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95
     return float(v.mean()), float(lo), float(hi)
 
 
+def no_hit_bound(n: int, level: float = 0.95) -> float:
+    """The one-sided upper ``level`` bound of a hit rate when none of ``n`` users is hit (exact binomial: the rate
+    at which 0 hits in ``n`` has probability ``1 - level``; about 3/n, the rule of three). NDCG@k <= HR@k for
+    every user, so it bounds NDCG@k too."""
+    if n < 1:
+        raise ValueError(f"no_hit_bound needs at least one user, got {n}")
+    return 1 - (1 - level) ** (1 / n)
+
+
 def entry_values(entry: dict, metric: str) -> np.ndarray:
     """Per-user values of ``metric`` in an evaluation entry: a stored measure (``nll_valid``) or one of ranks."""
     if metric in entry and metric != "ranks":
