@@ -144,7 +144,7 @@ def test_a_beam_panel_without_any_hit_says_so_instead_of_drawing_zeros(tmp_path)
     inf = float("inf")
     missed = {"A": run("a", [inf] * 48), "B": run("b", [inf, 20.0] * 24)}  # rank 20: outside the top 10
     ax = plots.plot_accuracy_vs_time(missed, "ndcg@10").axes[0]
-    assert not ax.lines and not ax.collections and "48 beam users" in ax.texts[0].get_text()
+    assert not ax.lines and not ax.collections and "(48 test)" in ax.texts[0].get_text()
     hit = {"A": missed["A"], "C": run("c", [0.0] + [inf] * 47)}
     ax = plots.plot_accuracy_vs_time(hit, "ndcg@10").axes[0]
     assert not ax.texts and len(ax.containers) == 2 and ax.get_ylim()[0] == 0  # two points with intervals
@@ -153,7 +153,10 @@ def test_a_beam_panel_without_any_hit_says_so_instead_of_drawing_zeros(tmp_path)
                            "beam metric": "ndcg@10" if s == "test" else "ndcg@5",
                            "beam users": 48 if s == "test" else 24} for t in (1, 2) for s in ("valid", "test")])
     fig = plots.plot_tau_sweep(sweep)
-    assert "24 beam users" in fig.axes[1].texts[0].get_text() and not fig.axes[1].lines
+    said = fig.texts[0].get_text()
+    assert len(fig.axes) == 1 and "48 test, 24 valid" in said and "NDCG@5/NDCG@10" in said  # no beam panel
+    fig.canvas.draw()
+    assert any(t.get_text() and t.get_visible() for t in fig.axes[0].get_xticklabels())  # the tau axis stays
     sweep.loc[0, ["ndcg@5", "beam hi"]] = 0.02, 0.05
     fig = plots.plot_tau_sweep(sweep)
     assert not fig.axes[1].texts and len(fig.axes[1].containers) == 2

@@ -166,45 +166,68 @@ def plot_overlay(curves: dict[str, Path], column: str, smooth: int = 5, title: s
     return fig
 
 
-def no_hit_panel(ax, users: int, metric: str, what: str = "run") -> None:
-    """Say, in place of a plot whose points would all lie at 0, that no beam hit any target: with ``users`` users
-    the metric is unresolved, each value only bounded by :func:`no_hit_bound`."""
-    ax.text(0.5, 0.5, f"no {what} hit a target in its {users} beam users:\n{metric.upper()} is unresolved at this "
-            f"scale\n(95% upper bound {no_hit_bound(users):.3f} each, rule of three);\nthe laptop reference "
-            "results resolve it", ha="center", va="center", transform=ax.transAxes, fontsize=9)
-    ax.set(xticks=[], yticks=[])
+def no_hit_note(users: dict[str, int], metric: str, what: str = "run") -> str:
+    """What to say instead of a plot whose points would all lie at 0: no beam hit any target among ``users``
+    ({split: number of beam users}), so ``metric`` is unresolved, each value only bounded by :func:`no_hit_bound`."""
+    return (f"no {what} hit a target among its beam users ({', '.join(f'{n} {split}' for split, n in users.items())}):"
+            f"\n{metric} is unresolved at this scale; each value lies\nbelow "
+            f"{', '.join(f'{no_hit_bound(n):.3f} ({split})' for split, n in users.items())} (exact 95% binomial "
+            "bound, about 3/N);\nthe laptop reference results resolve it.")
+
+
+def no_hit_panel(ax, users: dict[str, int], metric: str, what: str = "run") -> None:
+    """:func:`no_hit_note` in place of the panel ``ax``."""
+    ax.axis("off")  # not ax.set(xticks=[]): that would clear a shared x axis too
+    ax.text(0.5, 0.5, no_hit_note(users, metric, what), ha="center", va="center", transform=ax.transAxes,
+            fontsize=8, wrap=True, bbox=dict(boxstyle="round", fc="white", ec="0.7"))
 
 
 def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None):
     """Figure 6, one column per dataset: mean -log P_valid of the target title against tau (95% interval, lower
-    is better) on validation and test, and below it the beam metric of each split with its 95% interval (or, where
-    no run hit any target, :func:`no_hit_panel`); the paper's best tau marked."""
+    is better) on validation and test, and below it the beam metric of each split with its 95% interval. Where no
+    run hit any target the beam panel is :func:`no_hit_panel` (no dataset with a hit: one row and the note below);
+    the paper's best tau marked."""
     dss = list(dict.fromkeys(sweep["dataset"]))
-    fig, axes = plt.subplots(2, len(dss), figsize=(5 * len(dss), 6.4), squeeze=False, sharex="col")
+    hits = {ds: bool((sweep.loc[sweep["dataset"] == ds].apply(lambda r: r[r["beam metric"]], axis=1) > 0).any())
+            for ds in dss}
+    rows = 2 if any(hits.values()) else 1
+    fig, axes = plt.subplots(rows, len(dss), figsize=(5 * len(dss), 3.2 * rows + 0.9 * (rows == 1)),
+                             squeeze=False, sharex="col")
     for col, ds in enumerate(dss):
-        top, bottom = axes[0, col], axes[1, col]
-        rows = sweep[sweep["dataset"] == ds]
-        hits = any(g[g["beam metric"].iloc[0]].max() > 0 for _, g in rows.groupby("split"))
-        for split, g in rows.groupby("split"):
+        top = axes[0, col]
+        ours = sweep[sweep["dataset"] == ds]
+        users = {split: int(g["beam users"].iloc[0]) for split, g in ours.groupby("split")}
+        metrics = "beam " + "/".join(m.upper() for m in dict.fromkeys(ours["beam metric"]))
+        for split, g in ours.groupby("split"):
             top.errorbar(g["tau"], g["nll_valid"], yerr=[g["nll_valid"] - g["lo"], g["hi"] - g["nll_valid"]],
                          marker="o", capsize=3, label=f"{split} ({int(g['users'].iloc[0])} users)")
-            m = g["beam metric"].iloc[0]
-            if hits:
-                bottom.errorbar(g["tau"], g[m], yerr=[g[m] - g["beam lo"], g["beam hi"] - g[m]], marker="o",
-                                capsize=3, label=f"{split} {m.upper()} ({int(g['beam users'].iloc[0])} users)")
-        for ax in (top, bottom) if hits else (top,):
-            if paper and ds in paper:
-                ax.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
-        top.set(title=ds, ylabel="-log P_valid(target) (nats)")
+        if paper and ds in paper:
+            top.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
+        top.set(title=ds, ylabel="-log P_valid(target) (nats)", xlabel="tau")
         top.legend(fontsize=8)
-        if hits:
-            bottom.set(xlabel="tau", ylabel="beam NDCG (95% CI)", ylim=(0, None))
-            bottom.legend(fontsize=8)
-        else:
-            no_hit_panel(bottom, int(rows["beam users"].min()), "beam NDCG")
-            top.set(xlabel="tau")
+        if rows == 1:
+            continue
+        bottom = axes[1, col]
+        if not hits[ds]:
+            no_hit_panel(bottom, users, metrics)
             top.xaxis.set_tick_params(labelbottom=True)
-    fig.tight_layout()
+            continue
+        for split, g in ours.groupby("split"):
+            m = g["beam metric"].iloc[0]
+            bottom.errorbar(g["tau"], g[m], yerr=[g[m] - g["beam lo"], g["beam hi"] - g[m]], marker="o",
+                            capsize=3, label=f"{split} {m.upper()} ({int(g['beam users'].iloc[0])} users)")
+        if paper and ds in paper:
+            bottom.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
+        bottom.set(xlabel="tau", ylabel="beam NDCG (95% CI)", ylim=(0, None))
+        bottom.legend(fontsize=8)
+    if rows == 1:
+        fig.text(0.5, 0.01, "\n".join(f"{ds}: " + no_hit_note(
+            {split: int(g["beam users"].iloc[0]) for split, g in sweep[sweep["dataset"] == ds].groupby("split")},
+            "beam " + "/".join(m.upper() for m in dict.fromkeys(sweep.loc[sweep["dataset"] == ds, "beam metric"])))
+            for ds in dss), ha="center", va="bottom", fontsize=7.5)
+        fig.tight_layout(rect=(0, 0.1 + 0.12 * len(dss), 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -215,7 +238,7 @@ def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "nd
     fig, ax = (plt.subplots(figsize=(5.5, 3.8)) if ax is None else (ax.figure, ax))
     values = {name: entry_values(ev, metric) for name, (_, ev) in evals.items()}
     if not metric.startswith("nll") and not any(v.any() for v in values.values()):
-        no_hit_panel(ax, min(len(v) for v in values.values()), metric, what="method")
+        no_hit_panel(ax, {"test": min(len(v) for v in values.values())}, metric.upper(), what="method")
         ax.set_title(title)
         return fig
     for name, (run, ev) in evals.items():
