@@ -334,8 +334,14 @@ def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(t
 
     names = ("SASRec + CE", "SASRec + BCE")
     sel = E.protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
-                               progress=False)
+                               progress=False, beyond=())
     assert len(sel) == 4 and sel["chosen"].sum() == 2
+    # a best at the largest rate tried sends that loss (only) one rate further
+    wider = E.protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
+                                 progress=False, beyond=(3e-2,))
+    for name in names:
+        at_edge = int(sel.loc[name].query("chosen").index[0] == 1e-2)
+        assert list(wider.loc[name].index) == [1e-3, 1e-2] + [3e-2] * at_edge
     for name in names:
         rows = sel.loc[name]
         assert rows.loc[rows["chosen"]].index[0] == rows["valid ndcg@10"].idxmax()  # the best on validation
@@ -349,7 +355,7 @@ def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(t
     ce_lr = sel.loc["SASRec + CE"].query("chosen").index[0]
     assert variants["SASRec + CE"]["lr"] == ce_lr and variants["CE, post-LN blocks"]["lr"] == ce_lr
     with pytest.raises(FileNotFoundError, match="no committed learning-rate selection"):
-        E.protocol_selection("smoke", "synthetic", lrs=(3e-2,), names=names, folder=tmp_path / "sel", train=False)
+        E.protocol_selection("smoke", "synthetic", lrs=(5e-2,), names=names, folder=tmp_path / "sel", train=False)
     one = {"SASRec + CE": {"loss": "ce", "lr": 1e-3}}
     E.protocol_grid("smoke", "synthetic", one, seeds=(0,), folder=tmp_path / "grid", progress=False)
     path = tmp_path / "grid" / "synthetic-sasrec-ce-seed-0.json"

@@ -667,40 +667,50 @@ def sce_protocol_variants(selection: pd.DataFrame | None = None, Ks=(10, 100, 50
 PROTOCOL_LOSSES = ("SASRec + CE", "SASRec + BCE", "SASRec + BPR", "SASRec + sampled softmax (K 500)",
                    "SASRec + SCE (K 500, α 100)")
 PROTOCOL_LRS = (1e-3, 3e-3, 1e-2)  # the learning rates each loss is tried at (seed 0, validation only)
+PROTOCOL_LRS_BEYOND = (3e-2, 1e-1)  # tried in turn while a loss's best is the largest rate tried
 
 
 def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTOCOL_LOSSES, seed: int = 0,
-                       folder: str | Path | None = None, progress: bool = True, train: bool = True) -> pd.DataFrame:
+                       folder: str | Path | None = None, progress: bool = True, train: bool = True,
+                       beyond=PROTOCOL_LRS_BEYOND) -> pd.DataFrame:
     """The same budget for every loss: each is trained at each learning rate of ``lrs`` (seed ``seed``, the
     profile's protocol: early stopping on validation NDCG@10) and the rate with the best validation NDCG@10 is
-    chosen (ties: the first). No test window is evaluated. One JSON per run in ``folder`` (default
-    ``results/<profile>/07_classic/selection/``) as it finishes (resumable). Returns one row per (variant, lr)
-    with ``chosen``; ``train=False`` only reads the committed files."""
+    chosen (ties: the first). While a loss's best is the largest rate tried, the next rate of ``beyond`` is tried
+    too (the same rule for every loss: the chosen rate lies inside the rates tried, unless ``beyond`` runs out).
+    No test window is evaluated. One JSON per run in ``folder`` (default ``results/<profile>/07_classic/selection/``)
+    as it finishes (resumable). Returns one row per (variant, lr) with ``chosen``; ``train=False`` only reads the
+    committed files."""
     folder = Path(folder or results_root() / profile / "07_classic" / "selection")
+
+    def one(name: str, lr: float) -> dict:
+        path = folder / f"{slug(dataset)}-{slug(name)}-lr-{lr:g}.json"
+        if not path.exists() and not train:
+            raise FileNotFoundError(f"no committed learning-rate selection {path} (make results-classic)")
+        if not path.exists():
+            t0 = time.perf_counter()
+            run = runs.train(seqrec_config(profile, dataset, seed=seed, **{**PROTOCOL_VARIANTS[name], "lr": lr}),
+                             progress=False)
+            done, cfg = read_json(run / "done.json"), runs.config_of(run)
+            write_lines_json(path, {
+                "what": "learning-rate selection on validation (no test window evaluated)", "name": name,
+                "lr": lr, "seed": seed, "profile": profile, "dataset": dataset,
+                "dataset_fingerprint": dataset_fingerprint(dataset), "config": cfg,
+                **{k: done.get(k) for k in ("best_valid_ndcg@10", "best_epoch", "epochs_run", "seconds_total",
+                                            "seconds_per_epoch", "peak_memory_mb")},
+                "epochs_cap": cfg.get("epochs"), **provenance()})
+            if progress:
+                print(f"{name}, lr {lr:g}: {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
+        r = read_json(path)
+        return {"variant": name, "lr": lr, "valid ndcg@10": r["best_valid_ndcg@10"], "best epoch": r["best_epoch"],
+                "at cap": r["best_epoch"] == r["epochs_cap"], "s/run": r["seconds_total"],
+                "peak MB": r["peak_memory_mb"]}
+
     rows = []
     for name in names:
-        for lr in lrs:
-            path = folder / f"{slug(dataset)}-{slug(name)}-lr-{lr:g}.json"
-            if not path.exists() and not train:
-                raise FileNotFoundError(f"no committed learning-rate selection {path} (make results-classic)")
-            if not path.exists():
-                t0 = time.perf_counter()
-                run = runs.train(seqrec_config(profile, dataset, seed=seed, **{**PROTOCOL_VARIANTS[name], "lr": lr}),
-                                 progress=False)
-                done, cfg = read_json(run / "done.json"), runs.config_of(run)
-                write_lines_json(path, {
-                    "what": "learning-rate selection on validation (no test window evaluated)", "name": name,
-                    "lr": lr, "seed": seed, "profile": profile, "dataset": dataset,
-                    "dataset_fingerprint": dataset_fingerprint(dataset), "config": cfg,
-                    **{k: done.get(k) for k in ("best_valid_ndcg@10", "best_epoch", "epochs_run", "seconds_total",
-                                                "seconds_per_epoch", "peak_memory_mb")},
-                    "epochs_cap": cfg.get("epochs"), **provenance()})
-                if progress:
-                    print(f"{name}, lr {lr:g}: {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
-            r = read_json(path)
-            rows.append({"variant": name, "lr": lr, "valid ndcg@10": r["best_valid_ndcg@10"],
-                         "best epoch": r["best_epoch"], "at cap": r["best_epoch"] == r["epochs_cap"],
-                         "s/run": r["seconds_total"], "peak MB": r["peak_memory_mb"]})
+        tried, more = [one(name, lr) for lr in sorted(lrs)], list(beyond)
+        while more and max(tried, key=lambda r: r["valid ndcg@10"]) is tried[-1]:  # the best is the edge
+            tried.append(one(name, more.pop(0)))
+        rows += tried
     df = pd.DataFrame(rows)
     best = df.loc[df.groupby("variant", sort=False)["valid ndcg@10"].idxmax()]
     df["chosen"] = df.index.isin(best.index)
