@@ -380,3 +380,26 @@ def test_the_classic_reference_runs_every_variant_on_toy_and_the_losses_on_books
     calls.clear()
     E.classic_reference("laptop", "books", names=["SASRec + CE"], grid=True, progress=False)
     assert [c[1] for c in calls] == [("SASRec + CE",), tuple(E.sce_protocol_variants())]
+
+
+def test_the_learning_rate_search_goes_past_the_edge_only_while_the_best_is_there(tmp_path):
+    """The selection rule on hand-written selection files (nothing trains; train=False reads them): a best at the
+    largest rate tried sends the loss one larger rate of ``beyond`` further; ties go to the smallest rate."""
+    import json
+
+    from llmrec import experiments as E
+
+    scores = {"SASRec + CE": {1e-3: 0.1, 1e-2: 0.3, 3e-2: 0.2},  # edge -> 3e-2 tried, worse: stop, 1e-2
+              "SASRec + BCE": {1e-3: 0.2, 1e-2: 0.1},  # best inside: nothing more
+              "SASRec + BPR": {1e-3: 0.1, 1e-2: 0.1}}  # a tie: the smaller rate, nothing more
+    for name, by_lr in scores.items():
+        for lr, v in by_lr.items():
+            (tmp_path / f"toy-{E.slug(name)}-lr-{lr:g}.json").write_text(json.dumps(
+                {"best_valid_ndcg@10": v, "best_epoch": 3, "epochs_cap": 50, "seconds_total": 1.0,
+                 "peak_memory_mb": 1.0}))
+    sel = E.protocol_selection("laptop", "toy", lrs=(1e-2, 1e-3), names=tuple(scores), folder=tmp_path,
+                               train=False, beyond=(5e-3, 3e-2, 1e-1))  # 5e-3 < 1e-2: never tried
+    for name, by_lr in scores.items():
+        assert list(sel.loc[name].index) == sorted(by_lr), name  # 1e-1 was never asked for (no file)
+    assert {v: lr for (v, lr), c in sel["chosen"].items() if c} == {
+        "SASRec + CE": 1e-2, "SASRec + BCE": 1e-3, "SASRec + BPR": 1e-3}

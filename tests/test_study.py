@@ -145,6 +145,9 @@ def test_a_beam_panel_without_any_hit_says_so_instead_of_drawing_zeros(tmp_path)
     missed = {"A": run("a", [inf] * 48), "B": run("b", [inf, 20.0] * 24)}  # rank 20: outside the top 10
     ax = plots.plot_accuracy_vs_time(missed, "ndcg@10").axes[0]
     assert not ax.lines and not ax.collections and "(48 test)" in ax.texts[0].get_text()
+    assert "laptop" not in ax.texts[0].get_text()  # no claim about where it resolves unless the caller makes it
+    ax = plots.plot_accuracy_vs_time(missed, "ndcg@10", split="valid", hint="more users resolve it").axes[0]
+    assert "(48 valid)" in ax.texts[0].get_text() and "more users resolve it" in ax.texts[0].get_text()
     hit = {"A": missed["A"], "C": run("c", [0.0] + [inf] * 47)}
     ax = plots.plot_accuracy_vs_time(hit, "ndcg@10").axes[0]
     assert not ax.texts and len(ax.containers) == 2 and ax.get_ylim()[0] == 0  # two points with intervals

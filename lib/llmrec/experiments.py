@@ -675,8 +675,9 @@ def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTO
                        beyond=PROTOCOL_LRS_BEYOND) -> pd.DataFrame:
     """The same budget for every loss: each is trained at each learning rate of ``lrs`` (seed ``seed``, the
     profile's protocol: early stopping on validation NDCG@10) and the rate with the best validation NDCG@10 is
-    chosen (ties: the first). While a loss's best is the largest rate tried, the next rate of ``beyond`` is tried
-    too (the same rule for every loss: the chosen rate lies inside the rates tried, unless ``beyond`` runs out).
+    chosen (ties: the smallest rate). While a loss's best is the largest rate tried, the next larger rate of
+    ``beyond`` is tried too (the same rule for every loss: the chosen rate lies inside the rates tried, unless
+    ``beyond`` runs out; ``beyond=()`` tries ``lrs`` only).
     No test window is evaluated. One JSON per run in ``folder`` (default ``results/<profile>/07_classic/selection/``)
     as it finishes (resumable). Returns one row per (variant, lr) with ``chosen``; ``train=False`` only reads the
     committed files."""
@@ -707,7 +708,7 @@ def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTO
 
     rows = []
     for name in names:
-        tried, more = [one(name, lr) for lr in sorted(lrs)], list(beyond)
+        tried, more = [one(name, lr) for lr in sorted(lrs)], sorted(lr for lr in beyond if lr > max(lrs))
         while more and max(tried, key=lambda r: r["valid ndcg@10"]) is tried[-1]:  # the best is the edge
             tried.append(one(name, more.pop(0)))
         rows += tried

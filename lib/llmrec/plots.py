@@ -166,51 +166,61 @@ def plot_overlay(curves: dict[str, Path], column: str, smooth: int = 5, title: s
     return fig
 
 
-def no_hit_note(users: dict[str, int], metric: str, what: str = "run") -> str:
+def no_hit_note(users: dict[str, int], metric: str, what: str = "run", hint: str | None = None) -> str:
     """What to say instead of a plot whose points would all lie at 0: no beam hit any target among ``users``
-    ({split: number of beam users}), so ``metric`` is unresolved, each value only bounded by :func:`no_hit_bound`."""
+    ({split: number of beam users, the fewest where runs differ}), so ``metric`` is unresolved, each value only
+    bounded by :func:`no_hit_bound` (the bound of the fewest users holds for all); ``hint``: where it resolves."""
     return (f"no {what} hit a target among its beam users ({', '.join(f'{n} {split}' for split, n in users.items())}):"
             f"\n{metric} is unresolved at this scale; each value lies\nbelow "
             f"{', '.join(f'{no_hit_bound(n):.3f} ({split})' for split, n in users.items())} (exact 95% binomial "
-            "bound, about 3/N);\nthe laptop reference results resolve it.")
+            "bound, about 3/N)" + (f";\n{hint}." if hint else "."))
 
 
-def no_hit_panel(ax, users: dict[str, int], metric: str, what: str = "run") -> None:
+def no_hit_panel(ax, users: dict[str, int], metric: str, what: str = "run", hint: str | None = None) -> None:
     """:func:`no_hit_note` in place of the panel ``ax``."""
     ax.axis("off")  # not ax.set(xticks=[]): that would clear a shared x axis too
-    ax.text(0.5, 0.5, no_hit_note(users, metric, what), ha="center", va="center", transform=ax.transAxes,
+    ax.text(0.5, 0.5, no_hit_note(users, metric, what, hint), ha="center", va="center", transform=ax.transAxes,
             fontsize=8, wrap=True, bbox=dict(boxstyle="round", fc="white", ec="0.7"))
 
 
-def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None):
+def _beam_users(rows: pd.DataFrame) -> dict[str, int]:
+    return {split: int(g["beam users"].min()) for split, g in rows.groupby("split")}
+
+
+def _beam_metrics(rows: pd.DataFrame) -> str:
+    return "beam " + "/".join(m.upper() for m in dict.fromkeys(rows["beam metric"]))
+
+
+def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None, hint: str | None = None):
     """Figure 6, one column per dataset: mean -log P_valid of the target title against tau (95% interval, lower
     is better) on validation and test, and below it the beam metric of each split with its 95% interval. Where no
-    run hit any target the beam panel is :func:`no_hit_panel` (no dataset with a hit: one row and the note below);
-    the paper's best tau marked."""
+    run hit any target the beam panel is :func:`no_hit_panel` (no dataset with a hit: one row and the note, with
+    ``hint``, below it); the paper's best tau marked."""
     dss = list(dict.fromkeys(sweep["dataset"]))
     hits = {ds: bool((sweep.loc[sweep["dataset"] == ds].apply(lambda r: r[r["beam metric"]], axis=1) > 0).any())
             for ds in dss}
     rows = 2 if any(hits.values()) else 1
-    fig, axes = plt.subplots(rows, len(dss), figsize=(5 * len(dss), 3.2 * rows + 0.9 * (rows == 1)),
-                             squeeze=False, sharex="col")
+    note_h = 0.75 * len(dss) * (rows == 1)  # inches of text under a single row
+    fig, axes = plt.subplots(rows, len(dss), figsize=(5 * len(dss), 3.2 * rows + note_h), squeeze=False,
+                             sharex="col")
     for col, ds in enumerate(dss):
         top = axes[0, col]
         ours = sweep[sweep["dataset"] == ds]
-        users = {split: int(g["beam users"].iloc[0]) for split, g in ours.groupby("split")}
-        metrics = "beam " + "/".join(m.upper() for m in dict.fromkeys(ours["beam metric"]))
         for split, g in ours.groupby("split"):
             top.errorbar(g["tau"], g["nll_valid"], yerr=[g["nll_valid"] - g["lo"], g["hi"] - g["nll_valid"]],
                          marker="o", capsize=3, label=f"{split} ({int(g['users'].iloc[0])} users)")
         if paper and ds in paper:
             top.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
-        top.set(title=ds, ylabel="-log P_valid(target) (nats)", xlabel="tau")
+        top.set(title=ds, ylabel="-log P_valid(target) (nats)")
         top.legend(fontsize=8)
+        if rows == 1 or not hits[ds]:
+            top.set_xlabel("tau")
+            top.xaxis.set_tick_params(labelbottom=True)
         if rows == 1:
             continue
         bottom = axes[1, col]
         if not hits[ds]:
-            no_hit_panel(bottom, users, metrics)
-            top.xaxis.set_tick_params(labelbottom=True)
+            no_hit_panel(bottom, _beam_users(ours), _beam_metrics(ours), hint=hint)
             continue
         for split, g in ours.groupby("split"):
             m = g["beam metric"].iloc[0]
@@ -221,24 +231,26 @@ def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None):
         bottom.set(xlabel="tau", ylabel="beam NDCG (95% CI)", ylim=(0, None))
         bottom.legend(fontsize=8)
     if rows == 1:
-        fig.text(0.5, 0.01, "\n".join(f"{ds}: " + no_hit_note(
-            {split: int(g["beam users"].iloc[0]) for split, g in sweep[sweep["dataset"] == ds].groupby("split")},
-            "beam " + "/".join(m.upper() for m in dict.fromkeys(sweep.loc[sweep["dataset"] == ds, "beam metric"])))
-            for ds in dss), ha="center", va="bottom", fontsize=7.5)
-        fig.tight_layout(rect=(0, 0.1 + 0.12 * len(dss), 1, 1))
+        fig.text(0.5, 0.01, "\n".join(f"{ds}: " + no_hit_note(_beam_users(sweep[sweep["dataset"] == ds]),
+                                                               _beam_metrics(sweep[sweep["dataset"] == ds]),
+                                                               hint=hint) for ds in dss),
+                 ha="center", va="bottom", fontsize=7.5)
+        fig.tight_layout(rect=(0, note_h / fig.get_figheight(), 1, 1))
     else:
         fig.tight_layout()
     return fig
 
 
-def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = "", ax=None):
+def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = "", ax=None,
+                          split: str = "test", hint: str | None = None):
     """Figure 7: a per-user measure (a ranking metric, or a likelihood such as ``nll_valid``) against training
     seconds, with its 95% bootstrap interval per method (never below 0 for a metric that is not). A ranking metric
-    that no method scores above 0 is not drawn as a flat line: :func:`no_hit_panel` says so instead."""
+    that no method scores above 0 (on its ``split`` users) is not drawn as a flat line: :func:`no_hit_panel` says
+    so instead, with ``hint``."""
     fig, ax = (plt.subplots(figsize=(5.5, 3.8)) if ax is None else (ax.figure, ax))
     values = {name: entry_values(ev, metric) for name, (_, ev) in evals.items()}
-    if not metric.startswith("nll") and not any(v.any() for v in values.values()):
-        no_hit_panel(ax, {"test": min(len(v) for v in values.values())}, metric.upper(), what="method")
+    if values and not metric.startswith("nll") and not any(v.any() for v in values.values()):
+        no_hit_panel(ax, {split: min(len(v) for v in values.values())}, metric.upper(), what="method", hint=hint)
         ax.set_title(title)
         return fig
     for name, (run, ev) in evals.items():
