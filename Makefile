@@ -49,7 +49,8 @@ results-llm: $(STAMP)
 	done
 
 # Chapter 07's reference results under the laptop protocol (patience 5, at most 50 epochs): each loss's learning
-# rate chosen on validation (1e-3, 3e-3, 1e-2, and 3e-2 then 1e-1 while the best is the largest tried; seed 0),
+# rate chosen on validation (1e-3, 3e-3, 1e-2, then 3e-2, 1e-1 while the best is the largest tried and 3e-4,
+# 1e-4 while it is the smallest; seed 0),
 # then with 3 seeds at the chosen rates every loss and, on
 # Toy, each measured SASRec departure and the SCE K x alpha grid (seed 0) (experiments.CLASSIC_REFERENCE); one JSON
 # per run in results/laptop/07_classic/ as it finishes (resumable: a finished run is not trained again).

@@ -334,11 +334,11 @@ def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(t
 
     names = ("SASRec + CE", "SASRec + BCE")
     sel = E.protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
-                               progress=False, beyond=())
+                               progress=False, beyond=(), below=())
     assert len(sel) == 4 and sel["chosen"].sum() == 2
     # a best at the largest rate tried sends that loss (only) one rate further
     wider = E.protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
-                                 progress=False, beyond=(3e-2,))
+                                 progress=False, beyond=(3e-2,), below=())
     for name in names:
         at_edge = int(sel.loc[name].query("chosen").index[0] == 1e-2)
         assert list(wider.loc[name].index) == [1e-3, 1e-2] + [3e-2] * at_edge
@@ -384,22 +384,24 @@ def test_the_classic_reference_runs_every_variant_on_toy_and_the_losses_on_books
 
 def test_the_learning_rate_search_goes_past_the_edge_only_while_the_best_is_there(tmp_path):
     """The selection rule on hand-written selection files (nothing trains; train=False reads them): a best at the
-    largest rate tried sends the loss one larger rate of ``beyond`` further; ties go to the smallest rate."""
+    largest (smallest) rate tried sends the loss one larger (smaller) rate further; ties go to the smallest rate."""
     import json
 
     from llmrec import experiments as E
 
-    scores = {"SASRec + CE": {1e-3: 0.1, 1e-2: 0.3, 3e-2: 0.2},  # edge -> 3e-2 tried, worse: stop, 1e-2
-              "SASRec + BCE": {1e-3: 0.2, 1e-2: 0.1},  # best inside: nothing more
-              "SASRec + BPR": {1e-3: 0.1, 1e-2: 0.1}}  # a tie: the smaller rate, nothing more
+    scores = {"SASRec + CE": {1e-3: 0.1, 1e-2: 0.3, 3e-2: 0.2},  # upper edge -> 3e-2, worse: stop at 1e-2
+              "SASRec + BCE": {3e-4: 0.1, 1e-3: 0.2, 1e-2: 0.1},  # lower edge -> 3e-4, worse: stop at 1e-3
+              "SASRec + BPR": {3e-4: 0.05, 1e-3: 0.1, 1e-2: 0.1},  # a tie: the smaller rate, which is the edge
+              "SASRec + sampled softmax (K 500)": {1e-4: 0.4, 3e-4: 0.3, 1e-3: 0.2, 1e-2: 0.1}}  # down to the end
     for name, by_lr in scores.items():
         for lr, v in by_lr.items():
             (tmp_path / f"toy-{E.slug(name)}-lr-{lr:g}.json").write_text(json.dumps(
                 {"best_valid_ndcg@10": v, "best_epoch": 3, "epochs_cap": 50, "seconds_total": 1.0,
                  "peak_memory_mb": 1.0}))
+    # rates inside the given ones (5e-3, 2e-3) are never tried; nothing beyond a file asked for exists
     sel = E.protocol_selection("laptop", "toy", lrs=(1e-2, 1e-3), names=tuple(scores), folder=tmp_path,
-                               train=False, beyond=(5e-3, 3e-2, 1e-1))  # 5e-3 < 1e-2: never tried
+                               train=False, beyond=(5e-3, 3e-2, 1e-1), below=(2e-3, 3e-4, 1e-4))
     for name, by_lr in scores.items():
-        assert list(sel.loc[name].index) == sorted(by_lr), name  # 1e-1 was never asked for (no file)
+        assert list(sel.loc[name].index) == sorted(by_lr), name
     assert {v: lr for (v, lr), c in sel["chosen"].items() if c} == {
-        "SASRec + CE": 1e-2, "SASRec + BCE": 1e-3, "SASRec + BPR": 1e-3}
+        "SASRec + CE": 1e-2, "SASRec + BCE": 1e-3, "SASRec + BPR": 1e-3, "SASRec + sampled softmax (K 500)": 1e-4}

@@ -668,16 +668,18 @@ PROTOCOL_LOSSES = ("SASRec + CE", "SASRec + BCE", "SASRec + BPR", "SASRec + samp
                    "SASRec + SCE (K 500, α 100)")
 PROTOCOL_LRS = (1e-3, 3e-3, 1e-2)  # the learning rates each loss is tried at (seed 0, validation only)
 PROTOCOL_LRS_BEYOND = (3e-2, 1e-1)  # tried in turn while a loss's best is the largest rate tried
+PROTOCOL_LRS_BELOW = (3e-4, 1e-4)  # tried in turn while a loss's best is the smallest rate tried
 
 
 def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTOCOL_LOSSES, seed: int = 0,
                        folder: str | Path | None = None, progress: bool = True, train: bool = True,
-                       beyond=PROTOCOL_LRS_BEYOND) -> pd.DataFrame:
+                       beyond=PROTOCOL_LRS_BEYOND, below=PROTOCOL_LRS_BELOW) -> pd.DataFrame:
     """The same budget for every loss: each is trained at each learning rate of ``lrs`` (seed ``seed``, the
     profile's protocol: early stopping on validation NDCG@10) and the rate with the best validation NDCG@10 is
     chosen (ties: the smallest rate). While a loss's best is the largest rate tried, the next larger rate of
-    ``beyond`` is tried too (the same rule for every loss: the chosen rate lies inside the rates tried, unless
-    ``beyond`` runs out; ``beyond=()`` tries ``lrs`` only).
+    ``beyond`` is tried too, and while it is the smallest, the next smaller rate of ``below`` (the same rule for
+    every loss: the chosen rate lies inside the rates tried, unless those run out; ``beyond=below=()`` tries
+    ``lrs`` only).
     No test window is evaluated. One JSON per run in ``folder`` (default ``results/<profile>/07_classic/selection/``)
     as it finishes (resumable). Returns one row per (variant, lr) with ``chosen``; ``train=False`` only reads the
     committed files."""
@@ -708,9 +710,17 @@ def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTO
 
     rows = []
     for name in names:
-        tried, more = [one(name, lr) for lr in sorted(lrs)], sorted(lr for lr in beyond if lr > max(lrs))
-        while more and max(tried, key=lambda r: r["valid ndcg@10"]) is tried[-1]:  # the best is the edge
-            tried.append(one(name, more.pop(0)))
+        tried = [one(name, lr) for lr in sorted(lrs)]
+        up = sorted(lr for lr in beyond if lr > max(lrs))
+        down = sorted((lr for lr in below if lr < min(lrs)), reverse=True)
+        while True:
+            best = max(tried, key=lambda r: r["valid ndcg@10"])  # ties: the first, the smallest rate
+            if best is tried[-1] and up:  # the best is the upper edge
+                tried.append(one(name, up.pop(0)))
+            elif best is tried[0] and down:  # the lower edge
+                tried.insert(0, one(name, down.pop(0)))
+            else:
+                break
         rows += tried
     df = pd.DataFrame(rows)
     best = df.loc[df.groupby("variant", sort=False)["valid ndcg@10"].idxmax()]
