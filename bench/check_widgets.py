@@ -208,7 +208,7 @@ def work_trie_explorer(c: Check) -> None:
 
 def work_tau_slider(c: Check) -> None:
     readout = c.cell.locator(".widget-readout").first
-    out = c.cell.locator(".widget-output").first
+    out = c.cell.locator(".widget-image").first
 
     def set_tau():
         readout.click()

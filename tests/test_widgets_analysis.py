@@ -207,7 +207,12 @@ def test_widgets_build_headless(tok, syn):
     ex.children[0].value = data.items[11][:8]  # typing walks the trie
     assert "items below" in ex.children[-1].value
     _, _, _, v = dense_problem()
-    assert isinstance(Wd.tau_slider(v, A.pick_position(v)), W.VBox)
+    box = Wd.tau_slider(v, A.pick_position(v))
+    slider, image = box.children
+    before = image.value
+    assert isinstance(box, W.VBox) and before[:8] == b"\x89PNG\r\n\x1a\n"
+    slider.value = 4.0  # a move redraws the position at the new tau
+    assert image.value[:8] == b"\x89PNG\r\n\x1a\n" and image.value != before
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import io
 
 import numpy as np
 import pandas as pd
@@ -147,23 +148,26 @@ def plot_position(v, row: int, tau: float, tok=None, tokens=None, top: int = 20,
 
 def tau_slider(v, row: int, tok=None, tokens=None, tau: float = 1.0, tau_range=(0.2, 10.0), top: int = 20):
     """A τ slider on one real response position: P_valid of its valid tokens and w(y_t) = 1 - P_valid(y_t)
-    (eq. 10). ``tokens`` (the batch's ``valid_tokens[row]``) and ``tok`` label the bars. Returns the widget."""
+    (eq. 10). ``tokens`` (the batch's ``valid_tokens[row]``) and ``tok`` label the bars. Returns the widget.
+
+    The plot is a PNG in an Image widget, redrawn on each move: no Output widget, whose captured and cleared
+    outputs a headless run (papermill) sometimes waited on forever."""
     slider = W.FloatLogSlider(value=tau, base=10, min=np.log10(tau_range[0]), max=np.log10(tau_range[1]), step=0.02,
                               description="τ", continuous_update=False)
-    out = W.Output()
+    image = W.Image(format="png")
 
     def draw(change=None):
-        out.clear_output(wait=True)
-        with out:
-            fig, ax = plt.subplots(figsize=(9, 3.5))
-            plot_position(v, row, slider.value, tok, tokens, top, ax)
-            fig.tight_layout()
-            plt.show()
-            plt.close(fig)
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        plot_position(v, row, slider.value, tok, tokens, top, ax)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        image.value = buf.getvalue()
 
     slider.observe(draw, names="value")
     draw()
-    return W.VBox([slider, out])
+    return W.VBox([slider, image])
 
 
 # ============================================================================ user explorer
