@@ -269,14 +269,14 @@ def ats_temperature(v: ValidLogits, eta: float = 0.25, root: str = "+", position
     """ATS (eqs. 11-12, Lemma 2): the global tau that brings P_valid(y_t) near eta.
 
     Returns (tau, statistics). ``clamp`` bounds tau as the authors' code does
-    (None to disable); a nan solution falls back to the upper clamp bound (or 1).
+    (None to disable); a nan solution (``statistics["tau_raw"]`` None) falls back to the upper clamp bound (or 1).
     Statistics are all-reduced across processes under torch.distributed.
     """
     st = ats_statistics(v, positions)
     if st["n_positions"] == 0:
         return (clamp[1] if clamp else 1.0), st
     tau = ats_tau_from_stats(st["delta"], st["sigma2"], st["m"], eta, root)
-    st["tau_raw"] = tau
+    st["tau_raw"] = None if math.isnan(tau) else tau  # None: no positive root (null in a run's log: JSON has no NaN)
     if math.isnan(tau):
         tau = clamp[1] if clamp else 1.0
     if clamp is not None:

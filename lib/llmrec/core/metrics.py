@@ -25,6 +25,13 @@ def _ranks(ranks) -> np.ndarray:
     return r
 
 
+def _users(values: np.ndarray) -> np.ndarray:
+    """``values`` (one per user), refused when there are none: a mean over zero users is NaN, never a result."""
+    if len(values) == 0:
+        raise ValueError("a metric over zero users: nothing was evaluated (an empty split, or 0 users asked for)")
+    return values
+
+
 def hit_at_k(ranks, k: int) -> np.ndarray:
     """Per-user hit ratio: 1 if the target is in the top k (rank < k)."""
     return (_ranks(ranks) < k).astype(float)
@@ -77,8 +84,8 @@ K_VALUES = (5, 10)
 
 
 def summarize(ranks, ks=K_VALUES) -> dict[str, float]:
-    """Mean NDCG@k, HR@k for each k, and MRR (with the list length max(ks))."""
-    r = _ranks(ranks)
+    """Mean NDCG@k, HR@k for each k, and MRR (with the list length max(ks)); zero users are an error."""
+    r = _users(_ranks(ranks))
     out = {}
     for k in ks:
         out[f"ndcg@{k}"] = float(ndcg_at_k(r, k).mean())
@@ -116,6 +123,7 @@ def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired comparison needs the same users: {a.shape} vs {b.shape}")
+    _users(a)
     d = b - a
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(d), size=(n_boot, len(d)))
@@ -128,7 +136,7 @@ def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.
 def mean_interval(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean of per-user values and its percentile-bootstrap interval (for values >= 0
     the interval stays >= 0)."""
-    v = np.asarray(values, dtype=float)
+    v = _users(np.asarray(values, dtype=float))
     boots = v[np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))].mean(1)
     lo, hi = np.quantile(boots, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(v.mean()), float(lo), float(hi)

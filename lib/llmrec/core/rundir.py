@@ -16,15 +16,18 @@ A run directory holds:
 * ``done.json``: written last when training finished (best epoch, seconds);
 * ``metrics.json``: evaluations keyed ``"<split>/<mode>/n<users>[/k<list>]"``,
   each with the summary metrics and the per-user ``user_ids`` and 0-based
-  ``ranks`` (see :func:`llmrec.core.recommender.evaluate`).
+  ``ranks`` (see :func:`llmrec.core.recommender.evaluate`); a target that a
+  recommendation list missed (rank infinity in memory) is ``null`` in the file.
 
-Every file and folder is written atomically (:mod:`llmrec.core.io`).
+Every file and folder is written atomically and as strict JSON, without NaN or infinity
+(:mod:`llmrec.core.io`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_write, json_default, publish_dir, read_json, repo_root, write_json
+from .io import atomic_write, dumps, publish_dir, read_json, repo_root, write_json
 
 
 _COMMITTED: Path | None = None  # set by use_committed: the run cache is a folder of committed results, read only
@@ -87,7 +90,7 @@ def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) ->
     change: the run is then continued (or cut) with the new budget.
     """
     run_dir = Path(run_dir)
-    config = json.loads(json.dumps(config, default=json_default))  # as stored: tuples become lists
+    config = json.loads(dumps(config, where=run_dir / "config.json"))  # as stored: tuples become lists
     path, ipath = run_dir / "config.json", run_dir / "identity.json"
     if read_only() and not (path.exists() and read_json(path) == config and is_done(run_dir)):
         raise FileNotFoundError(f"run {run_dir.name} is not among the committed results in {run_dir.parent} "
@@ -126,8 +129,10 @@ def attempt(run_dir: str | Path):
 
 def append_log(run_dir: str | Path, record: dict) -> None:
     """Append one JSON line to ``log.jsonl`` (a line is written whole or not at all)."""
-    with open(Path(run_dir) / "log.jsonl", "a") as f:
-        f.write(json.dumps(record, default=json_default) + "\n")
+    path = Path(run_dir) / "log.jsonl"
+    line = dumps(record, where=path) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
@@ -141,7 +146,8 @@ def truncate_log(run_dir: str | Path, keep) -> None:
     """Keep the log records for which ``keep(record)`` holds (those written before the checkpoint a run resumes
     from): a resumed run's log holds only the steps of the attempt that survived."""
     kept = [r for r in read_log(run_dir) if keep(r)]
-    atomic_write(Path(run_dir) / "log.jsonl", "".join(json.dumps(r, default=json_default) + "\n" for r in kept).encode())
+    path = Path(run_dir) / "log.jsonl"
+    atomic_write(path, "".join(dumps(r, where=path) + "\n" for r in kept).encode())
 
 
 RECORD = ("config.json", "identity.json", "done.json", "metrics.json", "log.jsonl")  # a run without its weights
@@ -165,15 +171,21 @@ def is_done(run_dir: str | Path) -> bool:
 
 
 def save_metrics(run_dir: str | Path, key: str, entry: dict) -> None:
+    """Add (or replace) the evaluation ``key`` in ``metrics.json``; the rank of a missed target is ``null`` there."""
     p = Path(run_dir) / "metrics.json"
-    data = read_json(p) if p.exists() else {}
-    data[key] = entry
-    write_json(p, data)
+    data = {**load_metrics(run_dir), key: entry}  # earlier entries too: files written before held Infinity
+    write_json(p, {k: {**e, "ranks": [None if r == math.inf else r for r in e["ranks"]]} if "ranks" in e else e
+                   for k, e in data.items()})
 
 
 def load_metrics(run_dir: str | Path) -> dict:
+    """The evaluations of ``metrics.json`` (a ``null`` rank back to infinity, as :func:`save_metrics` wrote it)."""
     p = Path(run_dir) / "metrics.json"
-    return read_json(p) if p.exists() else {}
+    data = read_json(p) if p.exists() else {}
+    for entry in data.values():
+        if "ranks" in entry:
+            entry["ranks"] = [math.inf if r is None else r for r in entry["ranks"]]
+    return data
 
 
 # ----------------------------------------------------------------------------- checkpoints
