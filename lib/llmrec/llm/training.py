@@ -44,7 +44,7 @@ from ..core import rundir
 from ..core.io import publish_dir, write_json
 from ..core.recommender import evaluate
 from ..core.metrics import ndcg_at_k
-from ..data import dataset_fingerprint, sample_windows
+from ..data import dataset_fingerprint, load_dataset, sample_windows
 from .config import TrainConfig
 from .frozen import FrozenBlocks
 from .objectives import Batch, LossComputer, collate, length_grouped_batches, trainable
@@ -71,6 +71,7 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     constrained beam search on the validation windows).
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    load_dataset(cfg.dataset)  # the data's check: a folder with a problem never gets a run directory
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun / accelerate launch set it for every process
     identity = {"dataset": dataset_fingerprint(cfg.dataset), "world_size": world,
                 "global_batch": cfg.batch_size * world * cfg.grad_accum}

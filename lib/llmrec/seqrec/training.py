@@ -66,6 +66,7 @@ def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = Tr
     """Open the run directory of a completed configuration ``cfg`` (the run cache) and train there, unless it
     is finished; ``build(cfg)`` returns the untrained recommender (its ``model`` is what trains). Shared by
     every family that trains a :class:`~llmrec.seqrec.models.ItemScorer` on item sequences (Lite-LLM4Rec too)."""
+    load_dataset(cfg["dataset"])  # the data's check: a folder with a problem never gets a run directory
     identity = {"dataset": dataset_fingerprint(cfg["dataset"]), "world_size": 1, "global_batch": cfg["batch_size"]}
     run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_for(cfg, identity)
     if rundir.open_run(run_dir, cfg, identity):
