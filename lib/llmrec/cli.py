@@ -1,16 +1,20 @@
-"""``python -m llmrec train|evaluate|compare|prepare|bench|figures``."""
+"""``python -m llmrec train|evaluate|compare|prepare|check|bench|figures``.
+
+The modules that import torch, transformers or peft are imported inside the subcommands that need them, so
+``--help`` and ``check`` answer in about a second. An error is one line on stderr (exit status 2) naming what
+to fix (for data: the file, line and field); ``--debug`` (or ``LLMREC_DEBUG=1``) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
-from . import runs
-from .bench import run_bench
-from .chapters import run_batch
 from .core.profiles import PROFILES, dataset_for, profile, train_config
-from .data import DATASETS
+from .data import DATASETS, check_dataset, load_dataset
 from .data.prepare import add_prepare_args, run_prepare
 from .llm import LOSSES
 from .llm.prompts import TEMPLATES
@@ -20,6 +24,9 @@ SEQ_MODELS = ("sasrec", "gru4rec", "caser")
 
 def _train(args) -> int:
     family = args.family or ("seqrec" if args.model in SEQ_MODELS else "llm")
+    load_dataset(dataset_for(args.profile, args.dataset))  # the data's check, before torch is even imported
+    from . import runs
+
     if family != "llm":
         if args.checkpoint_every:
             raise ValueError("--checkpoint-every applies to LLM runs; classic models checkpoint after every epoch, "
@@ -55,6 +62,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from . import runs
+
     out = runs.evaluate(args.run_dir, args.split, args.mode, n_users=args.users, k=args.beams, force=args.force,
                         embed=args.embed, beam_score=args.beam_score)
     print(json.dumps({k: out[k] for k in ("summary", "seconds_per_user", "n_users") if k in out}, indent=1))
@@ -62,17 +71,25 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
+    from . import runs
+
     for row in runs.compare(args.run_a, args.run_b, args.key):
         print(json.dumps(row))
     return 0
 
 
 def _bench(args) -> int:
+    from .bench import run_bench
+
     print(json.dumps(run_bench(args.what, args.out), indent=1))
     return 0
 
 
 def _figures(args) -> int:
+    if args.dataset:
+        load_dataset(dataset_for(args.profile, args.dataset))  # the data's check, before papermill and the chapters
+    from .chapters import run_batch
+
     return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish,
                      dataset=args.dataset)
 
@@ -84,6 +101,8 @@ def positive(typ, zero: bool = False):
             value = typ(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < 0 or (value == 0 and not zero):
             raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {text}")
         return value
@@ -91,7 +110,9 @@ def positive(typ, zero: bool = False):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="llmrec", description=__doc__)
+    ap = argparse.ArgumentParser(prog="llmrec", description=__doc__.split("\n")[0])
+    ap.add_argument("--debug", action="store_true",
+                    help="on an error, show the traceback instead of one line (also: LLMREC_DEBUG=1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train (or reuse from the run cache) and evaluate on test")
@@ -151,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_args(p)
     p.set_defaults(func=run_prepare)
 
+    k = sub.add_parser("check", help="read every file of a dataset folder: every problem (file, line, field), then a "
+                                     "summary; exit status 1 on any problem")
+    k.add_argument("folder", help="a dataset folder (items.json, train/valid/test.csv, .gz or not), or toy | books")
+    k.add_argument("--limit", type=positive(int), default=20, help="problems shown at most (default 20; all counted)")
+    k.set_defaults(func=_check)
+
     b = sub.add_parser("bench", help="benchmarks (side by side in one run)")
     b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "all"])
     b.add_argument("--out", default=None, help="write the whole result here (default: bench/<name>.json each)")
@@ -167,16 +194,32 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _check(args) -> int:
+    report = check_dataset(args.folder, limit=args.limit)
+    print(report)
+    return 1 if report.problems else 0
+
+
+EXPECTED = (ValueError, OSError, KeyError, RuntimeError)  # DataError, ModelError, a missing file: their message says it
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its message (an unexpected kind: with its type and where to see the traceback)."""
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    if isinstance(e, EXPECTED):
+        return text
+    return f"{type(e).__name__}: {text} (--debug or LLMREC_DEBUG=1 shows the traceback)"
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse has printed the usage and the flag's error
         return int(e.code or 0)
+    if args.debug or os.environ.get("LLMREC_DEBUG", "0") not in ("", "0"):
+        return args.func(args)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"llmrec {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # ModelError and friends
-        print(f"llmrec {args.cmd}: error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 -- a user's files can fail in any way: one line, not a traceback
+        print(f"llmrec {args.cmd}: error: {one_line(e)}", file=sys.stderr)
         return 2
