@@ -38,7 +38,7 @@ import torch
 
 from . import seqrec
 from .core import losses as L
-from .core.io import atomic_write, read_json, repo_root
+from .core.io import atomic_write, dumps, read_json, repo_root
 from .core.profiles import train_config
 from .data import load_dataset, sample_windows
 from .llm.config import TrainConfig
@@ -168,9 +168,9 @@ def run_bench(what: str = "all", out: str | None = None, device: str = "cpu", ou
             if not out:
                 one = {"machine": res["machine"], "when": time.strftime("%Y-%m-%d %H:%M:%S"), name: res[name]}
                 path = Path(out_dir or repo_root() / "bench") / f"{name}.json"
-                atomic_write(path, (json.dumps(one, indent=1) + "\n").encode())
+                atomic_write(path, (dumps(one, where=path, indent=1) + "\n").encode())
     if out:
-        atomic_write(Path(out), (json.dumps(res, indent=1) + "\n").encode())
+        atomic_write(Path(out), (dumps(res, where=out, indent=1) + "\n").encode())
     return res
 
 

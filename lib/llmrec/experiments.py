@@ -23,7 +23,7 @@ import torch
 
 from . import runs
 from .core import rundir
-from .core.io import atomic_write, read_json, repo_root, write_json
+from .core.io import atomic_write, dumps, read_json, repo_root, write_json
 from .core.metrics import (compare_entries, entry_values, mean_interval, paired_difference, rank_of_target,
                            summarize)
 from .core.recommender import evaluate as evaluate_recommender
@@ -545,7 +545,7 @@ def provenance() -> dict:
 
 def write_lines_json(path: str | Path, obj: dict) -> None:
     """A results file: one top-level key per line, each value compact (per-user lists stay on one line)."""
-    lines = [f" {json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
+    lines = [f" {json.dumps(k, ensure_ascii=False)}: {dumps(v, where=path, ensure_ascii=False, separators=(',', ':'))}"
              for k, v in sorted(obj.items())]
     atomic_write(path, ("{\n" + ",\n".join(lines) + "\n}\n").encode())
 
