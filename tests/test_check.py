@@ -99,7 +99,7 @@ def test_a_truncated_gzip_names_the_file(tmp_path):
 def test_items_json_holding_a_list_names_the_file(tmp_path):
     folder = write_dataset(tmp_path / "d", gz=False)
     (folder / "items.json").write_text(json.dumps(list(ITEMS.values())))
-    with pytest.raises(DataError, match=r"items\.json: .*an object.*got a list"):
+    with pytest.raises(DataError, match=r"items\.json: expected one JSON object .*, got a list"):
         load_dataset(str(folder))
 
 
