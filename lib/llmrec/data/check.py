@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import json
 import math
@@ -175,6 +176,8 @@ def parse_number(text: str) -> int | None:
     if not NUMBER.fullmatch(text):
         return None
     if DIGITS.fullmatch(text.lstrip("+-")):
+        if len(text.lstrip("+-0")) > 19:  # beyond int64 (and int() refuses 4,300 digits)
+            return None
         value = int(text)
     else:
         number = float(text)
@@ -186,7 +189,7 @@ def parse_number(text: str) -> int | None:
 
 def _id(text: str, least: int) -> int | None:
     """A non-negative integer id (ASCII digits) of at least ``least``, below 2**63; else None."""
-    return int(text) if text.isascii() and text.isdigit() and least <= int(text) < INT64 else None
+    return int(text) if len(text) <= 19 and text.isascii() and text.isdigit() and least <= int(text) < INT64 else None
 
 
 # ----------------------------------------------------------------------------- the files of a dataset
@@ -208,34 +211,36 @@ def _describe(value) -> str:
     return "an empty string" if not value else f"only spaces ({value!r})" if not value.strip() else f"{value!r}"
 
 
-def _read_json(path: Path, problems: Problems):
-    """A JSON file's value (objects as :class:`_Object`), or None with a problem."""
+def _read_json(path: Path, problems: Problems, shape: str = "") -> _Object | None:
+    """A file of one JSON object ``shape`` (as an :class:`_Object`, nested ones too), or None with a problem."""
     before = problems.count
     text = "".join(t for _, t in read_text_lines(path, problems))
     if problems.count > before:
         return None
     if not text.strip():
-        problems.add(path, "empty file: expected a JSON object")
+        problems.add(path, f"empty file: expected one JSON object {shape}")
         return None
     try:
-        return json.loads(text, object_pairs_hook=_Object)
+        value = json.loads(text, object_pairs_hook=_Object)
     except json.JSONDecodeError as e:
         problems.add(path, f"not JSON ({e.msg}, column {e.colno})", line=e.lineno)
-    except RecursionError:
-        problems.add(path, "not JSON: nested too deeply")
-    return None
+        return None
+    except (ValueError, RecursionError) as e:  # a number of over 4,300 digits; nesting too deep
+        problems.add(path, f"not JSON that can be read ({e or 'nested too deeply'})")
+        return None
+    if not isinstance(value, _Object):
+        problems.add(path, f"expected one JSON object {shape}, got {_describe(value)}")
+        return None
+    return value
 
 
 def parse_items(path: Path, problems: Problems) -> tuple[dict[int, str], set[int]]:
     """``items.json``: ``{item id: title}`` of the well-formed entries, and every well-formed id (a window that
     names an id whose title is wrong is not reported again as naming an unknown item)."""
-    raw = _read_json(path, problems)
+    raw = _read_json(path, problems, '{"item id": "title", ...}')
     items: dict[int, str] = {}
     ids: dict[int, str] = {}
     if raw is None:
-        return items, set()
-    if not isinstance(raw, _Object):
-        problems.add(path, f'expected one JSON object {{"item id": "title", ...}}, got {_describe(raw)}')
         return items, set()
     for key, title in raw:
         iid = _id(key, least=1)
@@ -276,6 +281,7 @@ def parse_windows(path: Path, known: set[int] | None, problems: Problems,
     before = problems.count
     for line, (u, ids, ts) in read_csv(path, WINDOW_COLUMNS, problems):
         rows += 1
+        found = problems.count
         user, seq, stamp = _id(u, least=0), [_id(i, least=1) for i in parse_id_list(ids)], parse_number(ts)
         if user is None:
             problems.add(path, f"a user id must be a non-negative integer, got {u!r}", line, "user_id")
@@ -292,7 +298,7 @@ def parse_windows(path: Path, known: set[int] | None, problems: Problems,
                          line, "item_ids")
         if stamp is None:
             problems.add(path, f"a timestamp must be a finite number, got {ts!r}", line, "timestamp")
-        if user is not None and stamp is not None and None not in seq and len(seq) >= 2:
+        if problems.count == found:
             users.append(user)
             hists.append(seq[:-1])
             targets.append(seq[-1])
@@ -396,17 +402,13 @@ def read_windows(path: str | Path, items: dict[int, str] | None = None) -> pd.Da
 
 
 def _read_meta(path: Path, problems: Problems) -> dict:
-    raw = _read_json(path, problems)
-    if raw is None:
+    """``meta.json``: one JSON object; its ``domain``, when there, a string."""
+    raw = _read_json(path, problems, '{"domain": "toys", ...}')
+    domain = dict(raw or []).get("domain", "")
+    if not isinstance(domain, str):
+        problems.add(path, f"the domain must be a string, got {_describe(domain)}", field="domain")
         return {}
-    if not isinstance(raw, _Object):
-        problems.add(path, f"expected a JSON object, got {_describe(raw)}")
-        return {}
-    notes = _plain(raw)
-    if not isinstance(notes.get("domain", ""), str):
-        problems.add(path, f"the domain must be a string, got {_describe(notes['domain'])}", field="domain")
-        return {}
-    return notes
+    return _plain(raw) if raw is not None else {}
 
 
 def _plain(value):
@@ -421,14 +423,19 @@ def _plain(value):
 # ----------------------------------------------------------------------------- the summary
 
 
+@functools.cache
+def _tokenizer(path: Path):
+    from tokenizers import Tokenizer  # only llmrec check counts tokens
+
+    return Tokenizer.from_file(str(path))
+
+
 def title_lengths(titles: list[str]) -> tuple[np.ndarray, str]:
     """Each title's length and its unit: SmolLM2 tokens when the LLM's tokenizer is cached (``llmrec`` converts
     SmolLM2 on first use), else words."""
     path = cache_root() / "smollm2-135m" / "tokenizer.json"  # llmrec.llm.model.smollm2_cache's tokenizer
     if path.exists():
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(path))
+        tok = _tokenizer(path)
         return np.asarray([len(e.ids) for e in tok.encode_batch_fast(titles, add_special_tokens=False)]), "SmolLM2 tokens"
     return np.asarray([len(t.split()) for t in titles]), "words (SmolLM2 tokens once the LLM has been loaded once)"
 
@@ -441,8 +448,8 @@ def summarise(items: dict[int, str], frames: dict[str, pd.DataFrame | None], dom
     if items:
         shared = [n for n in Counter(items.values()).values() if n > 1]
         out["items"] = (f"{len(items):,}, {len(set(items.values())):,} distinct titles" +
-                        (f" ({len(shared):,} titles shared by {sum(shared):,} items: accepted, a generated title "
-                         "stands for all of its items)" if shared else ""))
+                        (f" ({len(shared):,} title{'s' * (len(shared) > 1)} shared by {sum(shared):,} items: accepted, "
+                         "a generated title stands for all of its items)" if shared else ""))
         if tokens:
             lengths, unit = title_lengths(list(items.values()))
             out["title length"] = f"mean {lengths.mean():.1f} {unit}, longest {lengths.max():,}"

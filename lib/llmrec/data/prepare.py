@@ -83,7 +83,7 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict]]:
                     continue
                 try:
                     rec = json.loads(text)
-                except json.JSONDecodeError:
+                except ValueError:  # not JSON (or a number of over 4,300 digits): perhaps a Python literal
                     try:
                         rec = ast.literal_eval(text)
                     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
