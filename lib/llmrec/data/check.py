@@ -465,7 +465,7 @@ def summarise(items: dict[int, str], frames: dict[str, pd.DataFrame | None], dom
         users = {s: set(df["user_id"].tolist()) for s, df in read.items()}
         out["users"] = (f"{len(set().union(*users.values())):,} (" +
                         ", ".join(f"{s} {len(u):,}" for s, u in users.items()) + ")")
-    out["domain"] = f"{domain!r}" + (" (meta.json)" if from_meta else "") + (
+    out["domain"] = f"{domain!r}" + (" (meta.json)" if from_meta else ' (no meta.json "domain": the default)') + (
         "" if domain in DOMAIN_CHOICES else f": not a prompt template ({', '.join(DOMAIN_CHOICES)}); the LLM needs "
                                             "train --domain")
     return out
