@@ -311,7 +311,8 @@ def test_a_corrupted_folder_loads_the_clean_data_or_names_the_file(fault, data, 
 
 # prepare's two CSV files: six users, eight items (one title a number, one not ASCII), window 3, core 2; the last
 # user's times written as ISO dates
-TITLES = {f"i{k}": t for k, t in enumerate(["Kite", "Café Train", "1984", "Robot", "Chess", "Yo-yo", "Puzzle", "Ball"])}
+TITLES = {f"i{k}": t for k, t in enumerate(["Kite", "Café Train", "1984", "Robot", "Chess", "Yo-yo", "Puzzle",
+                                             "Ball"])}
 EVENTS = [(f"u{u}", f"i{(u + j) % 8}", 1000 * u + 10 * j) for u in range(6) for j in range(5)]
 PREPARE_CLEAN = {
     "titles.csv": untable([["item_id", "title"], *TITLES.items()]),
@@ -348,7 +349,8 @@ def test_prepare_reads_a_corrupted_csv_as_the_clean_one_or_names_the_file(fault,
     files, expect, target = data.draw(corrupted(PREPARE_CLEAN, PREPARE_COLUMNS, fault, PREPARE_BAD))
     with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
         folder = write_files(Path(tmp) / "in", files)
-        paths = {name: folder / (name + ".gz" if (folder / (name + ".gz")).exists() else name) for name in PREPARE_CLEAN}
+        paths = {name: folder / (name + ".gz" if (folder / (name + ".gz")).exists() else name)
+                 for name in PREPARE_CLEAN}
         clean_in = write_files(Path(tmp) / "clean", {n: t.encode() for n, t in PREPARE_CLEAN.items()})
         clean = prepared(clean_in / "titles.csv", clean_in / "interactions.csv", Path(tmp) / "clean-out")
         result = prepared(paths["titles.csv"], paths["interactions.csv"], Path(tmp) / "out")
@@ -383,7 +385,8 @@ def test_check_prints_every_problem_then_a_summary(tmp_path, capsys):
     assert out[:5] == [f"{folder}: 4 problems",
                        f"  {folder}: both valid.csv and valid.csv.gz: which one is the data? remove the other",
                        f"  {folder}/train.csv, line 3, field item_ids: item 99 has no title in items.json",
-                       f"  {folder}/train.csv, line 5, field timestamp: a timestamp must be a finite number, got 'soon'",
+                       f"  {folder}/train.csv, line 5, field timestamp: a timestamp must be a finite number, got "
+                       "'soon'",
                        f"  {folder}/test.csv: empty file: expected a header line user_id,item_ids,timestamp and rows"]
     assert out[5] == "summary (of what could be read):" and "  windows        train 4" in out  # the 4 good rows
     assert main(["check", str(folder), "--limit", "2"]) == 1
@@ -400,7 +403,7 @@ def test_run_files_are_strict_json(tmp_path):
     strict = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=pytest.fail)
     assert strict["test/beam/n3/k10"]["ranks"] == [0, None, 4.0]  # a miss: null in the file
     assert rundir.load_metrics(tmp_path)["test/beam/n3/k10"]["ranks"] == [0, math.inf, 4.0]
-    (tmp_path / "metrics.json").write_text('{"old": {"ranks": [Infinity, 1]}}')  # written before: read, rewritten strict
+    (tmp_path / "metrics.json").write_text('{"old": {"ranks": [Infinity, 1]}}')  # by older code: read, then strict
     rundir.save_metrics(tmp_path, "new", {"summary": {}})
     assert json.loads((tmp_path / "metrics.json").read_text(), parse_constant=pytest.fail)["old"]["ranks"] == [None, 1]
     with pytest.raises(ValueError, match=r"log\.jsonl: refusing to write NaN at \['loss'\]"):

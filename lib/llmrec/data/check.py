@@ -61,8 +61,8 @@ class Problem:
     field: str | None = None
 
     def __str__(self) -> str:
-        where = f"{self.file}" + (f", line {self.line}" if self.line else "") + (f", field {self.field}" if self.field else "")
-        return f"{where}: {self.message}"
+        line = f", line {self.line}" if self.line else ""
+        return f"{self.file}{line}" + (f", field {self.field}" if self.field else "") + f": {self.message}"
 
 
 class Problems:
@@ -199,6 +199,11 @@ class _Object(list):
     """A JSON object as the list of its (key, value) pairs: repeated keys stay visible."""
 
 
+def quoted(text: str) -> str:
+    """``repr`` of a value in a message, cut to 40 characters: a garbled file can hold very long ones."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
 def _describe(value) -> str:
     if isinstance(value, _Object):
         return "an object"
@@ -207,8 +212,8 @@ def _describe(value) -> str:
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, (int, float)):
-        return f"the number {value}"
-    return "an empty string" if not value else f"only spaces ({value!r})" if not value.strip() else f"{value!r}"
+        return f"the number {quoted(str(value))[1:-1]}"  # a long one cut
+    return "an empty string" if not value else f"only spaces ({value!r})" if not value.strip() else quoted(value)
 
 
 def _read_json(path: Path, problems: Problems, shape: str = "") -> _Object | None:
@@ -245,10 +250,10 @@ def parse_items(path: Path, problems: Problems) -> tuple[dict[int, str], set[int
     for key, title in raw:
         iid = _id(key, least=1)
         if iid is None:
-            problems.add(path, f"an item id must be a positive integer, got {key!r}", field=f"item {key!r}")
+            problems.add(path, f"an item id must be a positive integer, got {quoted(key)}", field=f"item {quoted(key)}")
             continue
         if iid in ids:
-            problems.add(path, f"item {iid} appears twice (as {ids[iid]!r} and {key!r})", field=f"item {key}")
+            problems.add(path, f"item {iid} appears twice (as {ids[iid]!r} and {quoted(key)})", field=f"item {key}")
             continue
         ids[iid] = key
         if isinstance(title, str) and title.strip():
@@ -284,12 +289,12 @@ def parse_windows(path: Path, known: set[int] | None, problems: Problems,
         found = problems.count
         user, seq, stamp = _id(u, least=0), [_id(i, least=1) for i in parse_id_list(ids)], parse_number(ts)
         if user is None:
-            problems.add(path, f"a user id must be a non-negative integer, got {u!r}", line, "user_id")
+            problems.add(path, f"a user id must be a non-negative integer, got {quoted(u)}", line, "user_id")
         if None in seq:
-            problems.add(path, f"item ids must be positive integers, got {parse_id_list(ids)[seq.index(None)]!r}",
+            problems.add(path, f"item ids must be positive integers, got {quoted(parse_id_list(ids)[seq.index(None)])}",
                          line, "item_ids")
         elif len(seq) < 2:
-            problems.add(path, f"a window needs a history of at least 1 item and a target, got {ids!r}", line,
+            problems.add(path, f"a window needs a history of at least 1 item and a target, got {quoted(ids)}", line,
                          "item_ids")
         elif known is not None and any(i not in known for i in seq):
             unknown = [i for i in seq if i not in known]
@@ -297,7 +302,7 @@ def parse_windows(path: Path, known: set[int] | None, problems: Problems,
                                + (f" (nor {len(unknown) - 1} more of this window)" if len(unknown) > 1 else ""),
                          line, "item_ids")
         if stamp is None:
-            problems.add(path, f"a timestamp must be a finite number, got {ts!r}", line, "timestamp")
+            problems.add(path, f"a timestamp must be a finite number, got {quoted(ts)}", line, "timestamp")
         if problems.count == found:
             users.append(user)
             hists.append(seq[:-1])
@@ -308,7 +313,8 @@ def parse_windows(path: Path, known: set[int] | None, problems: Problems,
     if problems.count > before and not users:
         return None
     return pd.DataFrame({"user_id": np.asarray(users, dtype=np.int64), "history": hists,
-                         "target": np.asarray(targets, dtype=np.int64), "timestamp": np.asarray(stamps, dtype=np.int64)})
+                         "target": np.asarray(targets, dtype=np.int64),
+                         "timestamp": np.asarray(stamps, dtype=np.int64)})
 
 
 def _find(folder: Path, stem: str, problems: Problems) -> Path | None:
@@ -435,8 +441,8 @@ def title_lengths(titles: list[str]) -> tuple[np.ndarray, str]:
     SmolLM2 on first use), else words."""
     path = cache_root() / "smollm2-135m" / "tokenizer.json"  # llmrec.llm.model.smollm2_cache's tokenizer
     if path.exists():
-        tok = _tokenizer(path)
-        return np.asarray([len(e.ids) for e in tok.encode_batch_fast(titles, add_special_tokens=False)]), "SmolLM2 tokens"
+        encoded = _tokenizer(path).encode_batch_fast(titles, add_special_tokens=False)
+        return np.asarray([len(e.ids) for e in encoded]), "SmolLM2 tokens"
     return np.asarray([len(t.split()) for t in titles]), "words (SmolLM2 tokens once the LLM has been loaded once)"
 
 

@@ -49,7 +49,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..core.io import atomic_write, dumps, publish_dir
-from .check import Problems, check_folder, parse_number, read_csv
+from .check import Problems, check_folder, parse_number, quoted, read_csv
 from .dataset import DOMAIN_CHOICES, Dataset, DataError, chronological_split, make_windows, sample_windows, save_dataset
 
 OUTPUT_FILES = {"items.json.gz", "train.csv.gz", "valid.csv.gz", "test.csv.gz", "meta.json", "id_map.json.gz"}
@@ -176,7 +176,7 @@ def read_interaction_csv(path: str | Path, keep: Iterable[str] | None = None) ->
             if not value:
                 problems.add(path, f"empty {name}", line, name)
         if time_ is None:
-            problems.add(path, f"neither a number nor an ISO date such as 2021-03-04 ({t!r})", line, "timestamp")
+            problems.add(path, f"neither a number nor an ISO date such as 2021-03-04 ({quoted(t)})", line, "timestamp")
         elif u and i and (keep is None or i in keep):
             users.append(u)
             items.append(i)
