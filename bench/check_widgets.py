@@ -284,7 +284,7 @@ def check(chromium: Path, out: Path, chapters=tuple(EXPLORERS), profile: str = "
         except subprocess.TimeoutExpired:
             proc.kill()
     report["ok"] = all(e["ok"] for e in report["chapters"].values()) and not report["console_errors"]
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")  # strict JSON
     return report
 
 
