@@ -14,9 +14,13 @@ so that the test fails on drift, not on prose:
   spans and fenced code (shell commands), each such word that ends in a file suffix
   (``papermill notebooks/06_training_comparison.ipynb out.ipynb``: the notebook; not ``--out data/films``, an
   output). A checked path must exist, or be git-ignored (an output a command makes, e.g.
-  ``notebooks/executed/``). Markdown link and image targets must exist, relative to the page that holds them.
-* **Never checked:** URLs (``scheme:``), anchors (``#…``), and anything with a placeholder or a glob: ``<…>``,
-  ``*``, ``?``, ``[``, ``{``, ``$``, ``…`` or ``...``, or a path part in capitals (``FOLDER``, ``RUN``, ``PATH``).
+  ``notebooks/executed/``). Markdown link and image targets must exist, relative to the page that holds them,
+  and a ``#fragment`` on a link to a page must name one of its headings (GitHub's anchors).
+* **Never checked:** URLs (``scheme:``); paths outside those folders (``runs/…``, ``~/.cache/llmrec``, a run
+  directory's ``checkpoints/``); anything with a placeholder or a glob: ``<…>``, ``*``, ``?``, ``[``, ``{``, ``$``,
+  ``…`` or ``...``, or a path part in capitals (``FOLDER``, ``RUN``, ``PATH``).
+
+And README.md has at most 150 lines: the rest belongs in docs/.
 """
 
 from __future__ import annotations
@@ -86,6 +90,13 @@ def repo_path(word: str) -> str | None:
     return word
 
 
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    tokens = PARSER.parse(page.read_text(encoding="utf-8"))
+    return {re.sub(r"[^\w\- ]", "", nxt.content.lower()).replace(" ", "-")
+            for tok, nxt in zip(tokens, tokens[1:]) if tok.type == "heading_open"}
+
+
 def pieces(text: str) -> tuple[list[str], list[str], list[str]]:
     """The page's inline code spans, fenced or indented code blocks, and link / image targets."""
     spans, blocks, targets = [], [], []
@@ -126,11 +137,12 @@ def paths_in(text: str) -> set[str]:
     return paths - {None}
 
 
-def link_targets(text: str, page: Path) -> set[Path]:
-    """The local targets of a page's links and images, resolved against the page's folder."""
+def link_targets(text: str, page: Path) -> set[tuple[Path, str]]:
+    """The local targets of a page's links and images, resolved against the page's folder, with their fragment
+    ("" for none; a bare ``#fragment`` is the page itself)."""
     _, _, targets = pieces(text)
-    local = (t.split("#", 1)[0] for t in targets if t and not t.startswith("#") and not re.match(r"[a-z]+:", t))
-    return {(page.parent / t).resolve() for t in local if t}
+    local = (t.partition("#") for t in targets if t and not re.match(r"[a-z][a-z0-9+.-]*:", t))
+    return {((page.parent / path).resolve() if path else page, fragment) for path, _, fragment in local}
 
 
 def problems(text: str, page: Path) -> list[str]:
@@ -144,9 +156,12 @@ def problems(text: str, page: Path) -> list[str]:
     for path in sorted(paths_in(text)):
         if not (ROOT / path).exists() and not git_ignored(path):
             out.append(f"path {path}: no such file or folder (and not an ignored output)")
-    for target in sorted(link_targets(text, page)):
+    for target, fragment in sorted(link_targets(text, page)):
+        shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
         if not target.exists():
-            out.append(f"link {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}: missing")
+            out.append(f"link {shown}: missing")
+        elif fragment and target.suffix == ".md" and fragment not in anchors(target):
+            out.append(f"link {shown}#{fragment}: no such heading")
     return out
 
 
@@ -169,7 +184,8 @@ def test_the_rules_catch_drift_and_leave_prose_alone():
 
 Paths: `lib/llmrec/lite/`, `notebooks/executed/` (ignored output), `results/nope/` (missing),
 `papermill notebooks/00_missing.ipynb out.ipynb -p dataset data/films`, `results/<profile>/llm/`, `data/FOLDER/x`,
-`runs/<run>`, `lib/llmrec/*.py`, see [the library](library.md), [gone](nothing.md#x), [web](https://example.org/a.md).
+`runs/<run>`, `lib/llmrec/*.py`, see [the library](library.md), [its profiles](library.md#profiles),
+[gone](nothing.md#x), [no such heading](library.md#nope), [web](https://example.org/a.md).
 
 ```bash
 python -m llmrec prepare --out data/films      # an output, not checked
@@ -184,4 +200,5 @@ papermill notebooks/99_gone.ipynb out.ipynb
         "path notebooks/99_gone.ipynb: no such file or folder (and not an ignored output)",
         "path results/nope/: no such file or folder (and not an ignored output)",
         "link docs/nothing.md: missing",
+        "link docs/library.md#nope: no such heading",
     ])
