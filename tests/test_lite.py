@@ -15,7 +15,7 @@ from llmrec.data import load_dataset
 from llmrec.lite import items as I
 from llmrec.lite.model import LiteLLM4Rec, prepare_body, standardise
 from llmrec.llm.model import load_llm
-from llmrec.seqrec.objectives import batch_loss
+from llmrec.itemseq.objectives import batch_loss
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import llmrec.seqrec.training as T
+import llmrec.itemseq.loop as T
 from llmrec import runs, seqrec
 from llmrec.bench import bench_seqrec
 from llmrec.core import rundir
@@ -281,7 +281,7 @@ def test_every_sasrec_variant_is_causal_and_padding_invariant(opts):
 
 def test_negatives_per_position_equal_a_float64_loop():
     from llmrec.core.samplers import uniform
-    from llmrec.seqrec.objectives import batch_loss
+    from llmrec.itemseq.objectives import batch_loss
 
     torch.manual_seed(0)
     m = seqrec.SASRec(30, hidden=8, blocks=1, heads=1, dropout=0.0, maxlen=6).eval()

@@ -154,7 +154,7 @@ SEQREC_DATASETS = ("toy", "books")  # the seqrec benchmark runs on each: CE's co
 
 def run_bench(what: str = "all", out: str | None = None, device: str = "cpu", out_dir: str | Path | None = None) -> dict:
     """Run one benchmark (``trie``, ``losses``, ``seqrec``) or all; each writes ``bench/<name>.json`` (the
-    machine, the date and its numbers: what the README quotes), as soon as it is done. ``out`` writes the
+    machine, the date and its numbers: what docs/benchmarks.md quotes), as soon as it is done. ``out`` writes the
     whole result to one file instead. Returns ``{"machine", "when", name: result, ...}``."""
     if what not in (*BENCHMARKS, "all"):
         raise ValueError(f"unknown benchmark {what!r}; choose one of {', '.join(BENCHMARKS)} or all")

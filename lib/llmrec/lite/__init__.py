@@ -1,8 +1,8 @@
 """The Lite-LLM4Rec family (Wang et al. 2024): an item LLM encodes each item's text once (``items``), a
 recommendation LLM runs over the sequence of those vectors and an item projection head scores the whole
 catalogue in one pass (``model``); no titles are generated, no beam search. ``config``, ``recommender``,
-``train`` (the classic family's loop). It sits above both :mod:`llmrec.llm` (SmolLM2, the text encoders) and
-:mod:`llmrec.seqrec` (the item-sequence losses and loop)."""
+``train`` (the item-sequence loop it shares with the classic family, :mod:`llmrec.itemseq`). It sits above
+:mod:`llmrec.llm` (SmolLM2, the text encoders) and :mod:`llmrec.itemseq`; it does not import :mod:`llmrec.seqrec`."""
 
 from .config import DEFAULTS, complete
 from .items import item_vectors

@@ -1,4 +1,5 @@
-"""Training Lite-LLM4Rec: the classic family's loop (:func:`llmrec.seqrec.training.fit`) on its model.
+"""Training Lite-LLM4Rec: the item-sequence loop it shares with the classic family (:func:`llmrec.itemseq.loop.fit`)
+on its model.
 
 Adam on the trained parameters (adapter, LoRA, head), every position of a
 training window labelled (or the last only), validation NDCG@10 on full
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..seqrec.training import fit
+from ..itemseq.loop import fit
 from .config import complete
 from .recommender import LiteRecommender
 
