@@ -120,3 +120,94 @@ def test_list_metrics_agree_with_trec_eval_when_the_list_misses_the_target():
         ours = _ours(ranks, k)
         for name in lib:
             np.testing.assert_allclose(ours[name], lib[name], rtol=1e-9, atol=1e-12, err_msg=f"{name}, k={k}")
+
+
+def _clustered(seed: int, n_users: int, mean_diff: float):
+    """Paired per-window values of ``n_users`` users with 1 to 4 windows each (a user's windows share a user
+    effect, so they are correlated), in shuffled order."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 5, n_users)
+    users = rng.permutation(np.repeat(rng.choice(10 * n_users, n_users, replace=False), sizes))
+    effect = dict(zip(np.unique(users), rng.normal(mean_diff, 1.0, n_users)))
+    a = rng.random(len(users))
+    return a, a + np.array([effect[u] for u in users]) + rng.normal(0, 0.3, len(users)), users
+
+
+def test_user_bootstrap_matches_the_exact_cluster_bootstrap():
+    """Against the bootstrap distribution enumerated exactly: 6 users, every one of the 6^6 equally likely
+    ordered draws of 6 users, the mean difference over all the drawn users' windows. Each bound must be a
+    quantile of that exact distribution and the share of resamples <= 0 its probability, up to the reported
+    Monte Carlo error."""
+    import itertools
+
+    a, b, users = _clustered(3, 6, 0.2)
+    ids = np.unique(users)
+    sums = np.array([(b - a)[users == u].sum() for u in ids])
+    counts = np.array([(users == u).sum() for u in ids])
+    draws = np.array(list(itertools.product(range(len(ids)), repeat=len(ids))))
+    exact = np.sort(sums[draws].sum(1) / counts[draws].sum(1))
+    got = M.user_bootstrap(a, b, users, n_boot=64000, max_boot=64000, seed=1)
+    assert got["n_users"] == 6 and got["n"] == len(users) and got["n_boot"] == 64000
+    assert got["diff"] == pytest.approx((b - a).mean())
+    for bound, q in ((got["lo"], 0.025), (got["hi"], 0.975)):
+        tol = 4 * math.sqrt(q * (1 - q) / 64000)
+        assert (exact <= bound + 1e-12).mean() >= q - tol and (exact < bound - 1e-12).mean() <= q + tol
+    p_exact = (exact <= 0).mean()
+    assert 0.02 < p_exact < 0.5
+    assert got["p_b_not_better"] == pytest.approx(p_exact, abs=4 * got["p_mc"])
+
+
+def test_user_bootstrap_agrees_with_scipy_and_reports_an_honest_monte_carlo_error():
+    """scipy.stats.bootstrap on the users (their summed differences and window counts, resampled as pairs) gives
+    the same percentile interval up to the Monte Carlo error; that error matches the spread of the bounds over
+    bootstrap seeds; with every user distinct the resamples are :func:`paired_difference`'s, draw for draw."""
+    from scipy import stats
+
+    a, b, users = _clustered(0, 150, 0.15)
+    ids = np.unique(users)
+    sums = np.array([(b - a)[users == u].sum() for u in ids])
+    counts = np.array([(users == u).sum() for u in ids], dtype=float)
+    got = M.user_bootstrap(a, b, users, n_boot=20000, max_boot=20000)
+    ref = stats.bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True,
+                          vectorized=True, n_resamples=20000, method="percentile", rng=0).confidence_interval
+    assert got["lo"] == pytest.approx(ref.low, abs=5 * math.sqrt(2) * got["lo_mc"])
+    assert got["hi"] == pytest.approx(ref.high, abs=5 * math.sqrt(2) * got["hi_mc"])
+    # windows of one user are correlated: resampling windows alone gives a narrower (overconfident) interval
+    windows = M.paired_difference(a, b, n_boot=20000)
+    assert windows["hi"] - windows["lo"] < 0.9 * (got["hi"] - got["lo"])
+
+    runs = [M.user_bootstrap(a, b, users, n_boot=2000, max_boot=2000, seed=s) for s in range(40)]
+    for side in ("lo", "hi"):
+        spread = np.std([r[side] for r in runs], ddof=1)
+        assert 0.6 < np.mean([r[f"{side}_mc"] for r in runs]) / spread < 1.6, side
+
+    distinct = M.user_bootstrap(a, b, np.arange(len(a))[::-1], seed=5)
+    old = M.paired_difference(a, b, seed=5)
+    assert {k: distinct[k] for k in old} == old and M.user_bootstrap(a, b, seed=5)["lo"] == old["lo"]
+
+
+def test_resolved_only_where_the_bound_is_told_apart_from_zero():
+    assert M.verdict(0.002, 0.01, 1e-4, 1e-4) == "resolved" and M.verdict(-0.01, -0.002, 1e-4, 1e-4) == "resolved"
+    assert M.verdict(2e-4, 0.01, 1e-4, 1e-4) == "edge" and M.verdict(-0.01, -2e-4, 1e-4, 1e-4) == "edge"
+    assert M.verdict(-0.01, 0.01, 1e-4, 1e-4) == "unresolved"
+    assert M.verdict(0.0, 0.01, 0.0, 1e-4) == "unresolved"  # a lower bound exactly 0 (ties in every draw near it)
+    assert M.verdict(0.0, 0.0, 0.0, 0.0) == "unresolved"
+
+    a, b, users = _clustered(1, 300, 0.0)
+    clear = M.user_bootstrap(a, b + 1.0, users)
+    assert clear["verdict"] == "resolved" and clear["n_boot"] == 2000
+    # shift b so that the lower bound sits on 0 (its mean over 10 seeds of 16,000 resamples): more resamples are
+    # drawn, up to max_boot, and the bound stays within its Monte Carlo error of 0
+    lo = np.mean([M.user_bootstrap(a, b, users, n_boot=16000, max_boot=16000, seed=s)["lo"] for s in range(10, 20)])
+    edge = M.user_bootstrap(a, b - lo, users, max_boot=16000, seed=1)
+    assert edge["n_boot"] == 16000 and edge["verdict"] == "edge" and not edge["resolved"]
+    assert edge["lo_mc"] < M.user_bootstrap(a, b - lo, users, max_boot=2000, seed=1)["lo_mc"] / 2
+
+    entry = {"user_ids": users.tolist(), "ranks": np.where(a > 0.5, 0.0, np.inf).tolist()}
+    other = {**entry, "ranks": np.where(b > 0.5, 0.0, np.inf).tolist()}
+    got = M.compare_by_user(entry, other, "hr@10")
+    assert got["metric"] == "hr@10" and got["n_users"] == len(np.unique(users))
+    with pytest.raises(ValueError, match="one user per window"):
+        M.user_bootstrap(a, b, users[:-1])
+    with pytest.raises(ValueError, match="different users"):
+        M.compare_by_user(entry, {**other, "user_ids": users[::-1].tolist()}, "hr@10")
