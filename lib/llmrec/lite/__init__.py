@@ -8,4 +8,4 @@ from .config import DEFAULTS, complete
 from .items import item_vectors
 from .model import LiteLLM4Rec
 from .recommender import LiteRecommender
-from .training import train
+from .training import base_weights, train

@@ -11,4 +11,4 @@ training loop).
 
 from .config import LOSSES, TrainConfig
 from .recommender import LLMRecommender
-from .training import train
+from .training import base_weights, train

@@ -62,12 +62,15 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     return fit(complete(config), SeqRecommender.build, run_dir, progress)
 
 
-def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = True, weights=None) -> Path:
     """Open the run directory of a completed configuration ``cfg`` (the run cache) and train there, unless it
     is finished; ``build(cfg)`` returns the untrained recommender (its ``model`` is what trains). Shared by
-    every family that trains a :class:`~llmrec.seqrec.models.ItemScorer` on item sequences (Lite-LLM4Rec too)."""
+    every family that trains a :class:`~llmrec.seqrec.models.ItemScorer` on item sequences (Lite-LLM4Rec too,
+    whose ``weights()`` gives the fingerprints of the pretrained weights it starts from: part of its identity)."""
     identity = {"dataset": dataset_fingerprint(cfg["dataset"]), "world_size": 1, "global_batch": cfg["batch_size"]}
-    run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_for(cfg, identity)
+    if weights is not None:
+        identity = rundir.with_weights(identity, weights)
+    run_dir = Path(run_dir) if run_dir is not None else rundir.find_run(cfg, identity)
     if rundir.open_run(run_dir, cfg, identity):
         return run_dir
     with rundir.attempt(run_dir):
