@@ -156,7 +156,7 @@ def user_bootstrap(a, b, users=None, n_boot: int = 2000, max_boot: int = 128_000
 
     Each resample draws as many users as there are, with replacement, and takes the mean difference over all
     the drawn users' windows (a user drawn twice counts twice). With every user distinct this is
-    :func:`paired_difference`, draw for draw (same seed, ``n_boot`` up to 8,192). The bounds are percentiles of
+    :func:`paired_difference`, draw for draw (same seed, while ``n_boot`` x users stays under 2**22). The bounds are percentiles of
     the resamples, each with its Monte Carlo standard error (:func:`quantile_mc_error`); while a bound lies
     within ``z`` errors of 0 the resamples are doubled, up to ``max_boot``.
 
