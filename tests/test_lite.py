@@ -119,7 +119,7 @@ def test_each_tuning_mode_trains_what_it_says(tune):
     assert m.body.embed_tokens is None  # inputs are the adapted item vectors
 
 
-def test_item_vector_cache_is_keyed_by_the_catalogue(tmp_path, monkeypatch):
+def test_item_vector_cache_is_keyed_by_the_catalogue_and_the_encoder(tmp_path, monkeypatch):
     ds = load_dataset("synthetic")
     first = I.item_vectors(ds, "tiny", root=tmp_path)
     assert first.shape[0] == max(ds.items) + 1 and torch.all(first[0] == 0)
@@ -132,7 +132,10 @@ def test_item_vector_cache_is_keyed_by_the_catalogue(tmp_path, monkeypatch):
     assert calls == [len(ds.items)]  # a changed title is a new catalogue: encoded again
     I.item_vectors(ds, "tiny", max_tokens=8, root=tmp_path)
     assert len(calls) == 2  # and so are other encoder settings
-    assert len(list(tmp_path.glob("*.pt"))) == 3
+    monkeypatch.setattr(I, "encoder_fingerprint", lambda name: "other weights")
+    I.item_vectors(ds, "tiny", root=tmp_path)
+    assert len(calls) == 3  # and other weights under the encoder's name
+    assert len(list(tmp_path.glob("*.pt"))) == 4
 
 
 def test_smoke_run_trains_ranks_and_round_trips(runs_root):

@@ -1,4 +1,4 @@
-"""``python -m llmrec train|evaluate|compare|prepare|check|bench|figures``.
+"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures``.
 
 The modules that import torch, transformers or peft are imported inside the subcommands that need them, so
 ``--help`` and ``check`` answer in about a second. An error is one line on stderr (exit status 2) naming what
@@ -75,6 +75,14 @@ def _compare(args) -> int:
 
     for row in runs.compare(args.run_a, args.run_b, args.key):
         print(json.dumps(row))
+    return 0
+
+
+def _adopt(args) -> int:
+    from . import runs
+
+    for run in args.run_dir:
+        print(run, json.dumps(runs.adopt(run)))
     return 0
 
 
@@ -167,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_b")
     c.add_argument("--key", default=None, help="evaluation key (default: the one both runs share)")
     c.set_defaults(func=_compare)
+
+    a = sub.add_parser("adopt", help="record that runs made before run identities held the pretrained weights were "
+                                     "trained on the weights installed now (you vouch for it)")
+    a.add_argument("run_dir", nargs="+")
+    a.set_defaults(func=_adopt)
 
     p = sub.add_parser("prepare", help="Amazon 2014 reviews + metadata -> windows (5-core, window 11, 8:1:1)")
     add_prepare_args(p)

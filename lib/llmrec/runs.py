@@ -41,10 +41,36 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     return FAMILIES[family_of(config)].train(config, run_dir=run_dir, progress=progress)
 
 
+def base_weights(run_dir: str | Path) -> dict | None:
+    """The fingerprints of the pretrained weights installed now under the names a run's configuration gives
+    (None for a family that starts from none: seqrec)."""
+    config = config_of(run_dir)
+    family = family_of(config)
+    return None if family == "seqrec" else FAMILIES[family].base_weights(config)
+
+
+def adopt(run_dir: str | Path) -> dict:
+    """Record that a run made before identities held the pretrained weights was trained on those installed now
+    (the caller vouches for it; ``llmrec adopt``), so that it is found, continued, reused and evaluated again;
+    returns the fingerprints recorded."""
+    weights = base_weights(run_dir)
+    if weights is None:
+        raise ValueError(f"{run_dir}: a {family_of(config_of(run_dir))} run starts from no pretrained weights; "
+                         "there is nothing to adopt")
+    rundir.adopt(run_dir, weights)
+    return weights
+
+
 def load(run_dir: str | Path, embed: str = "llm") -> Recommender:
-    """The trained recommender of a finished run (its best validation epoch)."""
+    """The trained recommender of a finished run (its best validation epoch), refused when the pretrained
+    weights it was trained on are not those installed now under the same names (:func:`rundir.check_identity`)."""
     if not rundir.is_done(run_dir):
         raise FileNotFoundError(f"{run_dir}: no finished training run here (missing done.json)")
+    weights = base_weights(run_dir)
+    if weights is not None:
+        ipath = Path(run_dir) / "identity.json"
+        recorded = read_json(ipath) if ipath.exists() else None
+        rundir.check_identity(run_dir, recorded, {**(recorded or {}), rundir.WEIGHTS: weights})
     family = family_of(config_of(run_dir))
     if family == "llm":
         return llm.LLMRecommender.from_run(run_dir, embed=embed)

@@ -7,6 +7,7 @@ rename), so an interrupted process leaves either the old content or the new.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -150,3 +151,18 @@ def save_torch(path: str | Path, obj) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write(path, buf.getvalue())
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read once per process while its path, size and modification time stay the
+    same (SmolLM2-135M's 538 MB of weights: 0.7 s on the 2-core VM)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(p, "rb") as f:
+            _DIGESTS[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _DIGESTS[key]

@@ -25,13 +25,16 @@ from .objectives import batch_loss
 from .scorer import load_trainable, train_sequences, trainable_state
 
 
-def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = True, weights=None) -> Path:
     """Open the run directory of a completed configuration ``cfg`` (the run cache) and train there, unless it
     is finished; ``build(cfg)`` returns the untrained recommender (its ``model`` is what trains). Shared by
-    every family that trains an :class:`~llmrec.itemseq.scorer.ItemScorer` on item sequences."""
+    every family that trains an :class:`~llmrec.itemseq.scorer.ItemScorer` on item sequences; a family that
+    starts from pretrained weights (Lite-LLM4Rec) passes ``weights()``, their fingerprints: part of its identity."""
     load_dataset(cfg["dataset"])  # the data's check: a folder with a problem never gets a run directory
     identity = {"dataset": dataset_fingerprint(cfg["dataset"]), "world_size": 1, "global_batch": cfg["batch_size"]}
-    run_dir = Path(run_dir) if run_dir is not None else rundir.run_dir_for(cfg, identity)
+    if weights is not None:
+        identity = rundir.with_weights(identity, weights)
+    run_dir = Path(run_dir) if run_dir is not None else rundir.find_run(cfg, identity)
     if rundir.open_run(run_dir, cfg, identity):
         return run_dir
     with rundir.attempt(run_dir):

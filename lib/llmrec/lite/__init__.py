@@ -7,7 +7,8 @@ Everything but the configuration is imported on first use (it imports torch)."""
 
 from .config import DEFAULTS, LiteConfig, complete
 
-_LAZY = {"item_vectors": "items", "LiteLLM4Rec": "model", "LiteRecommender": "recommender", "train": "training"}
+_LAZY = {"item_vectors": "items", "LiteLLM4Rec": "model", "LiteRecommender": "recommender", "train": "training",
+         "base_weights": "training"}
 
 
 def __getattr__(name: str):

@@ -13,14 +13,14 @@ from .config import LOSSES, TrainConfig
 
 
 def __getattr__(name: str):
-    """``LLMRecommender`` and ``train`` on first use: they import torch, transformers and peft, which the command
+    """``LLMRecommender``, ``train`` and ``base_weights`` on first use: they import torch, transformers and peft, which the command
     line's ``--help`` and ``check`` (and anything that needs only the prompts or the config) never need."""
     if name == "LLMRecommender":
         from .recommender import LLMRecommender
 
         return LLMRecommender
-    if name == "train":
-        from .training import train
+    if name in ("train", "base_weights"):
+        from . import training
 
-        return train
+        return getattr(training, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
