@@ -179,7 +179,7 @@ def test_readme_fits_on_a_screen():
 def test_the_rules_catch_drift_and_leave_prose_alone():
     page = ROOT / "docs" / "page.md"
     text = """`llmrec.core.losses.sce_loss` and `core.metrics.ndcg_at_k(ranks, k)` exist; `llmrec.losses.sce_loss`,
-`core.metrics.ndcg_at_100` and llmrec.core.profiles.NO_SUCH in prose do not. `runs.FAMILIES`,
+`core.metrics.ndcg_at_100` and llmrec.core.profiles.NO_SUCH in prose do not. `core.families.REGISTRY`,
 `llmrec.llm.config.TrainConfig.domain` (a dataclass field) exist. `config.json`, `ItemTrie`, `data.json` are not names.
 
 Paths: `lib/llmrec/lite/`, `notebooks/executed/` (ignored output), `results/nope/` (missing),

@@ -8,6 +8,7 @@ to fix (for data: the file, line and field); ``--debug`` (or ``LLMREC_DEBUG=1``)
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -16,49 +17,40 @@ import sys
 from .core.profiles import PROFILES, dataset_for, profile, train_config
 from .data import DATASETS, check_dataset, load_dataset
 from .data.prepare import add_prepare_args, run_prepare
-from .llm import LOSSES
-from .llm.prompts import TEMPLATES
-
-SEQ_MODELS = ("sasrec", "gru4rec", "caser")
-
+from .core import families
 
 def _train(args) -> int:
-    family = args.family or ("seqrec" if args.model in SEQ_MODELS else "llm")
-    load_dataset(dataset_for(args.profile, args.dataset))  # the data's check, before torch is even imported
+    spec = families.get(args.family or families.for_model(args.model))
+    over = {key: getattr(args, key) for key in families.COMMON if key in spec.common}
+    over["dataset"] = dataset_for(args.profile, args.dataset)
+    for fam in families.REGISTRY.values():  # another family's option given: a mistake, said before any work
+        for opt in fam.options:
+            if getattr(args, _dest(opt.flag)) is not None and opt not in spec.options:
+                raise ValueError(f"{opt.flag} applies to {fam.name} runs; this is a {spec.name} run "
+                                 f"(--family {spec.name})")
+    for key in families.COMMON:
+        if key not in spec.common and getattr(args, key) is not None and key != "dataset":
+            raise ValueError(f"--{key} does not apply to {spec.name} runs")
+    if over.get("alpha") == "auto" and spec.name != "llm":
+        raise ValueError("--alpha auto (|Z| / |Z_valid| per position) applies to the LLM's msl-alpha only")
+    over.update({opt.key: getattr(args, _dest(opt.flag)) for opt in spec.options})
+    load_dataset(over["dataset"])  # the data's check, before torch is even imported
     from . import runs
 
-    if family != "llm":
-        if args.checkpoint_every:
-            raise ValueError("--checkpoint-every applies to LLM runs; classic models checkpoint after every epoch, "
-                             "as does Lite-LLM4Rec")
-        if args.domain:
-            raise ValueError("--domain picks the LLM's prompt; classic models and Lite-LLM4Rec have none")
-        # the classic loop's options, shared by SASRec & co and Lite-LLM4Rec
-        over = dict(dataset=dataset_for(args.profile, args.dataset),
-                    loss=args.loss if args.loss != "msl-ats" else "ce",  # the LLM default means nothing here
-                    alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
-                    lr=args.lr, seed=args.seed, device=args.device)
-        if family == "lite":
-            over.update(encoder=args.encoder, head=args.head, tune=args.tune, rec_layers=args.rec_layers,
-                        positions=args.positions)
-        else:
-            over.update(model=args.model)
-    else:
-        over = dict(dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau, alpha=args.alpha,
-                    epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
-                    lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
-                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms,
-                    checkpoint_every=args.checkpoint_every, domain=args.domain)
-    run = runs.train(train_config(args.profile, family, **over), run_dir=args.run_dir, progress=not args.quiet)
+    run = runs.train(train_config(args.profile, spec.name, **over), run_dir=args.run_dir, progress=not args.quiet)
     if args.no_eval:
         print(run)
         return 0
     p = profile(args.profile)
-    out = runs.evaluate(run, "test", n_users=p["eval_users"] if family == "llm" else None, k=p["eval_beams"],
+    out = runs.evaluate(run, "test", n_users=p[spec.test_users] if spec.test_users else None, k=p["eval_beams"],
                         progress=not args.quiet)
     print(run)
     print(json.dumps(out["summary"], indent=1))
     return 0
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
 
 
 def _evaluate(args) -> int:
@@ -117,6 +109,24 @@ def positive(typ, zero: bool = False):
     return parse
 
 
+TYPES = {"positive int": positive(int), "positive float": positive(float), "count": positive(int, zero=True)}
+
+
+def _argparse(opt: families.Option, fam: families.Family) -> dict:
+    """argparse's keywords of a family's option: its type by name (:data:`TYPES`), its choices from the
+    family's configuration class when it declares none (so the command line never copies them)."""
+    kw = dict(opt.kwargs)
+    if isinstance(kw.get("type"), str):
+        kw["type"] = TYPES[kw["type"]]
+    if isinstance(kw.get("choices"), str):  # "module:NAME" of a table whose keys are the choices
+        module, _, name = kw["choices"].partition(":")
+        kw["choices"] = tuple(sorted(getattr(importlib.import_module(module), name)))
+    choices = fam.load("config").CHOICES.get(opt.key)
+    if "choices" not in kw and choices is not None:
+        kw["choices"] = tuple(choices)
+    return kw
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="llmrec", description=__doc__.split("\n")[0])
     ap.add_argument("--debug", action="store_true",
@@ -124,34 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train (or reuse from the run cache) and evaluate on test")
-    t.add_argument("--family", default=None, choices=["llm", "seqrec", "lite"],
-                   help="llm: the generative LLM (MSL paper); seqrec: SASRec/GRU4Rec/Caser; lite: Lite-LLM4Rec "
-                        "(default: seqrec for --model sasrec/gru4rec/caser, else llm)")
+    t.add_argument("--family", default=None, choices=families.names(),
+                   help="; ".join(f"{f.name}: {f.summary}" for f in families.REGISTRY.values())
+                   + " (default: the family of --model, else llm)")
     t.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} or a prepared folder")
-    t.add_argument("--loss", default="msl-ats", help=f"LLM: {', '.join(LOSSES)}; sasrec/gru4rec/caser: ce, bce, bpr, "
-                                                     "sampled-softmax, sce")
-    t.add_argument("--model", default=None, help="smollm2-135m, tiny, a local HF folder, sasrec, gru4rec or caser")
+    t.add_argument("--loss", default=None, help="; ".join(
+        f"{f.name}: {', '.join(f.load('config').CHOICES['loss'])}" for f in families.REGISTRY.values()
+        if "loss" in f.load("config").CHOICES) + " (default: the family's)")
+    t.add_argument("--model", default=None, help="an LLM (smollm2-135m, tiny, a local HF folder) or "
+                   + ", ".join(m for f in families.REGISTRY.values() for m in f.models))
     t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
-    for name, typ in (("--tau", positive(float)), ("--epochs", positive(int)), ("--lr", positive(float)),
-                      ("--n-train", positive(int)), ("--layers", positive(int)), ("--lora-layers", positive(int)),
-                      ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int)),
-                      ("--checkpoint-every", positive(int))):
+    for name, typ in (("--epochs", positive(int)), ("--lr", positive(float)), ("--seed", int),
+                      ("--negatives", positive(int))):
         t.add_argument(name, type=typ, default=None)
-    lite = t.add_argument_group("Lite-LLM4Rec (--family lite)")
-    lite.add_argument("--encoder", default=None, choices=["smollm2-135m", "minilm", "tiny", "none"],
-                      help="item LLM (none: learned item-id embeddings)")
-    lite.add_argument("--head", default=None, choices=["mlp", "dot"])
-    lite.add_argument("--tune", default=None, choices=["lora", "frozen", "full"], help="the recommendation LLM")
-    lite.add_argument("--rec-layers", type=positive(int), default=None, help="blocks of the recommendation LLM")
-    lite.add_argument("--positions", default=None, choices=["all", "last"], help="positions trained with the loss")
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)
-    t.add_argument("--domain", default=None, choices=sorted(TEMPLATES),
-                   help="the prompt's template (default: the dataset's meta.json \"domain\", else generic)")
-    t.add_argument("--sdpo-ref", default=None, help="run directory of the LML run S-DPO starts from")
+    added = set()
+    for fam in families.REGISTRY.values():
+        group = t.add_argument_group(f"{fam.name} ({fam.summary})") if fam.options else None
+        for opt in fam.options:
+            if opt.flag not in added:
+                group.add_argument(opt.flag, default=None, dest=_dest(opt.flag), **_argparse(opt, fam))
+                added.add(opt.flag)
     t.add_argument("--run-dir", default=None)
-    t.add_argument("--log-grad-norms", type=positive(int, zero=True), nargs="?", const=1, default=None, metavar="K",
-                   help="log the gradient norms of L1 and L2 every K steps (default K: 1; 0: never)")
     t.add_argument("--no-eval", action="store_true")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)

@@ -25,7 +25,7 @@ grid (``sce_grid``).
 
 from __future__ import annotations
 
-FAMILIES = ("llm", "seqrec", "lite")
+from . import families
 
 PROFILES = {
     "smoke": {
@@ -114,13 +114,12 @@ def dataset_for(name: str, dataset: str | None) -> str:
 def train_config(name: str, family: str = "llm", **overrides) -> dict:
     """A run configuration: the profile's options for ``family`` with ``overrides`` (None values are ignored).
 
-    The family's defaults fill what is missing (:class:`llmrec.llm.config.TrainConfig`,
-    :data:`llmrec.seqrec.config.DEFAULTS`).
+    The family's defaults fill what is missing (its configuration class, :mod:`llmrec.core.config`); a
+    family registered without a sub-table here sizes itself per profile (:attr:`llmrec.core.families.Family.profiles`).
     """
     t = _table(name)
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
-    cfg = {"dataset": t["dataset"], **t[family]}
+    spec = families.get(family)
+    cfg = {"dataset": t["dataset"], **(t[family] if family in t else spec.profiles.get(name, {}))}
     if family == "llm":
         cfg["validate"] = cfg["n_valid_users"] > 0
         if overrides.get("loss") == "lml":  # every LLM LML run of a profile logs Figure 3's gradient norms
