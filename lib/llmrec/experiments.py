@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import platform
 import re
@@ -255,36 +254,6 @@ def ablation_frame(rows: dict[str, tuple[dict, str]], profile: str, baseline: st
 
 
 # ============================================================================ chapter 06: comparison
-
-
-def learning_curve(profile: str, variants: dict[str, dict], steps, dataset: str | None = None,
-                   device: str | None = None, split: str = "valid", seed: int = 0) -> pd.DataFrame:
-    """The likelihood of ``split``'s targets after ``steps`` training steps, for each variant
-    ({name: llm_run options, e.g. {"loss": "msl-ats", "ats_ema": 0.5}}).
-
-    A run cut at ``max_steps=s`` is the first ``s`` steps of the full run (same seeded batch order, constant
-    learning rate, the same ATS state), so each curve is one training trajectory read at several points.
-    Rows: variant, steps, mean ``nll_valid`` with its 95% interval, mean ``nll_full``, users.
-    """
-    p = profile_sizes(profile)
-    if p["epochs"] != 1:
-        raise ValueError("learning_curve reads one epoch's trajectory; the profile trains several")
-    full = p["max_steps"] or math.ceil(p["n_train"] / p["batch_size"])  # steps of the profile's own run
-    out = []
-    for name, options in variants.items():
-        options = dict(options)
-        loss = options.pop("loss")
-        for s in steps:
-            cut = {} if s == full else {"max_steps": int(s)}
-            run = llm_run(profile, loss, dataset, device, seed=seed, **options, **cut)
-            done = read_json(Path(run) / "done.json")
-            if done["steps"] != s:
-                raise ValueError(f"{name}: a run of {done['steps']} steps cannot be read at step {s}")
-            ev = llm_eval(run, profile, split, "likelihood")
-            mean, lo, hi = mean_interval(ev["nll_valid"])
-            out.append({"variant": name, "steps": int(s), "nll_valid": mean, "lo": lo, "hi": hi,
-                        "nll_full": ev["summary"]["nll_full"], "users": ev["n_users"], "run": str(run)})
-    return pd.DataFrame(out)
 
 
 def beam_vs_exact(run: str | Path, profile: str, split: str = "test", progress: bool = True) -> pd.DataFrame:
