@@ -23,11 +23,8 @@ import torch
 from . import runs
 from .core import rundir
 from .core.io import atomic_write, read_json, repo_root, write_json
-from .core.metrics import (compare_entries, entry_values, mean_interval, paired_difference, rank_of_target,
-                           summarize)
+from .core.metrics import compare_entries, entry_values, mean_interval, paired_difference, summarize
 from .core.recommender import evaluate as evaluate_recommender
-from .core.samplers import sample_rows
-from .llm import decode
 from .core.profiles import dataset_for
 from .core.profiles import profile as profile_sizes
 from .core.profiles import sce_grid as sce_grid_values
@@ -282,49 +279,6 @@ def beam_scoring(evals: dict[str, tuple[Path, dict]], profile: str, names=("LML"
                          "resolved": not (d["lo"] <= 0 <= d["hi"]), "s/user full": full["seconds_per_user"],
                          "s/user P_valid": pv["seconds_per_user"]})
     return pd.DataFrame(rows).set_index(["method", "metric"])
-
-
-BEAM_CONVENTIONS = {
-    "full softmax, lp 0 (this project)": dict(score="full", length_penalty=0.0),
-    "P_valid, lp 0": dict(score="valid", length_penalty=0.0),
-    "full softmax, lp 1 (MSL code)": dict(score="full", length_penalty=1.0),
-    "P_valid, lp 1": dict(score="valid", length_penalty=1.0),
-}
-
-
-def beam_conventions(run: str | Path, n_users: int = 16, split: str = "valid", k: int = 10,
-                     conventions: dict = BEAM_CONVENTIONS) -> pd.DataFrame:
-    """How well each beam-scoring convention finds the model's own top ``k`` (exact P_valid ranking of the
-    whole catalogue, Lemma 1) on ``n_users`` seeded windows of ``split``.
-
-    Per convention: ``overlap@k`` (share of the exact top-k items in the beam's k), ``top-1 exact`` (share of
-    users whose beam #1 is the exact #1), the median exact rank of the beam's #1, the target's hit rate in the
-    list, and seconds per user. Lengths are penalised by HF's ``length_penalty`` (score / length^lp).
-    """
-    rec = runs.load(run)
-    windows = rec.ds.split(split)
-    df = windows.iloc[sample_rows(len(windows), n_users, seed=0)]
-    hist, targets = [list(h) for h in df["history"]], df["target"].astype(int).tolist()
-    exact = rec.score(hist)  # (users, items): log P_valid of every title
-    order = np.argsort(-exact, axis=1, kind="stable")
-    top = [set(rec.item_ids[o[:k]].tolist()) for o in order]
-    prompts = rec.prompts(hist)
-    rows = []
-    for name, c in conventions.items():
-        t0 = time.perf_counter()
-        beams = decode.beam_search_batch(rec.model, prompts, rec.trie, num_beams=k, batch_size=rec.eval_batch,
-                                         score=c["score"], engine="hf" if c["length_penalty"] else "fast",
-                                         length_penalty=c["length_penalty"])
-        seconds = (time.perf_counter() - t0) / len(prompts)
-        lists = [[i for items, _ in b for i in items][:k] for b in beams]
-        first = [lst[0] for lst in lists]
-        first_rank = rank_of_target(exact, rec.columns(first))
-        ranks = [decode.rank_from_beams(b, t) for b, t in zip(beams, targets)]
-        rows.append({"convention": name, f"overlap@{k}": float(np.mean([len(set(lst) & tp) / k
-                                                                         for lst, tp in zip(lists, top)])),
-                     "top-1 exact": float(np.mean(first_rank == 0)), "median exact rank of #1": float(np.median(first_rank)),
-                     f"hit@{k}": float(np.mean(np.isfinite(ranks))), "s/user": seconds, "users": len(prompts)})
-    return pd.DataFrame(rows).set_index("convention")
 
 
 # ============================================================================ chapter 07: classic models, across families
