@@ -449,8 +449,8 @@ def inference_cost(lite_run: str | Path, llm_run: str | Path, split: str = "test
 @functools.lru_cache(maxsize=None)
 def provenance() -> dict:
     """The commit (``+dirty`` with uncommitted changes to the code), the machine, torch and the date, for a
-    results file; taken once per process, when this module is imported (below), so that a long grid or a
-    chapter records the code it started with even if the checkout moves on meanwhile."""
+    results file; taken once per process, when the first results file is written (not at import), so that the
+    rest of a long grid or chapter records the same code even if the checkout moves on meanwhile."""
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
@@ -755,5 +755,3 @@ def protocol_table(evals: dict, baseline: str = "SASRec + CE", metric: str = "nd
         rows.append(r)
     return pd.DataFrame(rows).set_index("variant")
 
-
-provenance()  # the code this process runs: taken now, before any checkout can move on
