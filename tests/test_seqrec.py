@@ -383,6 +383,21 @@ def test_the_classic_reference_runs_every_variant_on_toy_and_the_losses_on_books
     assert [c[1] for c in calls] == [("SASRec + CE",), tuple(sce_protocol_variants())]
 
 
+def test_the_sasrec_runs_beside_the_llms_are_the_protocols_ce_and_sce_at_their_plateau(monkeypatch):
+    """Chapters 07 and 08 put SASRec + CE and + SCE (K 500, α 100) beside the LLM runs: the protocol's two variants,
+    trained with patience 5 and at most 50 epochs, with the chapter's device and seed."""
+    from llmrec.experiments.sasrec_vs_llm import sasrec_plateau
+
+    monkeypatch.setattr(runs, "train", lambda config, progress=True: config)
+    got = sasrec_plateau("quick", "toy", seed=3)
+    assert list(got) == ["SASRec + CE", "SASRec + SCE (K 500, α 100)"]
+    ce, sce = got.values()
+    assert ce["loss"] == "ce" and (sce["loss"], sce["negatives"], sce["alpha"]) == ("sce", 500, 100.0)
+    for c in (ce, sce):
+        assert (c["family"], c.get("model", "sasrec"), c["dataset"], c["epochs"], c["patience"], c["seed"]) == (
+            "seqrec", "sasrec", "toy", 50, 5, 3)
+
+
 def test_the_learning_rate_search_goes_past_the_edge_only_while_the_best_is_there(tmp_path):
     """The selection rule on hand-written selection files (nothing trains; train=False reads them): a best at the
     largest (smallest) rate tried sends the loss one larger (smaller) rate further; ties go to the smallest rate."""

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .. import runs
 from ..core.profiles import profile as profile_sizes
+from .classic_protocol import PROTOCOL_VARIANTS
 from .profile_runs import llm_eval, seqrec_config
 from .tables import paired_table
 
@@ -17,12 +18,12 @@ PLATEAU = dict(epochs=50, patience=5)  # early stopping with patience 5 and a ca
 
 
 def sasrec_plateau(profile: str, dataset: str | None = None, **overrides) -> dict[str, Path]:
-    """SASRec + CE and SASRec + SCE (the SCE authors' K 500, α 100) trained to their plateau
-    (:data:`PLATEAU`): the classic rows that chapters 07 and 08 put beside the LLM families (one run each,
-    shared through the run cache)."""
+    """SASRec + CE and SASRec + SCE (the SCE authors' K 500, α 100), as the classic protocol defines them
+    (:data:`.classic_protocol.PROTOCOL_VARIANTS`), trained to their plateau (:data:`PLATEAU`): the classic rows
+    that chapters 07 and 08 put beside the LLM families (one run each, shared through the run cache)."""
     cfg = lambda **kw: seqrec_config(profile, dataset, **{**PLATEAU, **kw, **overrides})
-    return {"SASRec + CE": runs.train(cfg(loss="ce"), progress=False),
-            "SASRec + SCE (K 500, α 100)": runs.train(cfg(loss="sce", negatives=500, alpha=100.0), progress=False)}
+    return {name: runs.train(cfg(**PROTOCOL_VARIANTS[name]), progress=False)
+            for name in ("SASRec + CE", "SASRec + SCE (K 500, α 100)")}
 
 
 def cross_family_table(llm: dict[str, Path], seq: dict[str, Path], profile: str, baseline: str,
