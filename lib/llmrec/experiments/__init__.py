@@ -1,6 +1,6 @@
 """What the chapters run, one module per question (none does work at import):
 
-* :mod:`.parameters`: what a chapter's ``dataset`` and size parameters mean (chapters 01-04, 08);
+* :mod:`.parameters`: what a chapter's ``dataset`` and size parameters mean (chapters 01-05, 08);
 * :mod:`.profile_runs`: what a profile runs: each family's configuration, the canonical LLM runs a chapter gets
   and the sizes they are evaluated at (chapters 02-08);
 * :mod:`.llm_losses`: which LLM loss and temperature wins: the tau sweep, the ablation with its choices on

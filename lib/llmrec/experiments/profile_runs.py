@@ -17,10 +17,13 @@ from ..lite import complete as complete_lite
 
 
 def llm_config(profile: str, loss: str, dataset: str | None = None, device: str | None = None, **overrides) -> dict:
+    """The profile's LLM configuration for ``loss`` with ``overrides``, on the chapter's dataset
+    (:func:`llmrec.core.profiles.dataset_for`)."""
     return train_config(profile, "llm", loss=loss, dataset=dataset_for(profile, dataset), device=device, **overrides)
 
 
 def seqrec_config(profile: str, dataset: str | None = None, **overrides) -> dict:
+    """The profile's classic (SASRec, GRU4Rec, Caser) configuration with ``overrides``, on the chapter's dataset."""
     return train_config(profile, "seqrec", dataset=dataset_for(profile, dataset), **overrides)
 
 
