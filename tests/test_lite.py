@@ -191,31 +191,33 @@ def test_cli_trains_and_evaluates_the_lite_family(capsys):
 
 
 def test_committed_results_read_back_as_the_same_tables(tmp_path):
-    from llmrec import experiments as E
+    from llmrec.experiments import published, tables
+    from llmrec.experiments.lite_vs_sasrec import all_users
 
     run = lite.train(smoke(epochs=2), progress=False)
-    evals = E.all_users({"popularity": None, "Lite-LLM4Rec": run}, "test", "synthetic")
-    assert E.slug("SASRec + SCE (K 500, α 100)") == "sasrec-sce-k-500-100"  # ASCII file names
-    paths = E.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
+    evals = all_users({"popularity": None, "Lite-LLM4Rec": run}, "test", "synthetic")
+    assert published.slug("SASRec + SCE (K 500, α 100)") == "sasrec-sce-k-500-100"  # ASCII file names
+    paths = published.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
     assert len(paths) == 2 and all(p.exists() for p in paths)
     rec = rundir.read_json(paths[0])
     assert {"commit", "machine", "config", "dataset_fingerprint", "ranks", "ms_per_user", "best_epoch"} <= set(rec)
-    back = E.read_runs(tmp_path, "synthetic")
+    back = published.read_runs(tmp_path, "synthetic")
     assert list(back) == list(evals)  # the order of the table that was exported, not of the file names
-    a, b = E.accuracy_table(evals), E.accuracy_table(back)
+    a, b = tables.accuracy_table(evals), tables.accuracy_table(back)
     assert list(a.index) == list(b.index)
     pd_cols = ["ndcg@10", "ndcg@10 lo", "ndcg@10 hi", "hr@10", "recall@10", "n_users", "best_epoch"]
     assert a[pd_cols].astype(float).fillna(-1).equals(b[pd_cols].astype(float).fillna(-1))
-    pa, pb = E.paired_table(evals, "popularity"), E.paired_table(back, "popularity")
+    pa, pb = tables.paired_table(evals, "popularity"), tables.paired_table(back, "popularity")
     assert pa.equals(pb)
     with pytest.raises(FileNotFoundError, match="no committed results"):
-        E.read_runs(tmp_path, "toy")
+        published.read_runs(tmp_path, "toy")
 
 
 def test_chapter_08_redraws_the_committed_quick_results_without_training(tmp_path, monkeypatch):
     import papermill as pm
 
     from llmrec.core.io import repo_root
+    from llmrec.experiments.published import read_runs
 
     committed = repo_root() / "results" / "quick" / "08_lite"
     if not committed.exists():
@@ -228,5 +230,5 @@ def test_chapter_08_redraws_the_committed_quick_results_without_training(tmp_pat
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing evaluated
     for name in ("08_accuracy", "08_ablations", "08_inference_cost"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
-    back = __import__("llmrec.experiments", fromlist=["x"]).read_runs(committed, "toy")
+    back = read_runs(committed, "toy")
     assert back["Lite-LLM4Rec"][1]["n_users"] == len(load_dataset("toy").test)
