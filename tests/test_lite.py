@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from llmrec import lite, runs
-from llmrec.core import rundir
+from llmrec.core import results, rundir
 from llmrec.core.profiles import train_config
 from llmrec.data import load_dataset
 from llmrec.lite import items as I
@@ -199,8 +199,10 @@ def test_committed_results_read_back_as_the_same_tables(tmp_path):
     assert published.slug("SASRec + SCE (K 500, α 100)") == "sasrec-sce-k-500-100"  # ASCII file names
     paths = published.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
     assert len(paths) == 2 and all(p.exists() for p in paths)
-    rec = rundir.read_json(paths[0])
-    assert {"commit", "machine", "config", "dataset_fingerprint", "ranks", "ms_per_user", "best_epoch"} <= set(rec)
+    pop, lite_rec = (results.read_record(p) for p in paths)  # results records, checked against the schema
+    assert pop.family == "popularity" and pop.training is None and lite_rec.training.best_epoch >= 1
+    (ev,) = lite_rec.evaluations.values()
+    assert ev.ranks and ev.seconds_per_user and lite_rec.provenance.commit and lite_rec.dataset_fingerprint
     back = published.read_runs(tmp_path, "synthetic")
     assert list(back) == list(evals)  # the order of the table that was exported, not of the file names
     a, b = tables.accuracy_table(evals), tables.accuracy_table(back)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llmrec import cli, lite, llm, runs
-from llmrec.core import rundir
+from llmrec.core import results, rundir
 from llmrec.core.io import read_json, repo_root, write_json
 from llmrec.core.profiles import train_config
 from llmrec.llm import model as LM
@@ -114,11 +114,13 @@ def test_committed_results_are_found_without_any_weights(tmp_path, monkeypatch):
     assert llm.train(cfg, progress=False) == tmp_path / "results" / run.name
     if not committed.exists():
         pytest.skip("no committed laptop results")
-    rundir.use_committed(committed)
-    folders = sorted(p for p in committed.iterdir() if (p / "config.json").exists())
-    assert folders
-    for folder in folders:
-        assert llm.train(read_json(folder / "config.json"), progress=False) == folder
+    records = results.records(committed)
+    assert records
+    for name, record in records.items():
+        results.unpack(record, tmp_path / "committed" / name)
+    rundir.use_committed(tmp_path / "committed")
+    for name, record in records.items():
+        assert llm.train(record.config, progress=False) == tmp_path / "committed" / name
 
 
 def test_lite_identity_holds_both_llms_weights(monkeypatch):

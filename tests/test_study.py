@@ -66,7 +66,7 @@ def test_committed_llm_results_are_read_back_as_a_run_cache_and_nothing_trains(t
     error that names it."""
     import pytest
 
-    from llmrec.core import rundir
+    from llmrec.core import results, rundir
 
     monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("LLMREC_RESULTS", str(tmp_path / "results"))
@@ -77,13 +77,14 @@ def test_committed_llm_results_are_read_back_as_a_run_cache_and_nothing_trains(t
     assert runs_config(sdpo)["sdpo_ref"] == lml.name  # a name in the run cache: the same key in any clone
     ev = profile_runs.llm_eval(lml, "smoke", "test", "likelihood", progress=False)
     exported = published.export_llm_results("smoke", what="test")
-    assert sorted(p.name for p in exported) == sorted([lml.name, sdpo.name])
-    for p in exported:
-        assert not (p / "adapter").exists() and not (p / "checkpoints").exists()
-        assert {"commit", "machine", "dataset_fingerprint", "evaluations"} <= set(rundir.read_json(p / "provenance.json"))
+    assert sorted(p.name for p in exported) == sorted([f"{lml.name}.json", f"{sdpo.name}.json"])
+    for p in exported:  # one results record per run: no weights, its provenance
+        record = results.read_record(p)
+        assert record.provenance.commit and record.provenance.machine and record.dataset_fingerprint
+        assert record.evaluations or p.stem == sdpo.name
     try:
         assert published.use_results("smoke") == tmp_path / "results" / "smoke" / "llm"
-        assert profile_runs.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over) == exported[1]
+        assert profile_runs.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over).name == exported[1].stem
         back = profile_runs.llm_eval(profile_runs.llm_run("smoke", "lml", None, "cpu", progress=False, **over), "smoke",
                                  "test", "likelihood", progress=False)
         assert back["nll_valid"] == ev["nll_valid"] and back["user_ids"] == ev["user_ids"]

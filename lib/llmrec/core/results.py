@@ -232,6 +232,8 @@ def evaluation_from_entry(entry: dict, intervals: dict[str, dict] | None = None,
     is bootstrapped from the per-user values (:func:`llmrec.core.metrics.mean_interval`, seed 0)."""
     from .metrics import entry_values, mean_interval
 
+    if entry.get("ranks") is not None:  # a miss may come as null (a metrics.json read as it is) or infinity
+        entry = {**entry, "ranks": [math.inf if r is None else r for r in entry["ranks"]]}
     summary = {}
     for metric in entry["summary"]:
         if intervals and metric in intervals:
@@ -273,7 +275,9 @@ def unpack(record: RunRecord, run_dir: str | Path) -> Path:
                 done["seconds_per_epoch"] = t.seconds_per_epoch
         done.update({f"best_valid_{m}": v for m, v in t.best_valid.items()})
         write_json(run_dir / "done.json", done)
-    write_json(run_dir / "metrics.json", {k: entry_from_evaluation(ev) for k, ev in record.evaluations.items()})
+    metrics = {k: {**entry_from_evaluation(ev), **({"ranks": ev.ranks} if ev.ranks is not None else {})}
+               for k, ev in record.evaluations.items()}  # a miss null, as the run cache stores it
+    write_json(run_dir / "metrics.json", metrics)
     (run_dir / "log.jsonl").write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in record.log))
     write_json(run_dir / "provenance.json", record.provenance.model_dump(mode="json"))
     return run_dir

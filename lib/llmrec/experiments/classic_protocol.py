@@ -13,9 +13,10 @@ import pandas as pd
 from .. import runs
 from ..core.io import read_json
 from ..core.metrics import entry_values, paired_difference
+from ..core.results import read_record, run_record, write_record
 from ..data import dataset_fingerprint
 from .profile_runs import seqrec_config
-from .published import export_runs, provenance, read_runs, results_root, slug, write_lines_json
+from .published import export_runs, provenance, read_runs, results_root, slug
 
 
 # one change each against SASRec + CE (issue 16): losses, and the measured departures from the reference code
@@ -86,20 +87,16 @@ def protocol_selection(profile: str, dataset: str, lrs=PROTOCOL_LRS, names=PROTO
             t0 = time.perf_counter()
             run = runs.train(seqrec_config(profile, dataset, seed=seed, **{**PROTOCOL_VARIANTS[name], "lr": lr}),
                              progress=False)
-            done, cfg = read_json(run / "done.json"), runs.config_of(run)
-            write_lines_json(path, {
-                "what": "learning-rate selection on validation (no test window evaluated)", "name": name,
-                "lr": lr, "seed": seed, "profile": profile, "dataset": dataset,
-                "dataset_fingerprint": dataset_fingerprint(dataset), "config": cfg,
-                **{k: done.get(k) for k in ("best_valid_ndcg@10", "best_epoch", "epochs_run", "seconds_total",
-                                            "seconds_per_epoch", "peak_memory_mb")},
-                "epochs_cap": cfg.get("epochs"), **provenance()})
+            write_record(path, run_record(
+                run, name=name, what="learning-rate selection on validation (no test window evaluated)",
+                profile=profile, keys=(), extra={"lr": lr, "seed": seed}, provenance=provenance(),
+                dataset_fingerprint=dataset_fingerprint(dataset)))
             if progress:
                 print(f"{name}, lr {lr:g}: {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
-        r = read_json(path)
-        return {"variant": name, "lr": lr, "valid ndcg@10": r["best_valid_ndcg@10"], "best epoch": r["best_epoch"],
-                "at cap": r["best_epoch"] == r["epochs_cap"], "s/run": r["seconds_total"],
-                "peak MB": r["peak_memory_mb"]}
+        t = read_record(path).training
+        return {"variant": name, "lr": lr, "valid ndcg@10": t.best_valid["ndcg@10"], "best epoch": t.best_epoch,
+                "at cap": t.best_epoch == t.epochs_cap, "s/run": t.seconds_total,
+                "peak MB": t.facts.get("peak_memory_mb")}
 
     rows = []
     for name in names:

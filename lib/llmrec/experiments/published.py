@@ -1,9 +1,11 @@
-"""The committed results under ``results/<profile>/``: every run's evaluation exported with its per-user ranks
-and provenance, read back without training; the LLM runs published as run folders (a read-only run cache)."""
+"""The committed results under ``results/<profile>/``: one results record per run (:mod:`llmrec.core.results`)
+with its per-user ranks or likelihoods and provenance, read back without training; the LLM runs' records unpacked
+into a read-only run cache."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -12,17 +14,16 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from .. import runs
 from ..core import rundir
-from ..core.io import atomic_write, dumps, read_json, repo_root, write_json
-from ..core.metrics import entry_values, mean_interval, summarize
+from ..core.io import cache_root, publish_dir, repo_root
+from ..core.results import (Provenance, RunRecord, TableRecord, entry_from_evaluation, evaluation_from_entry,
+                            read_record, run_record, unpack, write_record)
 from ..data import dataset_fingerprint
 from . import profile_runs
-from .tables import run_facts
 
 
 def results_root() -> Path:
@@ -33,35 +34,51 @@ def results_root() -> Path:
 
 def use_results(results: str | None, part: str = "llm") -> Path | None:
     """``-p results <profile>`` in chapters 05 and 06: from here on, LLM runs and their evaluations are read from
-    the committed ``results/<profile>/<part>/`` (finished runs without their weights, see
-    :func:`export_llm_results`) and nothing is trained; None: the run cache as usual."""
+    the committed records of ``results/<profile>/<part>/`` (finished runs without their weights, see
+    :func:`export_llm_results`), unpacked once into a run folder each (``.cache/results/``), and nothing is
+    trained; None: the run cache as usual."""
     if not results:
         return None
     folder = results_root() / results / part
-    rundir.use_committed(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no committed results folder {folder}")
+    files = sorted(folder.glob("*.json"))
+    digest = hashlib.sha1(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:12]
+    unpacked = cache_root() / "results" / f"{results}-{part}-{digest}"
+    if not unpacked.is_dir():
+        with publish_dir(unpacked) as tmp:
+            for path in files:
+                record = read_record(path)
+                if record.kind == "run":
+                    unpack(record, tmp / path.stem)
+    rundir.use_committed(unpacked)
     return folder
 
 
 def export_llm_results(profile: str, folder: str | Path | None = None, what: str = "") -> list[Path]:
     """Publish every LLM run of ``profile`` this process trained or found (:func:`.profile_runs.llm_run`) into
-    ``folder`` (default ``results/<profile>/llm/``), one folder per run named as in the run cache: its ``config.json``,
-    ``identity.json`` (the dataset's content hash), ``done.json`` (best epoch, training seconds, per-epoch
-    validation), ``log.jsonl`` (every step: loss, tau, ATS statistics), ``metrics.json`` (each evaluation with
-    its per-user ranks or likelihoods, users and seconds per user) and ``provenance.json`` (commit, machine,
-    date); never the weights. :func:`use_results` reads them back as a run cache."""
+    ``folder`` (default ``results/<profile>/llm/``), one results record per run named as in the run cache
+    (:mod:`llmrec.core.results`: configuration, identity, training facts, every evaluation with its per-user ranks
+    or likelihoods, the training log, provenance); never the weights. :func:`use_results` reads them back as a
+    run cache."""
     if rundir.read_only():
         raise RuntimeError("results mode: the runs were read from committed results; there is nothing to export")
     folder = Path(folder or results_root() / profile / "llm")
+    folder.mkdir(parents=True, exist_ok=True)
     out = []
     for name, run in profile_runs.LLM_RUNS.items():
         cfg = runs.config_of(run)
         if cfg.get("profile") != profile:
             continue
-        out.append(rundir.publish_record(run, folder / name, {"provenance.json": {
-            "run": name, "what": what, "profile": profile, "dataset": cfg["dataset"],
-            "dataset_fingerprint": dataset_fingerprint(cfg["dataset"]), "evaluations": sorted(rundir.load_metrics(run)),
-            **provenance()}}))
+        record = run_record(run, name=name, what=what, profile=profile, provenance=provenance(),
+                            dataset_fingerprint=dataset_fingerprint(cfg["dataset"]))
+        out.append(write_record(folder / f"{name}.json", record))
     return out
+
+
+def provenance_record() -> Provenance:
+    p = provenance()
+    return Provenance(machine=p["machine"], commit=p["commit"], date=p["date"], versions=p.get("versions", {}))
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,15 +97,9 @@ def provenance() -> dict:
     if git("status", "--porcelain", "--untracked-files=no", "--", "lib", "notebooks", "pyproject.toml"):
         commit += "+dirty"  # the code that made the results differs from the commit
     return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+            "versions": {"torch": torch.__version__},
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} (no GPU: "
                        f"{not torch.cuda.is_available()})"}
-
-
-def write_lines_json(path: str | Path, obj: dict) -> None:
-    """A results file: one top-level key per line, each value compact (per-user lists stay on one line)."""
-    lines = [f" {json.dumps(k, ensure_ascii=False)}: {dumps(v, where=path, ensure_ascii=False, separators=(',', ':'))}"
-             for k, v in sorted(obj.items())]
-    atomic_write(path, ("{\n" + ",\n".join(lines) + "\n}\n").encode())
 
 
 def slug(name: str) -> str:
@@ -97,59 +108,54 @@ def slug(name: str) -> str:
 
 
 def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, what: str) -> list[Path]:
-    """One JSON per run of ``evals`` ({name: (run, evaluation)}) under ``folder``: the name, family and
-    configuration, the dataset and its content hash, the evaluated users and their per-user ranks, the
-    summary with 95% intervals, the ranking time per user, training time and best epoch, and provenance."""
+    """One results record per run of ``evals`` ({name: (run, evaluation of every window of a split)}) under
+    ``folder``: the run's configuration, identity and training facts (none for popularity), the evaluation with
+    its per-user ranks and each metric's 95% interval, the training log and provenance."""
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     out = []
-    prov = dict(provenance())
     for order, (name, (run, ev)) in enumerate(evals.items()):
-        cfg = runs.config_of(run) if run is not None else {"family": "popularity", "dataset": dataset}
-        done = run_facts(run)
-        summary = {m: dict(zip(("mean", "lo", "hi"), mean_interval(entry_values(ev, m))))
-                   for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5", "mrr")}
-        summary["recall@10"] = summary["hr@10"]  # one held-out item per user
-        rec = {"what": what, "name": name, "order": order, "family": cfg.get("family"), "config": cfg, "profile": profile,
-               "dataset": dataset, "dataset_fingerprint": dataset_fingerprint(dataset), "split": ev.get("split", "test"),
-               "mode": ev["mode"], "n_users": ev["n_users"], "user_sample": "every window of the split, in order",
-               "user_ids": ev["user_ids"], "targets": ev["targets"],
-               "ranks": [int(r) if np.isfinite(r) else None for r in ev["ranks"]],
-               "summary": summary, "ms_per_user": 1000 * ev["seconds_per_user"],
-               "best_epoch": done.get("best_epoch"), "epochs_run": done.get("epochs_run"),
-               "epochs_cap": done.get("epochs_cap"),
-               "seconds_total": done.get("seconds_total"), "seconds_per_epoch": done.get("seconds_per_epoch"),
-               **prov}
-        path = folder / f"{slug(dataset)}-{slug(name)}.json"
-        write_lines_json(path, rec)
-        out.append(path)
+        key = f"{ev.get('split', 'test')}/{ev['mode']}/nall"
+        evaluation = evaluation_from_entry({**ev, "split": ev.get("split", "test"),
+                                            "user_sample": "every window of the split, in order"})
+        if run is not None:
+            record = run_record(run, name=name, what=what, profile=profile, keys=(), provenance=provenance(),
+                                extra={"order": order}, dataset_fingerprint=dataset_fingerprint(dataset))
+            record.evaluations[key] = evaluation
+        else:
+            record = RunRecord(name=name, what=what, family="popularity", profile=profile, dataset=dataset,
+                               dataset_fingerprint=dataset_fingerprint(dataset),
+                               config={"family": "popularity", "dataset": dataset}, evaluations={key: evaluation},
+                               extra={"order": order}, provenance=provenance_record())
+        out.append(write_record(folder / f"{slug(dataset)}-{slug(name)}.json", record))
     return out
 
 
 def read_runs(folder: str | Path, dataset: str) -> dict:
     """The evaluations :func:`export_runs` wrote for ``dataset``: {name: (run facts, evaluation)} in the shape
-    that :func:`.tables.accuracy_table` and :func:`.tables.paired_table` take (no run directory, nothing trained)."""
+    that :func:`.tables.accuracy_table` and :func:`.tables.paired_table` take (no run directory, nothing trained;
+    the best epoch counted from 1)."""
     files = sorted(Path(folder).glob(f"{slug(dataset)}-*.json"))
     if not files:
         raise FileNotFoundError(f"no committed results for {dataset!r} in {folder}")
+    recs = [r for r in (read_record(path) for path in files) if r.kind == "run" and r.evaluations]
     out = {}
-    records = [read_json(path) for path in files]
-    for r in sorted((r for r in records if "ranks" in r), key=lambda r: (r.get("order", 0), r["name"])):
-        ranks = [np.inf if x is None else x for x in r["ranks"]]
-        ev = {"user_ids": r["user_ids"], "targets": r["targets"], "ranks": ranks, "mode": r["mode"],
-              "n_users": r["n_users"], "split": r["split"], "seconds_per_user": r["ms_per_user"] / 1000,
-              "summary": summarize(np.asarray(ranks, dtype=float))}
-        out[r["name"]] = ({k: r.get(k) for k in ("best_epoch", "epochs_run", "epochs_cap", "seconds_total")}, ev)
+    for r in sorted(recs, key=lambda r: (r.extra.get("order", 0), r.name)):
+        (ev,) = r.evaluations.values()
+        t = r.training
+        facts = {"best_epoch": t.best_epoch if t else None, "epochs_run": t.epochs_run if t else None,
+                 "epochs_cap": t.epochs_cap if t else None, "seconds_total": t.seconds_total if t else None}
+        out[r.name] = (facts, entry_from_evaluation(ev))
     return out
 
 
 def export_table(frame: pd.DataFrame, folder: str | Path, dataset: str, name: str, what: str) -> Path:
-    """A small table (e.g. inference cost) as JSON beside the per-run results, with provenance."""
-    path = Path(folder) / f"{slug(dataset)}-{slug(name)}.json"
-    write_json(path, {"what": what, "table": json.loads(frame.reset_index().to_json(orient="records")),
-                      "index": frame.index.name, **provenance()})
-    return path
+    """A small table (e.g. inference cost) as a table record beside the per-run results, with provenance."""
+    record = TableRecord(name=name, what=what, dataset=dataset, index=frame.index.name,
+                         rows=json.loads(frame.reset_index().to_json(orient="records")), provenance=provenance_record())
+    return write_record(Path(folder) / f"{slug(dataset)}-{slug(name)}.json", record)
 
 
 def read_table(folder: str | Path, dataset: str, name: str) -> pd.DataFrame:
-    r = read_json(Path(folder) / f"{slug(dataset)}-{slug(name)}.json")
-    return pd.DataFrame(r["table"]).set_index(r["index"])
+    r = read_record(Path(folder) / f"{slug(dataset)}-{slug(name)}.json")
+    return pd.DataFrame(r.rows).set_index(r.index)
