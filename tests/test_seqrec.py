@@ -181,7 +181,9 @@ def test_config_validation():
         smoke(nonsense=1)
     with pytest.raises(ValueError):
         train_config("nope", "seqrec")
-    assert seqrec.complete(train_config("full", "seqrec")) == {**seqrec.DEFAULTS, "profile": "full"}
+    assert seqrec.complete(train_config("paper", "seqrec")) == {**seqrec.DEFAULTS, "profile": "paper"}
+    with pytest.warns(FutureWarning, match="now called 'paper'"):  # the old name of the papers' profile
+        assert train_config("full", "seqrec") == train_config("paper", "seqrec")
 
 
 def test_bench_reports_ce_and_sce():

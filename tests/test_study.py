@@ -25,7 +25,7 @@ def test_validation_uses_fewer_beams_and_its_own_metric(monkeypatch):
     profile_runs.llm_eval("r", "quick", "test")
     profile_runs.llm_eval("r", "quick", "test", mode="full")
     assert seen == [("valid", 24, 5), ("test", 48, 10), ("test", 4, 10)]
-    assert profile_runs.valid_metric("quick") == "ndcg@5" and profile_runs.valid_metric("full") == "ndcg@10"
+    assert profile_runs.valid_metric("quick") == "ndcg@5" and profile_runs.valid_metric("paper") == "ndcg@10"
 
 
 def test_one_dataset_parameter_gives_each_chapter_its_datasets(monkeypatch, tmp_path):
@@ -34,7 +34,7 @@ def test_one_dataset_parameter_gives_each_chapter_its_datasets(monkeypatch, tmp_
     from llmrec.core.profiles import dataset_for
 
     datasets = parameters.chapter_datasets
-    assert datasets("quick") == ["toy", "books"] and datasets("full") == ["toy", "books"]
+    assert datasets("quick") == ["toy", "books"] and datasets("paper") == ["toy", "books"]
     assert datasets("smoke") == ["synthetic"] and datasets("quick", own=("toy",)) == ["toy"]
     assert datasets("quick", "books") == ["books"]
     assert datasets("smoke", "books") == ["synthetic"]  # smoke: synthetic for the shipped sets

@@ -13,8 +13,9 @@ import json
 import math
 import os
 import sys
+import warnings
 
-from .core.profiles import PROFILES, dataset_for, profile, train_config
+from .core.profiles import PROFILES, canonical, dataset_for, profile, train_config
 from .data import DATASETS, check_dataset, load_dataset
 from .data.prepare import add_prepare_args, run_prepare
 from .core import families
@@ -109,6 +110,16 @@ def positive(typ, zero: bool = False):
     return parse
 
 
+def _profile(name: str) -> str:
+    """--profile: an old name (``full``) becomes today's, said in one line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        name = canonical(name)
+    for w in caught:
+        print(f"llmrec: warning: {w.message}", file=sys.stderr)
+    return name
+
+
 TYPES = {"positive int": positive(int), "positive float": positive(float), "count": positive(int, zero=True)}
 
 
@@ -143,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         if "loss" in f.load("config").CHOICES) + " (default: the family's)")
     t.add_argument("--model", default=None, help="an LLM (smollm2-135m, tiny, a local HF folder) or "
                    + ", ".join(m for f in families.REGISTRY.values() for m in f.models))
-    t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    t.add_argument("--profile", default="quick", type=_profile, choices=sorted(PROFILES))
     for name, typ in (("--epochs", positive(int)), ("--lr", positive(float)), ("--seed", int),
                       ("--negatives", positive(int))):
         t.add_argument(name, type=typ, default=None)
@@ -202,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_bench)
 
     f = sub.add_parser("figures", help="run every chapter notebook with papermill")
-    f.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    f.add_argument("--profile", default="quick", type=_profile, choices=sorted(PROFILES))
     f.add_argument("--device", default="cpu")
     f.add_argument("--only", nargs="*", default=None, help="chapter name prefixes to run")
     f.add_argument("--dataset", default=None, help="every chapter on this dataset (a name or a prepared folder)")
