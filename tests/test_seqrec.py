@@ -336,6 +336,7 @@ def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(t
     """protocol_selection trains each loss at each rate (validation only: no test evaluation), chooses the best
     validation NDCG@10; protocol_variants carries the choice; protocol_grid replaces a result made at another rate."""
     from llmrec.core.io import read_json
+    from llmrec.core.results import read_record
 
     names = ("SASRec + CE", "SASRec + BCE")
     sel = protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
@@ -351,8 +352,8 @@ def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(t
         rows = sel.loc[name]
         assert rows.loc[rows["chosen"]].index[0] == rows["valid ndcg@10"].idxmax()  # the best on validation
         for lr in (1e-3, 1e-2):  # independent check: the run's own logged best validation NDCG@10
-            r = read_json(tmp_path / "sel" / f"synthetic-{slug(name)}-lr-{lr:g}.json")
-            assert r["best_valid_ndcg@10"] == sel.loc[(name, lr), "valid ndcg@10"] and "ranks" not in r
+            r = read_record(tmp_path / "sel" / f"synthetic-{slug(name)}-lr-{lr:g}.json")
+            assert r.training.best_valid["ndcg@10"] == sel.loc[(name, lr), "valid ndcg@10"] and not r.evaluations
             run = runs.train(seqrec_config("smoke", "synthetic", seed=0, **{**PROTOCOL_VARIANTS[name], "lr": lr}),
                              progress=False)
             assert "metrics.json" not in {p.name for p in run.iterdir()}  # no test window was evaluated
