@@ -100,14 +100,20 @@ class Provenance(_Strict):
     note: str | None = None
 
 
-class RunRecord(_Strict):
+class _Record(_Strict):
+    """What every record holds: the schema's name, its own name, what made it, and its provenance."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_: Literal["llmrec.result/1"] = Field(SCHEMA, alias="schema")
-    kind: Literal["run"] = "run"
     name: str
     what: str
-    family: Literal["llm", "seqrec", "lite", "popularity"] | str
+    provenance: Provenance
+
+
+class RunRecord(_Record):
+    kind: Literal["run"] = "run"
+    family: str  # a registered family (llmrec.core.families), or "popularity"
     profile: str
     dataset: str
     dataset_fingerprint: str
@@ -117,7 +123,6 @@ class RunRecord(_Strict):
     evaluations: dict[str, Evaluation] = {}
     log: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}  # what a study adds (its learning rate and seed, the row order of a table)
-    provenance: Provenance
 
     @field_validator("evaluations")
     @classmethod
@@ -128,19 +133,13 @@ class RunRecord(_Strict):
         return evaluations
 
 
-class TableRecord(_Strict):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    schema_: Literal["llmrec.result/1"] = Field(SCHEMA, alias="schema")
+class TableRecord(_Record):
     kind: Literal["table"] = "table"
-    name: str
-    what: str
     profile: str | None = None
     dataset: str | None = None
     index: str | None = None
     rows: list[dict[str, Any]]
     meta: dict[str, Any] = {}  # sizes, splits, users, how it was made
-    provenance: Provenance
 
 
 Record = RunRecord | TableRecord
