@@ -7,22 +7,19 @@ same trained model, so nothing trains twice within a ``make figures`` batch.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-import platform
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import runs
 from .core import rundir
+from .core.provenance import provenance  # commit, date, machine, versions: in every results record
 from .core.io import atomic_write, read_json, repo_root, write_json
 from .core.metrics import (compare_entries, entry_values, mean_interval, paired_difference, rank_of_target,
                            summarize)
@@ -99,7 +96,7 @@ def export_llm_results(profile: str, folder: str | Path | None = None, what: str
     ``identity.json`` (the dataset's content hash), ``done.json`` (best epoch, training seconds, per-epoch
     validation), ``log.jsonl`` (every step: loss, tau, ATS statistics), ``metrics.json`` (each evaluation with
     its per-user ranks or likelihoods, users and seconds per user) and ``provenance.json`` (commit, machine,
-    date); never the weights. :func:`use_results` reads them back as a run cache."""
+    date, library versions); never the weights. :func:`use_results` reads them back as a run cache."""
     if rundir.read_only():
         raise RuntimeError("results mode: the runs were read from committed results; there is nothing to export")
     folder = Path(folder or results_root() / profile / "llm")
@@ -521,26 +518,6 @@ def inference_cost(lite_run: str | Path, llm_run: str | Path, split: str = "test
 
 
 # ============================================================================ committed results (results/<profile>/)
-
-
-@functools.lru_cache(maxsize=None)
-def provenance() -> dict:
-    """The commit (``+dirty`` with uncommitted changes to the code), the machine, torch and the date, for a
-    results file; taken once per process, when this module is imported (below), so that a long grid or a
-    chapter records the code it started with even if the checkout moves on meanwhile."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no", "--", "lib", "notebooks", "pyproject.toml"):
-        commit += "+dirty"  # the code that made the results differs from the commit
-    return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} (no GPU: "
-                       f"{not torch.cuda.is_available()})"}
 
 
 def write_lines_json(path: str | Path, obj: dict) -> None:
