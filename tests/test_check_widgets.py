@@ -79,3 +79,31 @@ def test_the_chapters_it_opens_are_parameterised_for_the_profile(tmp_path):
         assert nb.metadata.kernelspec["name"] == "python3"
         assert any(marker in c.source for c in nb.cells if c.cell_type == "code")  # the explorer's cell is there
         assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")  # not executed
+
+
+def explorer_calls(source: str, name: str) -> tuple[int, int]:
+    """(calls of ``widgets.<name>`` in the cell, those it displays: the cell's last top-level expression, or the
+    argument of ``display(...)``); a call inside a block is an expression statement IPython does not show."""
+    import ast
+
+    tree = ast.parse(source)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func).endswith(f"widgets.{name}")]
+    shown = {id(n.args[0]) for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "display"
+             and n.args}
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        shown.add(id(tree.body[-1].value))
+    return len(calls), sum(id(c) in shown for c in calls)
+
+
+def test_each_explorer_the_check_opens_is_displayed():
+    import json
+
+    from llmrec.chapters import chapters
+
+    assert explorer_calls("if x:\n    widgets.user_explorer(a)", "user_explorer") == (1, 0)  # chapter 06's old cell
+    assert explorer_calls("if x:\n    display(widgets.user_explorer(a))", "user_explorer") == (1, 1)
+    for nb in chapters(ROOT / "notebooks", list(cw.EXPLORERS)):
+        name = cw.EXPLORERS[nb.name[:2]].rstrip("(")
+        cells = ["".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+        counts = [explorer_calls(src, name) for src in cells if f"widgets.{name}(" in src]
+        assert counts and all(shown == n for n, shown in counts), f"{nb.name}: {name} is built but not displayed"
