@@ -17,7 +17,9 @@ Chromium is the system's: ``$CHROMIUM``, else ``chromium``, ``chromium-browser``
 ``-stable``) on the PATH, else a browser Playwright installed under ``~/.cache/ms-playwright``. Without one
 the check prints why it is skipped and exits 0 (nothing is downloaded); ``make check-widgets`` installs the
 locked ``widgets`` extra (playwright, jupyterlab) only when a Chromium is there. ``--against-lock`` (``make
-check-widgets-latest``, in a venv of the newest releases) also names every version that differs from the lock.
+check-widgets-latest``, in a venv of the newest releases) also names every version that differs from the lock
+and, when a chapter fails, which of them broke it: each is put back to its locked version in turn and the failed
+chapters run again.
 
     python bench/check_widgets.py --which-chromium   # the Chromium it would use (exit 1: none)
     python bench/check_widgets.py [--only 01 03] [--profile smoke] [--out DIR] [--step-limit 60] [--limit 180]
@@ -241,7 +243,7 @@ class Check:
                 self.cell.screenshot(path=str(path), timeout=10_000)
         except Exception as e:  # the step's own error is the one to report
             return f"no screenshot: {type(e).__name__}"
-        return str(path)
+        return str(path.relative_to(self.shots.parent))  # in --out
 
     def step(self, name: str, act) -> None:
         """``act(limit_s)`` within this step's limit (the smaller of ``--step-limit`` and what is left of
@@ -388,11 +390,34 @@ def stack_versions(browser=None) -> dict:
             **{name: installed(name) for name in STACK}}
 
 
-def lock_differences() -> list[str]:
-    """Each installed version that differs from the lock of ``make check-widgets`` (requirements/widgets.txt)."""
-    from llmrec.core.provenance import lock_drift
+def lock_differences() -> dict[str, dict]:
+    """{name: {"installed", "locked"}} of each installed distribution whose version differs from the lock of
+    ``make check-widgets`` (requirements/widgets.txt)."""
+    from llmrec.core.provenance import installed, locked
 
-    return lock_drift([ROOT / "requirements" / "widgets.txt"], required=False)
+    pins = locked(ROOT / "requirements" / "widgets.txt")
+    return {name: {"installed": installed(name), "locked": version} for name, version in sorted(pins.items())
+            if installed(name) not in (None, version)}
+
+
+def blame(report: dict, out: Path, rerun_args: list[str], most: int = 6) -> dict[str, bool]:
+    """Which newer version broke the failed chapters: for each distribution that differs from the lock (the
+    browser's side, :data:`STACK`, first; at most ``most``), its locked version alone is installed (``--no-deps``),
+    the failed chapters run again in a fresh process, and the newer version is put back. {name: passed with the
+    locked version}: True names a version that broke them."""
+    failed = sorted(name[:2] for name, entry in report["chapters"].items() if not entry["ok"])
+    differ = report["differs_from_lock"]
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
+    found = {}
+    for name in sorted(differ, key=lambda n: (n not in STACK, n))[:most]:
+        subprocess.run([*pip, f"{name}=={differ[name]['locked']}"], check=True)
+        try:
+            rerun = subprocess.run([sys.executable, __file__, "--only", *failed, "--out", str(out / f"blame-{name}"),
+                                    *rerun_args], capture_output=True, text=True)
+        finally:
+            subprocess.run([*pip, f"{name}=={differ[name]['installed']}"], check=True)
+        found[name] = rerun.returncode == 0
+    return found
 
 
 def check(chromium: Path, out: Path, chapters=tuple(EXPLORERS), profile: str = "smoke", step_limit: float = 60.0,
@@ -410,10 +435,15 @@ def check(chromium: Path, out: Path, chapters=tuple(EXPLORERS), profile: str = "
     from llmrec.core.profiles import dataset_for
     from llmrec.data import load_dataset
 
+    from llmrec.llm.model import smollm2_cache
+
     items = load_dataset(dataset_for(profile, None)).items
     title = items[min(items)]
     report = {"date": time.strftime("%Y-%m-%d"), "chromium": str(chromium), "profile": profile,
               "step_limit_s": step_limit, "limit_s": limit, "chapters": {}, "console_errors": []}
+    t0 = time.monotonic()
+    smollm2_cache()  # converted once per machine (about 35 s on 2 cores), else chapter 01's first cell does it
+    report["smollm2_cache_s"] = round(time.monotonic() - t0, 1)
     if against_lock:
         report["differs_from_lock"] = lock_differences()
 
@@ -466,17 +496,23 @@ def summary(report: dict) -> list[str]:
         if "error" in entry:
             lines.append(f"       {entry['error']}")
         lines += [f"       ({s['dialog']})" for s in entry["steps"] if "dialog" in s]
-    lines += [f"console: {line}" for line in report["console_errors"]]
+    firsts = [line.splitlines()[0][:200] for line in report["console_errors"]]  # the report keeps them whole
+    lines += [f"console: {line}" + (f" ({firsts.count(line)} times)" if firsts.count(line) > 1 else "")
+              for line in dict.fromkeys(firsts)]
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items()))
     if "differs_from_lock" in report:
         differ = report["differs_from_lock"]
-        lines.append(("newer or other than the lock (requirements/widgets.txt):\n  " + "\n  ".join(differ)) if differ
-                     else "every version is the locked one")
-        if differ and not report["ok"]:
-            lines.append("the lock passes where these versions fail: one of them broke the steps marked FAILED "
-                         "(reinstall one locked version at a time to tell which)")
-    lines.append(f"{'passed' if report['ok'] else 'FAILED'} in {report['seconds']:.0f} s "
-                 f"(limits: {report['step_limit_s']:.0f} s a step, {report['limit_s']:.0f} s in all)")
+        lines.append("versions other than the lock's (requirements/widgets.txt): " + (", ".join(
+            f"{n} {v['installed']} (locked {v['locked']})" for n, v in differ.items()) or "none"))
+        failed = ", ".join(name[:2] for name, entry in report["chapters"].items() if not entry["ok"])
+        for name, passed in report.get("blame", {}).items():
+            v = differ[name]
+            lines.append(f"{name} {v['installed']} broke chapter(s) {failed}: they pass with the locked {v['locked']}"
+                         if passed else f"{name} {v['installed']}: chapter(s) {failed} fail with the locked "
+                         f"{v['locked']} too")
+    lines.append(f"{'passed' if report['ok'] else 'FAILED'} in {report['seconds']:.0f} s, of which "
+                 f"{report['smollm2_cache_s']:.0f} s the SmolLM2 cache (limits: {report['step_limit_s']:.0f} s a "
+                 f"step, {report['limit_s']:.0f} s in all)")
     return lines
 
 
@@ -489,7 +525,8 @@ def main(argv=None) -> int:
     ap.add_argument("--step-limit", type=float, default=60.0, help="seconds one step may take (default 60)")
     ap.add_argument("--limit", type=float, default=180.0, help="seconds the whole check may take (default 180)")
     ap.add_argument("--against-lock", action="store_true",
-                    help="name every installed version that differs from requirements/widgets.txt")
+                    help="name every installed version that differs from requirements/widgets.txt and, when a "
+                         "chapter fails, which of them broke it (each put back to its locked version in turn)")
     args = ap.parse_args(argv)
     try:
         chromium = find_chromium()
@@ -511,6 +548,10 @@ def main(argv=None) -> int:
         return 2
     report = check(chromium, Path(args.out), tuple(args.only or EXPLORERS), args.profile, args.step_limit,
                    args.limit, args.against_lock)
+    if args.against_lock and not report["ok"] and report["differs_from_lock"]:
+        report["blame"] = blame(report, Path(args.out), ["--profile", args.profile, "--step-limit",
+                                                          str(args.step_limit), "--limit", str(args.limit)])
+        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print("\n".join(summary(report)))
     print(f"screenshots and report.json in {args.out}")
     return 0 if report["ok"] else 1
