@@ -122,17 +122,19 @@ def test_a_step_is_named_timed_and_screenshotted_when_it_fails(tmp_path):
 
     c = cw.Check(FakePage(), "03", tmp_path, step_limit=60, deadline=time.monotonic() + 120)
     c.step("open the notebook", lambda limit: {"dialog": "'Select Kernel' answered with llmrec-check"})
+    c.step("run all cells", lambda limit: None, limit=90)
+    assert c.steps[1]["limit_s"] == 90
     assert c.steps[0]["ok"] and c.steps[0]["limit_s"] == 60 and c.steps[0]["dialog"].startswith("'Select Kernel'")
 
     def stuck(limit):
-        raise TimeoutError("the explorer did not appear (cell 4 still running: 'trained = ...')")
+        raise TimeoutError("the explorer's output did not change (0 characters)")
 
-    with pytest.raises(cw.StepFailed, match=r"chapter 03, step 'run all cells' \(0.0 s of 60\): TimeoutError: the "
-                                            r"explorer did not appear \(cell 4 still running"):
-        c.step("run all cells", stuck)
+    with pytest.raises(cw.StepFailed, match=r"chapter 03, step 'set tau' \(0.0 s of 60\): TimeoutError: the "
+                                            r"explorer's output did not change"):
+        c.step("set tau", stuck)
     failed = c.steps[-1]
-    assert not failed["ok"] and failed["screenshot"].endswith("03_01_run_all_cells_FAILED.png")
-    assert (tmp_path / "03_01_run_all_cells_FAILED.png").exists()
+    assert not failed["ok"] and failed["screenshot"].endswith("03_02_set_tau_FAILED.png")
+    assert (tmp_path / "03_02_set_tau_FAILED.png").exists()
     late = cw.Check(FakePage(), "06", tmp_path, step_limit=60, deadline=time.monotonic() - 1)
     ran = []
     with pytest.raises(cw.StepFailed, match="the whole check's --limit ran out before this step"):
@@ -150,7 +152,7 @@ def test_the_summary_names_the_failed_step_and_the_version_that_broke_it():
     step = {"step": "run all cells", "seconds": 12.0, "ok": False}
     report = {"chapters": {"01_data_and_trie.ipynb": {"ok": False, "steps": [step], "error": "chapter 01, step ..."}},
               "console_errors": ["console.error: Could not create a model.\n  at x"] * 2, "seconds": 27.0,
-              "smollm2_cache_s": 0.0, "step_limit_s": 60.0, "limit_s": 180.0, "ok": False,
+              "smollm2_cache_s": 0.0, "step_limit_s": 60.0, "run_limit_s": 90.0, "limit_s": 180.0, "ok": False,
               "versions": {"jupyterlab": "4.6.6"},
               "differs_from_lock": {"jupyterlab-widgets": {"installed": "1.1.11", "locked": "3.0.17"},
                                     "tqdm": {"installed": "5.0", "locked": "4.70.1"}},
@@ -160,4 +162,5 @@ def test_the_summary_names_the_failed_step_and_the_version_that_broke_it():
     assert "console: console.error: Could not create a model. (2 times)" in lines
     assert "jupyterlab-widgets 1.1.11 broke chapter(s) 01: they pass with the locked 3.0.17" in lines
     assert "tqdm 5.0: chapter(s) 01 fail with the locked 4.70.1 too" in lines
-    assert lines[-1] == "FAILED in 27 s, of which 0 s the SmolLM2 cache (limits: 60 s a step, 180 s in all)"
+    assert lines[-1] == ("FAILED in 27 s, of which 0 s the SmolLM2 cache (limits: 60 s a step, 90 s to run all "
+                         "cells, 180 s in all after the cache)")
