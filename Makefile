@@ -55,7 +55,7 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests --maxfail=5
 
-# Chapter 08's committed results (results/<profile>/08_lite/: one JSON per run with per-user ranks, the
+# Chapter 08's committed results (results/<profile>/08_lite/: one results record per run with per-user ranks, the
 # beam-user table, the inference cost) and its figures, from the run cache or trained; `-p results quick`
 # then shows them without training.
 results-lite: $(STAMP)
@@ -76,12 +76,12 @@ results-llm: $(STAMP)
 # Chapter 07's reference results under the laptop protocol (patience 5, at most 50 epochs): each loss's learning
 # rate chosen on validation (1e-3, 3e-3, 1e-2, then 3e-2, 1e-1 while the best is the largest tried and 3e-4,
 # 1e-4 while it is the smallest; seed 0),
-# then with 3 seeds at the chosen rates every loss and, on
-# Toy, each measured SASRec departure and the SCE K x alpha grid (seed 0) (experiments.CLASSIC_REFERENCE); one JSON
-# per run in results/laptop/07_classic/ as it finishes (resumable: a finished run is not trained again).
+# then with 3 seeds at the chosen rates every loss and, on Toy, each measured SASRec departure and the SCE K x alpha
+# grid (seed 0) (experiments.classic_protocol.CLASSIC_REFERENCE); one results record per run in results/laptop/07_classic/ as it
+# finishes (resumable: a finished run is not trained again).
 CLASSIC_DATASETS ?= toy books
 results-classic: $(STAMP)
-	$(PY) -c "from llmrec import experiments as E; [E.classic_reference('laptop', d) for d in '$(CLASSIC_DATASETS)'.split()]"
+	$(PY) -c "from llmrec.experiments import classic_protocol; [classic_protocol.classic_reference('laptop', d) for d in '$(CLASSIC_DATASETS)'.split()]"
 
 bench: $(STAMP)
 	$(PY) -m llmrec bench all

@@ -442,7 +442,9 @@ def check(chromium: Path, out: Path, chapters=tuple(EXPLORERS), profile: str = "
 
     items = load_dataset(dataset_for(profile, None)).items
     title = items[min(items)]
-    report = {"date": time.strftime("%Y-%m-%d"), "chromium": str(chromium), "profile": profile,
+    from llmrec.core.provenance import commit
+
+    report = {"date": time.strftime("%Y-%m-%d"), "commit": commit(), "chromium": str(chromium), "profile": profile,
               "step_limit_s": step_limit, "run_limit_s": run_limit, "limit_s": limit, "chapters": {},
               "console_errors": []}
     t0 = time.monotonic()
@@ -488,7 +490,7 @@ def check(chromium: Path, out: Path, chapters=tuple(EXPLORERS), profile: str = "
         lab.close()
     report["seconds"] = round(time.monotonic() - t_start, 1)
     report["ok"] = all(e["ok"] for e in report["chapters"].values()) and not report["console_errors"]
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")  # strict JSON
     return report
 
 
@@ -561,7 +563,7 @@ def main(argv=None) -> int:
         report["blame"] = blame(report, Path(args.out), ["--profile", args.profile, "--step-limit",
                                                           str(args.step_limit), "--run-limit", str(args.run_limit),
                                                           "--limit", str(args.limit)])
-        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     print("\n".join(summary(report)))
     print(f"screenshots and report.json in {args.out}")
     return 0 if report["ok"] else 1

@@ -98,7 +98,7 @@ def test_chapter_sizes_must_be_positive(nb, size, tmp_path, monkeypatch):
     """A chapter's size parameter is checked before anything trains, and the error names it."""
     import papermill as pm
 
-    from llmrec.experiments import size as check_size
+    from llmrec.experiments.parameters import size as check_size
 
     assert check_size("n_windows", None, 64) == 64 and check_size("n_windows", 3, 64) == 3
     for bad in (0, -1, 2.5, True):

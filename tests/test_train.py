@@ -67,7 +67,8 @@ def test_sdpo_starts_from_lml_and_lowers_its_objective(runs_dir):
     from llmrec.llm.training import _sdpo_batch
 
     ref = train(smoke(loss="lml", max_steps=5, lora_dropout=0.0), progress=False)  # no dropout: policy == ref
-    # a run-cache name (what experiments.llm_run stores, so that the key is the same in any clone) finds the run
+    # a run-cache name (what experiments.profile_runs.llm_run stores, so that the key is the same in any clone) finds
+    # the run
     assert _adapter_dir(ref.name) == ref / "adapter"
     with pytest.raises(FileNotFoundError, match="no LoRA adapter"):
         _adapter_dir("toy-smollm2-135m-lml-000000000000")

@@ -21,9 +21,9 @@ import nbformat
 import papermill as pm
 
 from .core.io import repo_root, usable_cpus
-from .core.profiles import PROFILES
+from .core.profiles import PROFILES, dataset_for
 from .core.provenance import versions
-from .data import DATASETS
+from .data import DATASETS, load_dataset
 
 ROOT = repo_root()
 
@@ -45,7 +45,8 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded.
 
     ``dataset`` (a name or a prepared folder) is every chapter's one ``dataset`` parameter; None leaves each
-    chapter's own (Toy, with Books where it compares). ``publish`` (default: only for the canonical ``quick``
+    chapter's own (Toy, with Books where it compares). A folder is checked first (:func:`llmrec.data.load_dataset`):
+    one with a problem is a :class:`~llmrec.data.DataError` before any chapter starts. ``publish`` (default: only for the canonical ``quick``
     profile on the CPU, on the chapters' own datasets) writes the figures into the committed ``figures/``; any
     other batch writes them under ``runs/figures/`` (see :func:`llmrec.plots.figures_dir`). ``cell_timeout``
     (seconds): a cell that runs longer fails its chapter, naming the cell, instead of holding the batch.
@@ -55,6 +56,8 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if dataset:
+        load_dataset(dataset_for(profile, dataset))
     if publish is None:
         publish = profile == "quick" and device == "cpu" and dataset is None
     if dataset and dataset not in DATASETS and Path(dataset).is_dir():

@@ -1,8 +1,9 @@
 """What made a result: the code's commit, the versions of the libraries that shape a number, the machine.
 
-Every results record carries :func:`provenance` (the export functions of :mod:`llmrec.experiments`), every run
-directory the :func:`versions` of each process that trained it (``versions.json``, :func:`llmrec.core.rundir.open_run`)
-and every chapter that ``make figures`` executed the same in its notebook metadata (:mod:`llmrec.chapters`), so
+Every results record carries :func:`provenance` (:mod:`llmrec.experiments.published`; the record's
+``provenance.versions``), every run directory the :func:`versions` of each process that trained it
+(``versions.json``, :func:`llmrec.core.rundir.open_run`; a record holds them as ``training.facts.versions``) and
+every chapter that ``make figures`` executed the same in its notebook metadata (:mod:`llmrec.chapters`), so
 that a changed number can be told from a changed library. Nothing runs at import: ``git`` is asked on the first
 call (and remembered for the process, so that a long batch records the code it started with even if the
 checkout moves on meanwhile).
@@ -54,11 +55,11 @@ def commit() -> str:
     return head
 
 
-def versions(extra: tuple[str, ...] = ()) -> dict:
-    """``{"python": …, "commit": …, <library>: version}`` for :data:`LIBRARIES` and the distributions ``extra``
-    (None for one not installed)."""
-    return {"python": platform.python_version(), "commit": commit(),
-            **{name: installed(name) for name in (*LIBRARIES, *extra)}}
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """``{"python": …, "commit": …, <library>: version}`` for those of :data:`LIBRARIES` and of the distributions
+    ``extra`` that are installed."""
+    found = {name: installed(name) for name in (*LIBRARIES, *extra)}
+    return {"python": platform.python_version(), "commit": commit(), **{k: v for k, v in found.items() if v}}
 
 
 def machine() -> str:

@@ -131,8 +131,8 @@ class LLMRecommender(Recommender):
 
 def adapter_dir(p: str | Path) -> Path:
     """The LoRA adapter folder of a run directory, an adapter folder, or a run's name in the run cache (what
-    :func:`llmrec.experiments.llm_run` stores as ``sdpo_ref``, so that the S-DPO run's key does not depend on
-    where the repository lies)."""
+    :func:`llmrec.experiments.profile_runs.llm_run` stores as ``sdpo_ref``, so that the S-DPO run's key does not
+    depend on where the repository lies)."""
     p = Path(p)
     if not p.exists() and len(p.parts) == 1:
         p = rundir.runs_root() / p
