@@ -10,8 +10,8 @@ The check chooses the kernel itself: it writes a kernelspec for the Python that 
 chapter's kernel through JupyterLab's REST API before the page opens, so the page finds its kernel running and
 JupyterLab asks nothing (a kernel-select dialog that appears all the same is answered with that kernel and
 recorded). Every step (start the kernel, open the notebook, each control) has a time limit (``--step-limit``,
-60 s), running a chapter's cells, where the smoke models train, one of its own (``--run-limit``, 90 s: about
-20 s on an idle 2-core machine, 58 s measured with three other processes busy on its 2 cores), and the whole
+60 s), running a chapter's cells, where the smoke models train, one of its own (``--run-limit``, 90 s: chapter
+06 took 22 s on the 2-core VM at a load average of 2.5, up to 72 s at 5), and the whole
 check one more (``--limit``, 180 s, not counting the SmolLM2 cache made once per machine); a step that fails or
 runs out of time is named, with what the page showed, and screenshotted (``<chapter>_<nn>_<step>_FAILED.png``).
 
