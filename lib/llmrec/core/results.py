@@ -308,7 +308,9 @@ def run_record(run_dir: str | Path, name: str, what: str, profile: str, keys=Non
     taken = {"best_epoch", "epochs_run", "seconds_total", "seconds_per_epoch", *(f"best_valid_{m}" for m in best_valid)}
     training = Training(best_epoch=best, epochs_run=epochs_run, epochs_cap=config.get("epochs"),
                         best_valid=best_valid, seconds_total=seconds, seconds_per_epoch=per_epoch,
-                        facts={k: v for k, v in done.items() if k not in taken})
+                        facts={k: v for k, v in done.items() if k not in taken}
+                        | ({"versions": read_json(run_dir / "versions.json")}  # of each process that trained it
+                           if (run_dir / "versions.json").exists() else {}))
     log_rows = []
     if log and (run_dir / "log.jsonl").exists():
         log_rows = [_finite(json.loads(line)) for line in (run_dir / "log.jsonl").read_text().splitlines()

@@ -9,6 +9,8 @@ A run directory holds:
   directory, so an identical run finds the finished one again (the run cache)
   and nothing else does: a run is never continued or reused on other data or
   on other weights under the same model name;
+* ``versions.json``: the library versions and commit (:func:`llmrec.core.provenance.versions`) of each
+  process that trained the run, oldest first (one entry unless a run was resumed under other versions);
 * ``log.jsonl``: one JSON object per logged training step / epoch;
 * ``checkpoints/epoch-N/`` (classic models: after N finished epochs) or
   ``checkpoints/step-N/`` (the LLM: after N training steps, at every epoch end
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 
 from .io import atomic_write, dumps, publish_dir, read_json, repo_root, write_json
+from .provenance import versions
 
 
 _COMMITTED: Path | None = None  # set by use_committed: the run cache is a folder of committed results, read only
@@ -158,6 +161,7 @@ def adopt(run_dir: str | Path, weights: dict) -> None:
 
 def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) -> bool:
     """Write (or check) ``config.json`` and ``identity.json``; True when this run is already finished (the cache).
+    A run that is (re)started records its versions (:func:`record_versions`).
 
     A folder that holds another configuration or another identity (other
     data, another number of processes, other pretrained weights:
@@ -175,7 +179,10 @@ def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) ->
     if path.exists():
         old = read_json(path)
         if old == config:
-            return is_done(run_dir)
+            if is_done(run_dir):
+                return True
+            record_versions(run_dir)  # resumed
+            return False
         differ = {k for k in set(old) | set(config) if old.get(k) != config.get(k)}
         if differ != {"epochs"}:
             raise ValueError(f"{run_dir} holds a run with a different configuration (keys {sorted(differ)}); "
@@ -185,7 +192,18 @@ def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) ->
     write_json(path, config)
     if identity is not None:
         write_json(ipath, identity)
+    record_versions(run_dir)
     return False
+
+
+def record_versions(run_dir: str | Path) -> None:
+    """Add this process's :func:`~llmrec.core.provenance.versions` to the run's ``versions.json`` unless they are
+    its last entry (a run trained, or resumed, under these versions says so)."""
+    path = Path(run_dir) / "versions.json"
+    seen = read_json(path) if path.exists() else []
+    now = versions()
+    if not seen or seen[-1] != now:
+        write_json(path, [*seen, now])
 
 
 @contextmanager
@@ -224,7 +242,8 @@ def truncate_log(run_dir: str | Path, keep) -> None:
     atomic_write(path, "".join(dumps(r, where=path) + "\n" for r in kept).encode())
 
 
-RECORD = ("config.json", "identity.json", "done.json", "metrics.json", "log.jsonl")  # a run without its weights
+# a run without its weights
+RECORD = ("config.json", "identity.json", "versions.json", "done.json", "metrics.json", "log.jsonl")
 
 
 def publish_record(run_dir: str | Path, dest: str | Path, extra: dict[str, dict]) -> Path:

@@ -4,22 +4,18 @@ into a read-only run cache."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import platform
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from .. import runs
 from ..core import rundir
 from ..core.io import cache_root, publish_dir, repo_root
+from ..core.provenance import provenance  # commit, date, machine, versions
 from ..core.results import (Provenance, RunRecord, TableRecord, entry_from_evaluation, evaluation_from_entry,
                             read_record, run_record, unpack, write_record)
 from ..data import dataset_fingerprint
@@ -79,27 +75,6 @@ def export_llm_results(profile: str, folder: str | Path | None = None, what: str
 def provenance_record() -> Provenance:
     p = provenance()
     return Provenance(machine=p["machine"], commit=p["commit"], date=p["date"], versions=p.get("versions", {}))
-
-
-@functools.lru_cache(maxsize=None)
-def provenance() -> dict:
-    """The commit (``+dirty`` with uncommitted changes to the code), the machine, torch and the date, for a
-    results file; taken once per process, when the first results file is written (not at import), so that the
-    rest of a long grid or chapter records the same code even if the checkout moves on meanwhile."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no", "--", "lib", "notebooks", "pyproject.toml"):
-        commit += "+dirty"  # the code that made the results differs from the commit
-    return {"commit": commit, "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-            "versions": {"torch": torch.__version__},
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} (no GPU: "
-                       f"{not torch.cuda.is_available()})"}
 
 
 def slug(name: str) -> str:
