@@ -404,7 +404,7 @@ def test_the_sasrec_runs_beside_the_llms_are_the_protocols_ce_and_sce_at_their_p
 def test_the_learning_rate_search_goes_past_the_edge_only_while_the_best_is_there(tmp_path):
     """The selection rule on hand-written selection files (nothing trains; train=False reads them): a best at the
     largest (smallest) rate tried sends the loss one larger (smaller) rate further; ties go to the smallest rate."""
-    import json
+    from llmrec.core.results import Provenance, RunRecord, Training, write_record
 
     scores = {"SASRec + CE": {1e-3: 0.1, 1e-2: 0.3, 3e-2: 0.2},  # upper edge -> 3e-2, worse: stop at 1e-2
               "SASRec + BCE": {3e-4: 0.1, 1e-3: 0.2, 1e-2: 0.1},  # lower edge -> 3e-4, worse: stop at 1e-3
@@ -412,9 +412,12 @@ def test_the_learning_rate_search_goes_past_the_edge_only_while_the_best_is_ther
               "SASRec + sampled softmax (K 500)": {1e-4: 0.4, 3e-4: 0.3, 1e-3: 0.2, 1e-2: 0.1}}  # down to the end
     for name, by_lr in scores.items():
         for lr, v in by_lr.items():
-            (tmp_path / f"toy-{slug(name)}-lr-{lr:g}.json").write_text(json.dumps(
-                {"best_valid_ndcg@10": v, "best_epoch": 3, "epochs_cap": 50, "seconds_total": 1.0,
-                 "peak_memory_mb": 1.0}))
+            write_record(tmp_path / f"toy-{slug(name)}-lr-{lr:g}.json", RunRecord(
+                name=name, what="a hand-written selection run", family="seqrec", profile="laptop", dataset="toy",
+                dataset_fingerprint="x", config={"lr": lr}, extra={"lr": lr},
+                training=Training(best_epoch=3, epochs_run=8, epochs_cap=50, best_valid={"ndcg@10": v},
+                                  seconds_total=1.0, facts={"peak_memory_mb": 1.0}),
+                provenance=Provenance(machine="m", commit="c", date="d")))
     # rates inside the given ones (5e-3, 2e-3) are never tried; nothing beyond a file asked for exists
     sel = protocol_selection("laptop", "toy", lrs=(1e-2, 1e-3), names=tuple(scores), folder=tmp_path,
                              train=False, beyond=(5e-3, 3e-2, 1e-1), below=(2e-3, 3e-4, 1e-4))

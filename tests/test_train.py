@@ -172,7 +172,7 @@ def test_checkpoint_interval_is_checked_and_named(capsys, runs_dir):
     assert main(["train", "--profile", "smoke", "--loss", "lml", "--checkpoint-every", "0"]) == 2
     assert "--checkpoint-every: must be > 0, got 0" in capsys.readouterr().err
     assert main(["train", "--profile", "smoke", "--model", "sasrec", "--checkpoint-every", "5"]) == 2
-    assert "classic models checkpoint after every epoch" in capsys.readouterr().err
+    assert "--checkpoint-every applies to llm runs; this is a seqrec run" in capsys.readouterr().err
     assert "checkpoint_every" not in TrainConfig(checkpoint_every=4).to_dict()  # not in config.json nor the key
 
 
