@@ -318,12 +318,17 @@ def test_exact_scores_equal_brute_force_for_every_item(setup, mode):
 
 
 def test_exact_batch_of_users_and_item_order(setup):
-    model, tok, data, trie, prompts = setup
+    """Several users per pass (shared prefix, unequal prompts) = one user per pass: scores and ranks."""
+    model, tok, data, trie, _ = setup
+    prompts = _unequal_prompts(tok, trie, data, n=5)
     both = D.score_all_items_batch(model, prompts, trie, "valid", chunk=64)
     order = D.trie_plan(trie).item_ids
     for u, p in enumerate(prompts):
         single = D.score_all_items(model, p, trie, "valid", chunk=200, item_ids=order)
         assert np.allclose(both[u], single, atol=1e-5)
+    targets = [int(t) for t in data.test["target"].iloc[:5]]
+    assert (D.exact_ranks(model, prompts, targets, trie, users_per_pass=3)
+            == D.exact_ranks(model, prompts, targets, trie, users_per_pass=1)).all()
     picked = [7, 3, 250]
     assert np.allclose(D.score_items(model, prompts[1], trie, picked, "valid"),
                        D.score_all_items(model, prompts[1], trie, "valid", item_ids=picked), atol=1e-4)
@@ -389,7 +394,7 @@ def test_bad_arguments(setup):
 @pytest.mark.parametrize("lora_layers", [None, 1])
 def test_likelihood_equals_one_forward_per_title(lora_layers, tmp_path, monkeypatch):
     """Teacher-forced nll_valid / nll_full of a batch of users = -log P_valid / -log P by a plain forward each
-    (also when the frozen lower blocks come from the cache)."""
+    = the same one user at a time (also when the frozen lower blocks come from the cache)."""
     from llmrec.llm import LLMRecommender, TrainConfig
 
     monkeypatch.setenv("LLMREC_FROZEN", str(tmp_path))
@@ -399,6 +404,10 @@ def test_likelihood_equals_one_forward_per_title(lora_layers, tmp_path, monkeypa
     df = rec.ds.test.iloc[:6]
     hist, targets = [list(h) for h in df["history"]], df["target"].tolist()
     got = rec.likelihood(hist, targets)
+    rec.likelihood_batch = 1  # one user at a time: the same values
+    one = rec.likelihood(hist, targets)
+    for name in ("nll_valid", "nll_full"):
+        assert np.allclose(got[name], one[name], atol=1e-4)
     for u, (h, t) in enumerate(zip(hist, targets)):
         prompt = rec.encoder.prompt_ids(h)
         for mode, name in (("valid", "nll_valid"), ("full", "nll_full")):

@@ -179,7 +179,7 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
 
 
 def _batched_beams(model, prompts: list[list[int]], trie, K: int, max_new: int, score: str,
-                   tokens_per_forward: int = 4096) -> list[list[tuple[list[int], float]]]:
+                   tokens_per_forward: int | None = None) -> list[list[tuple[list[int], float]]]:
     """:func:`_fast_beams`' search for many users at once, every live beam of every user in one forward a step.
 
     The prompts are prefilled by :func:`llmrec.llm.decode.prefill.prefill`

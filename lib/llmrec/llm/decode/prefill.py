@@ -29,7 +29,9 @@ class PromptKV:
     ``values[l]``: the suffixes, (U, kv heads, S, d), left-padded; ``pad``:
     (U, S), True at padding; ``lens``: (U,) whole prompt lengths (``c`` +
     suffix); ``last``: (U, hidden) the final hidden state at each prompt's last
-    token (what predicts the first response token).
+    token (what predicts the first response token); ``tail[u]``: (n_u, hidden)
+    the final hidden states at the last ``n_u`` positions of prompt ``u`` when
+    asked for (else None).
     """
 
     prefix_keys: list
@@ -39,6 +41,7 @@ class PromptKV:
     pad: torch.Tensor
     lens: torch.Tensor
     last: torch.Tensor
+    tail: list | None = None
 
 
 def shared_prefix_len(prompts: list[list[int]]) -> int:
@@ -66,14 +69,31 @@ def length_groups(lengths: list[int], tokens_per_forward: int) -> list[list[int]
     return groups + [cur] if cur else groups
 
 
+def default_tokens_per_forward(device) -> int:
+    """Padded tokens per prefill forward: enough rows for a CPU's matrix products, more for a GPU's."""
+    return 2048 if torch.device(device).type == "cpu" else 16384
+
+
 @torch.no_grad()
-def prefill(body, prompts: list[list[int]], tokens_per_forward: int = 4096) -> PromptKV:
-    """Run ``prompts`` (non-empty lists of token ids) through the decoder ``body``: see the module doc."""
+def prefill(body, prompts: list[list[int]], tokens_per_forward: int | None = None, tails: list[int] | None = None,
+            keep_kv: bool = True) -> PromptKV:
+    """Run ``prompts`` (non-empty lists of token ids) through the decoder ``body``: see the module doc.
+
+    ``tails[u]``: also return the hidden states of the last ``tails[u]``
+    positions of prompt ``u`` (the shared prefix then stops before the first of
+    them); ``keep_kv=False``: do not keep the suffixes' K/V (``keys`` and
+    ``values`` are empty lists).
+    """
     emb = body.get_input_embeddings().weight
     dev, dt = emb.device, emb.dtype
     neg = torch.finfo(dt).min
     cache_arg = cache_argument(body)
+    tokens_per_forward = tokens_per_forward or default_tokens_per_forward(dev)
     c = shared_prefix_len(prompts)
+    if tails is not None:
+        if any(not 0 < t <= len(p) for p, t in zip(prompts, tails, strict=True)):
+            raise ValueError("each tail must be between 1 and its prompt's length")
+        c = min([c] + [len(p) - t for p, t in zip(prompts, tails)])
     pk, pv = [], []
     if c:
         out = body(input_ids=torch.as_tensor([prompts[0][:c]], device=dev),
@@ -82,6 +102,7 @@ def prefill(body, prompts: list[list[int]], tokens_per_forward: int = 4096) -> P
     suffixes = [list(map(int, p[c:])) for p in prompts]
     U, S = len(prompts), max(map(len, suffixes))
     keys, values, pad, last = None, None, torch.ones((U, S), dtype=torch.bool, device=dev), None
+    tail = [None] * U if tails is not None else None
     for group in length_groups([len(s) for s in suffixes], tokens_per_forward):
         n, Sg = len(group), max(len(suffixes[i]) for i in group)
         ids = torch.zeros((n, Sg), dtype=torch.long)
@@ -100,18 +121,20 @@ def prefill(body, prompts: list[list[int]], tokens_per_forward: int = 4096) -> P
             cache.update(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1), layer)
         out = body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
                    **({cache_arg: cache} if c else {}), use_cache=True)
-        layers = returned_cache(out).layers
-        if keys is None:
+        layers, h = returned_cache(out).layers, out.last_hidden_state
+        if last is None:
             kv, d = layers[0].keys.shape[1], layers[0].keys.shape[3]
-            keys = [torch.zeros((U, kv, S, d), dtype=dt, device=dev) for _ in layers]
-            values = [torch.zeros((U, kv, S, d), dtype=dt, device=dev) for _ in layers]
-            last = torch.zeros((U, out.last_hidden_state.shape[-1]), dtype=out.last_hidden_state.dtype, device=dev)
+            keys = [torch.zeros((U, kv, S, d), dtype=dt, device=dev) for _ in layers] if keep_kv else []
+            values = [torch.zeros((U, kv, S, d), dtype=dt, device=dev) for _ in layers] if keep_kv else []
+            last = torch.zeros((U, h.shape[-1]), dtype=h.dtype, device=dev)
         rows = torch.as_tensor(group, device=dev)
-        for l, layer in enumerate(layers):
+        for l, layer in enumerate(layers if keep_kv else []):
             keys[l][rows, :, S - Sg:] = layer.keys[:, :, c:]
             values[l][rows, :, S - Sg:] = layer.values[:, :, c:]
         pad[rows, S - Sg:] = ~valid.to(dev)
-        last[rows] = out.last_hidden_state[:, -1]
-        del out, layers, cache
+        last[rows] = h[:, -1]
+        for r, i in enumerate(group if tail is not None else []):
+            tail[i] = h[r, Sg - tails[i]:]
+        del out, layers, cache, h
     lens = torch.as_tensor([len(p) for p in prompts], device=dev)
-    return PromptKV(pk, pv, keys, values, pad, lens, last)
+    return PromptKV(pk, pv, keys, values, pad, lens, last, tail)
