@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=run_prepare)
 
     b = sub.add_parser("bench", help="benchmarks (side by side in one run)")
-    b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "all"])
+    b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "decode", "all"])
     b.add_argument("--out", default=None, help="write the whole result here (default: bench/<name>.json each)")
     b.set_defaults(func=_bench)
 
