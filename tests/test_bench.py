@@ -12,7 +12,7 @@ def test_make_bench_writes_one_file_per_benchmark(tmp_path, monkeypatch):
     for name in bench.BENCHMARKS:
         monkeypatch.setattr(bench, f"bench_{name}", lambda *a, _n=name, **k: {"stub": _n})
     res = bench.run_bench("all", out_dir=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["losses.json", "seqrec.json", "trie.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decode.json", "losses.json", "seqrec.json", "trie.json"]
     for name in bench.BENCHMARKS:
         one = json.loads((tmp_path / f"{name}.json").read_text())
         want = {ds: {"stub": name} for ds in bench.SEQREC_DATASETS} if name == "seqrec" else {"stub": name}

@@ -190,6 +190,103 @@ def test_fast_engine_equals_hf_generate(setup, mode, beams):
             assert np.allclose([s for _, s in f], [s for _, s in r], atol=1e-4)
 
 
+def _unequal_prompts(tok, trie, data, n=7):
+    """``n`` test prompts of unequal lengths (histories of up to 5 items) that share the template's prefix."""
+    enc = PromptEncoder(tok, trie, data.items, max_history=5)
+    P = [enc.prompt_ids(list(h)) for h in data.test["history"].iloc[:n]]
+    assert len({len(p) for p in P}) > 2
+    return P
+
+
+def test_prefill_equals_one_plain_forward_per_prompt(setup):
+    """The shared prefix run once plus each suffix on top of it gives each prompt's own K/V and last state."""
+    from llmrec.llm.decode.prefill import prefill, shared_prefix_len
+
+    model, tok, data, trie, _ = setup
+    P = _unequal_prompts(tok, trie, data)
+    c = shared_prefix_len(P)
+    assert 10 < c < min(map(len, P))
+    kv = prefill(model.model, P, tokens_per_forward=3 * max(map(len, P)))  # several length groups
+    assert kv.lens.tolist() == [len(p) for p in P]
+    with torch.no_grad():
+        for u, p in enumerate(P):
+            out = model.model(input_ids=torch.tensor([p]), use_cache=True)
+            assert torch.allclose(kv.last[u], out.last_hidden_state[0, -1], atol=1e-5)
+            for l, layer in enumerate(D.common.returned_cache(out).layers):
+                for got_pre, got, ref in ((kv.prefix_keys, kv.keys, layer.keys), (kv.prefix_values, kv.values,
+                                                                                   layer.values)):
+                    mine = torch.cat([got_pre[l][0], got[l][u][:, ~kv.pad[u]]], dim=1)
+                    assert torch.allclose(mine, ref[0], atol=1e-5)
+
+
+def test_shared_prefix_len_and_length_groups():
+    from llmrec.llm.decode.prefill import length_groups, shared_prefix_len
+
+    assert shared_prefix_len([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert shared_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2  # at least one token of each is left outside
+    assert shared_prefix_len([[7], [7, 8]]) == 0 and shared_prefix_len([[4, 5, 6]]) == 2
+    groups = length_groups([5, 1, 9, 3, 9], tokens_per_forward=10)
+    assert groups == [[1, 3], [0], [2], [4]]  # sorted by length; 2 x 3 <= 10 < 3 x 5; one long prompt alone
+    assert sorted(i for g in groups for i in g) == list(range(5))
+
+
+def _same_lists(got, ref, atol=1e-4):
+    for g, r in zip(got, ref, strict=True):
+        assert [items for items, _ in g] == [items for items, _ in r]
+        assert np.allclose([s for _, s in g], [s for _, s in r], atol=atol)
+
+
+def _per_user(model, prompts, trie, **kw):
+    """Today's engine one user at a time: the reference of the batched engine."""
+    return [D.beam_search_batch(model, [p], trie, batch_size=1, engine="fast", **kw)[0] for p in prompts]
+
+
+@pytest.mark.parametrize("mode", ["full", "valid"])
+@pytest.mark.parametrize("beams", [1, 5])
+def test_batched_engine_equals_per_user_engine(setup, mode, beams):
+    """All users' beams in one forward a step (shared prefix, hopeless beams dropped, users leaving the batch)
+    return the per-user engine's titles and scores, user by user."""
+    model, tok, data, trie, _ = setup
+    P = _unequal_prompts(tok, trie, data, n=5)
+    for m in (model, biased_head(model, trie.sequences[77], bias=4.0)):
+        ref = _per_user(m, P, trie, num_beams=beams, score=mode)
+        for batch in (2, len(P)):
+            _same_lists(D.beam_search_batch(m, P, trie, num_beams=beams, batch_size=batch, score=mode,
+                                            engine="batched"), ref)
+
+
+def test_users_leave_the_batch(tok, toy, toy_trie, monkeypatch):
+    """On Toy's titles (2 to 196 tokens) some users' searches end early: they leave the batch (their prompt K/V
+    dropped), and every user still gets the per-user engine's list."""
+    from llmrec.llm.decode.attention import SharedPrompt
+    from llmrec.llm.model import load_llm
+
+    model, _ = load_llm("tiny")
+    model.eval()
+    enc = PromptEncoder(tok, toy_trie, toy.items, toy.domain, max_history=5)
+    P = [enc.prompt_ids(list(h)) for h in toy.test["history"].iloc[:7]]
+    held = []
+    keep = SharedPrompt.keep_users
+    monkeypatch.setattr(SharedPrompt, "keep_users", lambda self, users: (held.append(len(users)), keep(self, users)))
+    got = D.beam_search_batch(model, P, toy_trie, num_beams=8, engine="batched")
+    assert held and held[-1] < len(P)
+    _same_lists(got, _per_user(model, P, toy_trie, num_beams=8))
+
+
+@pytest.mark.slow
+def test_batched_engine_equals_per_user_engine_smollm2(tok, toy, toy_trie):
+    """The same on the real SmolLM2 and Toy prompts (10 beams): identical lists, scores within float noise."""
+    from llmrec.llm.model import load_llm
+
+    model, _ = load_llm("smollm2-135m")
+    model.eval()
+    enc = PromptEncoder(tok, toy_trie, toy.items, toy.domain, max_history=10)
+    P = [enc.prompt_ids(list(h)) for h in toy.test["history"].iloc[:3]]
+    got = D.beam_search_batch(model, P, toy_trie, num_beams=10, engine="batched")
+    assert [len(g) for g in got] == [10] * len(P)
+    _same_lists(got, _per_user(model, P, toy_trie, num_beams=10), atol=1e-3)
+
+
 def test_beam_search_more_beams_than_titles():
     from llmrec.llm.model import load_llm
 
@@ -221,12 +318,17 @@ def test_exact_scores_equal_brute_force_for_every_item(setup, mode):
 
 
 def test_exact_batch_of_users_and_item_order(setup):
-    model, tok, data, trie, prompts = setup
+    """Several users per pass (shared prefix, unequal prompts) = one user per pass: scores and ranks."""
+    model, tok, data, trie, _ = setup
+    prompts = _unequal_prompts(tok, trie, data, n=5)
     both = D.score_all_items_batch(model, prompts, trie, "valid", chunk=64)
     order = D.trie_plan(trie).item_ids
     for u, p in enumerate(prompts):
         single = D.score_all_items(model, p, trie, "valid", chunk=200, item_ids=order)
         assert np.allclose(both[u], single, atol=1e-5)
+    targets = [int(t) for t in data.test["target"].iloc[:5]]
+    assert (D.exact_ranks(model, prompts, targets, trie, users_per_pass=3)
+            == D.exact_ranks(model, prompts, targets, trie, users_per_pass=1)).all()
     picked = [7, 3, 250]
     assert np.allclose(D.score_items(model, prompts[1], trie, picked, "valid"),
                        D.score_all_items(model, prompts[1], trie, "valid", item_ids=picked), atol=1e-4)
@@ -292,7 +394,7 @@ def test_bad_arguments(setup):
 @pytest.mark.parametrize("lora_layers", [None, 1])
 def test_likelihood_equals_one_forward_per_title(lora_layers, tmp_path, monkeypatch):
     """Teacher-forced nll_valid / nll_full of a batch of users = -log P_valid / -log P by a plain forward each
-    (also when the frozen lower blocks come from the cache)."""
+    = the same one user at a time (also when the frozen lower blocks come from the cache)."""
     from llmrec.llm import LLMRecommender, TrainConfig
 
     monkeypatch.setenv("LLMREC_FROZEN", str(tmp_path))
@@ -302,6 +404,10 @@ def test_likelihood_equals_one_forward_per_title(lora_layers, tmp_path, monkeypa
     df = rec.ds.test.iloc[:6]
     hist, targets = [list(h) for h in df["history"]], df["target"].tolist()
     got = rec.likelihood(hist, targets)
+    rec.likelihood_batch = 1  # one user at a time: the same values
+    one = rec.likelihood(hist, targets)
+    for name in ("nll_valid", "nll_full"):
+        assert np.allclose(got[name], one[name], atol=1e-4)
     for u, (h, t) in enumerate(zip(hist, targets)):
         prompt = rec.encoder.prompt_ids(h)
         for mode, name in (("valid", "nll_valid"), ("full", "nll_full")):

@@ -15,7 +15,13 @@ mask memory, dense against compact.
 
 ``seqrec``: SASRec epoch time and peak memory, full CE against SCE, on Toy and on Books.
 
-Each writes ``bench/<name>.json`` (``make bench`` runs all three).
+``decode``: users/s of the LLM's decoders one user at a time against batched
+across users, on the same Toy test users in one run (SmolLM2-135M with a fresh
+LoRA adapter, as evaluation holds it): 10-beam constrained beam search, exact
+ranking and the teacher-forced likelihood, with whether both give the same
+lists, ranks and values.
+
+Each writes ``bench/<name>.json`` (``make bench`` runs all four).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import resource
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
+import numpy as np
 import torch
 
 from . import seqrec
@@ -148,19 +155,20 @@ def bench_trie(repeats: int = 3) -> dict:
     return out
 
 
-BENCHMARKS = ("trie", "losses", "seqrec")
+BENCHMARKS = ("trie", "losses", "seqrec", "decode")
 SEQREC_DATASETS = ("toy", "books")  # the seqrec benchmark runs on each: CE's cost grows with the catalogue
 
 
 def run_bench(what: str = "all", out: str | None = None, device: str = "cpu", out_dir: str | Path | None = None) -> dict:
-    """Run one benchmark (``trie``, ``losses``, ``seqrec``) or all; each writes ``bench/<name>.json`` (the
+    """Run one benchmark (``trie``, ``losses``, ``seqrec``, ``decode``) or all; each writes ``bench/<name>.json`` (the
     machine, the date and its numbers: what docs/benchmarks.md quotes), as soon as it is done. ``out`` writes the
     whole result to one file instead. Returns ``{"machine", "when", name: result, ...}``."""
     if what not in (*BENCHMARKS, "all"):
         raise ValueError(f"unknown benchmark {what!r}; choose one of {', '.join(BENCHMARKS)} or all")
     smollm2_cache()  # convert once before timing anything
     run = {"trie": bench_trie, "losses": lambda: bench_losses(device=device),
-           "seqrec": lambda: {ds: bench_seqrec(ds, device=device) for ds in SEQREC_DATASETS}}
+           "seqrec": lambda: {ds: bench_seqrec(ds, device=device) for ds in SEQREC_DATASETS},
+           "decode": lambda: bench_decode(device=device)}
     res = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     for name in BENCHMARKS:
         if what in (name, "all"):
@@ -219,4 +227,102 @@ def bench_seqrec(dataset: str = "books", device: str = "cpu", epochs: int = 2, p
     out["speedup_sce_vs_ce"] = out["ce"]["seconds_per_epoch"] / out["sce"]["seconds_per_epoch"]
     out["memory_ratio_ce_vs_sce"] = (out["ce"]["peak_memory_mb"] / out["sce"]["peak_memory_mb"]
                                      if out["sce"]["peak_memory_mb"] > 0 else None)
+    return out
+
+
+def _timed(fn, device: str):
+    """(result, wall seconds, process CPU seconds) of ``fn()``, the device synchronised around it."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _side_by_side(per_user, batched, n: int, repeats: int, device: str) -> tuple[dict, object, object]:
+    """Time two ways of decoding the same ``n`` users, alternating (A B B A ...) so that a machine shared with
+    other jobs slows both alike; users/s from each way's fastest run."""
+    runs = {"per_user": [], "batched": []}
+    out = {}
+    for r in range(repeats):
+        for name in (("per_user", "batched") if r % 2 == 0 else ("batched", "per_user")):
+            out[name], wall, cpu = _timed(per_user if name == "per_user" else batched, device)
+            runs[name].append((wall, cpu))
+    res = {name: {"seconds": [w for w, _ in v], "cpu_seconds": [c for _, c in v],
+                  "seconds_per_user": min(w for w, _ in v) / n, "users_per_s": n / min(w for w, _ in v)}
+           for name, v in runs.items()}
+    res["speedup"] = res["batched"]["users_per_s"] / res["per_user"]["users_per_s"]
+    return res, out["per_user"], out["batched"]
+
+
+def bench_decode(users: int = 16, exact_users: int = 2, beams: int = 10, repeats: int = 2,
+                 device: str = "cpu") -> dict:
+    """The LLM's decoders one user at a time against batched across users, side by side (see the module doc).
+
+    ``users`` Toy test users (the seeded sample :func:`llmrec.core.recommender.evaluate`
+    draws) for beam search and the likelihood, ``exact_users`` of them for
+    exact ranking (about 15 s a user on 2 CPU cores). Each pair runs
+    ``repeats`` times, alternating; a short run on purpose, since the 2 cores
+    may be shared.
+    """
+    from .core.metrics import rank_of_target
+    from .core.samplers import sample_rows
+    from .llm import LLMRecommender, decode
+
+    rec = LLMRecommender(TrainConfig(dataset="toy", device=device))
+    rec.model = rec.load_model().eval()
+    test = rec.ds.test.iloc[sample_rows(len(rec.ds.test), users, seed=0)]
+    hist, targets = [list(h) for h in test["history"]], test["target"].astype(int).tolist()
+    prompts = rec.prompts(hist)
+    out = {"model": "SmolLM2-135M + a fresh LoRA adapter (q_proj, v_proj on every block: the base model's "
+                    "outputs, evaluation's structure)", "dataset": "toy", "split": "test", "device": device,
+           "torch_threads": torch.get_num_threads(),
+           "note": (f"a short run ({users} users, {exact_users} for exact ranking), each pair alternated "
+                    f"{repeats} times; users/s from each way's fastest run; on a shared machine the wall times "
+                    "vary with the other jobs")}
+
+    def beam(engine, batch):
+        return lambda: decode.beam_search_batch(rec.model, prompts, rec.trie, num_beams=beams, batch_size=batch,
+                                                engine=engine)
+
+    res, one, many = _side_by_side(beam("fast", 1), beam("batched", users), users, repeats, device)
+    lists = [[items for items, _ in r] for r in one] == [[items for items, _ in r] for r in many]
+    gap = max((abs(a - b) for x, y in zip(one, many) for (_, a), (_, b) in zip(x, y)), default=0.0)
+    out["beam"] = {"users": users, "num_beams": beams, "score": rec.beam_score,
+                   "per_user": {"engine": "fast", "batch_size": 1, **res["per_user"]},
+                   "batched": {"engine": "batched", "batch_size": users, **res["batched"]},
+                   "speedup": res["speedup"], "identical_lists": lists, "max_score_gap": gap,
+                   "goal": {"batched at least 3x one user at a time": res["speedup"] >= 3}}
+
+    P, T = prompts[:exact_users], targets[:exact_users]
+    res, one, many = _side_by_side(
+        lambda: np.concatenate([decode.score_all_items_batch(rec.model, [p], rec.trie) for p in P]),
+        lambda: decode.score_all_items_batch(rec.model, P, rec.trie), exact_users, 1, device)
+    cols = decode.trie_plan(rec.trie).columns(T)
+    beam_s = {k: out["beam"][k]["seconds_per_user"] for k in ("per_user", "batched")}
+    out["exact"] = {"users": exact_users, "mode": "valid",
+                    "per_user": {"users_per_pass": 1, **res["per_user"]},
+                    "batched": {"users_per_pass": exact_users, **res["batched"]}, "speedup": res["speedup"],
+                    "identical_ranks": bool((rank_of_target(one, cols) == rank_of_target(many, cols)).all()),
+                    "max_score_gap": float(np.abs(one - many).max()),
+                    "batched exact / batched beam search, per user":
+                        res["batched"]["seconds_per_user"] / beam_s["batched"],
+                    "batched exact / per-user beam search, per user":
+                        res["batched"]["seconds_per_user"] / beam_s["per_user"]}
+    out["exact"]["goal"] = {"exact at most 5x one beam search per user":
+                            out["exact"]["batched exact / batched beam search, per user"] <= 5}
+
+    def likelihood(batch):
+        def run():
+            rec.likelihood_batch = batch
+            return rec.likelihood(hist, targets)
+        return run
+
+    batch = rec.likelihood_batch
+    res, one, many = _side_by_side(likelihood(1), likelihood(batch), users, repeats, device)
+    rec.likelihood_batch = batch
+    out["likelihood"] = {"users": users, "per_user": {"users_per_forward": 1, **res["per_user"]},
+                         "batched": {"users_per_forward": batch, **res["batched"]}, "speedup": res["speedup"],
+                         "max_gap": max(float(np.abs(one[k] - many[k]).max()) for k in one)}
     return out

@@ -24,9 +24,10 @@ from ..core.recommender import Recommender
 from ..data import load_dataset
 from . import decode
 from .config import TrainConfig
-from .model import add_lora, load_llm, load_tokenizer
+from .model import add_lora, base_model, load_llm, load_tokenizer
 from .frozen import FrozenBlocks
-from .objectives import collate, valid_logits
+from ..core.losses import project_valid
+from .objectives import collate, output_weight, valid_logits
 from .prompts import PromptEncoder, check_domain
 from .trie import ItemTrie
 
@@ -36,12 +37,17 @@ class LLMRecommender(Recommender):
 
     family = "llm"
     modes = ("beam", "full", "ground")
-    likelihood_batch = 16  # users per teacher-forced forward
-    eval_batch = 24  # users per beam-search batch
     beam_score = "full"  # how beams are scored: "full" (log-softmax over the vocabulary) or "valid" (log P_valid)
+    # users per call of the batched decoders, by device: ``eval_batch`` users per beam-search batch (and per
+    # call of rank / likelihood in evaluate), ``exact_batch`` per exact-ranking pass, ``likelihood_batch`` per
+    # teacher-forced call. The CPU's are measured (docs/architecture.md); the GPU's are estimates, not measured.
+    BATCH_SIZES = {"cpu": {"eval_batch": 32, "exact_batch": 4, "likelihood_batch": 64},
+                   "cuda": {"eval_batch": 256, "exact_batch": 32, "likelihood_batch": 256}}
 
     def __init__(self, cfg: TrainConfig, model=None, embed: str = "llm"):
         self.cfg, self.model, self.embed = cfg, model, embed
+        for name, n in self.BATCH_SIZES["cuda" if str(cfg.device).startswith("cuda") else "cpu"].items():
+            setattr(self, name, n)
         self.ds = load_dataset(cfg.dataset)
         self.tok = load_tokenizer(cfg.model)
         self.trie = ItemTrie.from_titles(self.ds.items, self.tok)
@@ -71,9 +77,13 @@ class LLMRecommender(Recommender):
 
     @torch.no_grad()
     def score(self, histories) -> np.ndarray:
-        """log P_valid(title | prompt) of every item, (users, items) in :attr:`item_ids` order."""
-        return np.concatenate([decode.score_all_items_batch(self.model, [p], self.trie)
-                               for p in self.prompts(histories)])
+        """log P_valid(title | prompt) of every item, (users, items) in :attr:`item_ids` order (``exact_batch``
+        users per pass)."""
+        P = self.prompts(histories)
+        if not P:
+            return np.zeros((0, len(self.item_ids)))
+        return np.concatenate([decode.score_all_items_batch(self.model, P[b:b + self.exact_batch], self.trie)
+                               for b in range(0, len(P), self.exact_batch)])
 
     @torch.no_grad()
     def recommend(self, histories, k: int = 10) -> list[list[int]]:
@@ -92,7 +102,7 @@ class LLMRecommender(Recommender):
                                              score=self.beam_score)
             return np.asarray([decode.rank_from_beams(res, t) for res, t in zip(beams, T)], dtype=float)
         if mode == "full":
-            return decode.exact_ranks(self.model, P, T, self.trie, mode="valid")
+            return decode.exact_ranks(self.model, P, T, self.trie, mode="valid", users_per_pass=self.exact_batch)
         got = decode.ground_batch(self.model, self.tok, P, self.ds.items, embed=self.embed, k=k)
         return np.asarray([g.items.index(t) if t in g.items else np.inf for g, t in zip(got, T)], dtype=float)
 
@@ -103,30 +113,39 @@ class LLMRecommender(Recommender):
         ``nll_valid``: -log P_valid(y^v | x) = sum over the title's tokens of
         -log softmax restricted to the trie's valid next tokens (what MSL
         trains, Lemma 1's ranking score); ``nll_full``: -log P(y^v | x) under
-        the whole vocabulary (what LML trains). One forward of prompt + title
-        per user, ``likelihood_batch`` users at a time; with LoRA on the top
-        blocks only, the frozen blocks below run once per window for every run
-        on the same base model (:class:`~llmrec.llm.frozen.FrozenBlocks`).
+        the whole vocabulary (what LML trains). ``likelihood_batch`` users at a
+        time, batched as beam search is (:func:`llmrec.llm.decode.prefill.prefill`:
+        the prompt template run once, the rest of each prompt + title sorted by
+        length into forwards); with LoRA on the top blocks only, the frozen
+        blocks below run once per window for every run on the same base model
+        (:class:`~llmrec.llm.frozen.FrozenBlocks`) and the top blocks on
+        length-sorted batches of prompt + title.
         """
         self.model.eval()
         exs = [self.encoder.encode(list(h), int(t)) for h, t in zip(histories, targets)]
         dev = next(self.model.parameters()).device
         frozen = FrozenBlocks.of(self.model, self.cfg)
-        valid, full = [], []
+        body, W = base_model(self.model).get_decoder(), output_weight(self.model)
+        order = sorted(range(len(exs)), key=lambda i: len(exs[i].input_ids))  # similar lengths share a batch
+        out = {"nll_valid": np.zeros(len(exs)), "nll_full": np.zeros(len(exs))}
         for b in range(0, len(exs), self.likelihood_batch):
-            batch = collate(exs[b:b + self.likelihood_batch], self.trie, self.tok.pad_token_id)
+            rows = order[b:b + self.likelihood_batch]
+            chunk = [exs[i] for i in rows]
+            batch = collate(chunk, self.trie, self.tok.pad_token_id)
             if frozen is not None:
-                frozen.attach(batch)
-            batch = batch.to(dev)
-            v = valid_logits(self.model, batch, full=True)
+                v = valid_logits(self.model, frozen.attach(batch).to(dev), full=True)
+            else:
+                batch = batch.to(dev)
+                h = torch.cat(decode.prefill(body, [e.input_ids[:-1] for e in chunk], keep_kv=False,
+                                             tails=[len(e.input_ids) - e.prompt_len for e in chunk]).tail)
+                v = project_valid(h, W, batch.valid_tokens, batch.valid_mask, batch.target_index, full=True,
+                                  first=batch.first)  # rows in batch order: user, then position
             fy = v.target_logit().float()
-            per_token = {"valid": torch.logsumexp(v.masked(), -1) - fy, "full": v.lse_all - fy}
-            n = len(batch.items)
-            for out, key in ((valid, "valid"), (full, "full")):
-                out.append(torch.zeros(n, dtype=torch.float64).index_add(0, batch.b_idx.cpu(),
-                                                                         per_token[key].double().cpu()).numpy())
-        return {"nll_valid": np.concatenate(valid) if valid else np.zeros(0),
-                "nll_full": np.concatenate(full) if full else np.zeros(0)}
+            per_token = {"nll_valid": torch.logsumexp(v.masked(), -1) - fy, "nll_full": v.lse_all - fy}
+            for key, per in per_token.items():
+                out[key][rows] = torch.zeros(len(chunk), dtype=torch.float64).index_add(
+                    0, batch.b_idx.cpu(), per.double().cpu()).numpy()
+        return out
 
 
 def adapter_dir(p: str | Path) -> Path:

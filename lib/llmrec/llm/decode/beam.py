@@ -33,6 +33,7 @@ from ...core.tensors import eval_mode
 from .attention import SharedPrompt, use_shared_prompt_attention
 from .common import (DecodeError, _base, _check_mode, _device, _max_response_len, _pad_id, cache_argument,
                      prompt_batches, returned_cache)
+from .prefill import prefill
 
 class TrieLogitsProcessor(LogitsProcessor):
     """Masks every token outside Z_valid(y_<t) for each beam row (a ``transformers`` logits processor).
@@ -107,46 +108,58 @@ def _distinct_titles(pairs, trie) -> list[tuple[list[int], float]]:
     return out
 
 
-ENGINES = ("fast", "hf")
+ENGINES = ("batched", "fast", "hf")
+BATCH_SIZE = {"batched": 32, "fast": 4, "hf": 4}  # users per call when batch_size is not given
 
 
 @torch.no_grad()
-def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10, batch_size: int = 4,
-                      max_new_tokens: int | None = None, score: str = "full", engine: str = "fast",
+def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10, batch_size: int | None = None,
+                      max_new_tokens: int | None = None, score: str = "full", engine: str = "batched",
                       length_penalty: float = 0.0) -> list[list[tuple[list[int], float]]]:
     """Constrained beam search for several users: one result list per prompt (see :func:`beam_search`).
 
-    Prompts are left-padded into batches of ``batch_size`` users. ``engine="hf"``
-    is ``model.generate`` with the :class:`TrieLogitsProcessor` (the reference:
-    it copies every prompt ``num_beams`` times before the prefill, and keeps the
-    full-vocabulary scores of every step: ~80 MB per user for 10 beams, 40
-    steps, 49k tokens). ``engine="fast"`` (default) is the same beam search
-    written out: each prompt is prefilled once and its K/V kept once per user
-    for all of its beams (:func:`shared_prompt_attention`), the LM head runs on
-    the last position only, and only the trie children of each beam are scored;
-    tests check that both return the same titles and scores.
+    The three engines return the same titles and scores (tested). ``"batched"``
+    (default, :func:`_batched_beams`): ``batch_size`` users (default 32) decoded
+    together, their shared prompt prefix run once, each user leaving the batch
+    when its search is over. ``"fast"`` (the per-user reference; it takes
+    left-padded batches of ``batch_size`` users, default 4, but is measured one
+    user at a time): each prompt is prefilled once and its K/V kept once per
+    user for all of its beams (:func:`shared_prompt_attention`), the LM head
+    runs on the last position only, and only the trie children of each beam are
+    scored. ``"hf"`` is ``model.generate`` with the :class:`TrieLogitsProcessor`
+    (it copies every prompt ``num_beams`` times before the prefill, and keeps
+    the full-vocabulary scores of every step: ~80 MB per user for 10 beams, 40
+    steps, 49k tokens).
 
     ``length_penalty`` (HF's: a finished title's score is its summed
     log-probability divided by its length to that power; the MSL authors'
-    default is 1) is supported by the ``"hf"`` engine; the fast engine is
-    HF's search with ``length_penalty=0``, this project's default.
+    default is 1) is supported by the ``"hf"`` engine; the others are HF's
+    search with ``length_penalty=0``, this project's default.
     """
     _check_mode(score)
-    if length_penalty and engine != "hf":
-        raise DecodeError("length_penalty != 0 needs engine='hf' (the fast engine is HF's search with 0)")
     if engine not in ENGINES:
         raise DecodeError(f"unknown beam-search engine {engine!r}; choose one of {ENGINES}")
+    if length_penalty and engine != "hf":
+        raise DecodeError(f"length_penalty != 0 needs engine='hf' (engine {engine!r} is HF's search with 0)")
     if num_beams < 1:
         raise DecodeError(f"num_beams must be >= 1, got {num_beams}")
     if engine == "hf" and num_beams < 2:
-        raise DecodeError("engine 'hf' needs num_beams >= 2 (one beam is greedy search there); use engine 'fast'")
+        raise DecodeError("engine 'hf' needs num_beams >= 2 (one beam is greedy search there); use engine 'batched'")
     if any(len(p) == 0 for p in prompts):
         raise DecodeError("every prompt needs at least one token")
+    batch_size = int(batch_size or BATCH_SIZE[engine])
+    if batch_size < 1:
+        raise DecodeError(f"batch_size must be >= 1, got {batch_size}")
     max_new = int(max_new_tokens or _max_response_len(trie))
     pad = _pad_id(model, trie)
     dev = _device(model)
     results = []
     with eval_mode(model):
+        if engine == "batched":
+            for b in range(0, len(prompts), batch_size):
+                results += _batched_beams(model, [list(map(int, p)) for p in prompts[b:b + batch_size]], trie,
+                                          num_beams, max_new, score)
+            return results
         for chunk, ids, mask in prompt_batches(prompts, batch_size, pad, dev):
             if engine == "fast":
                 results += _fast_beams(model, ids, mask, trie, num_beams, max_new, score)
@@ -162,6 +175,121 @@ def beam_search_batch(model, prompts: list[list[int]], trie, num_beams: int = 10
             for u in range(len(chunk)):
                 rows = slice(u * num_beams, (u + 1) * num_beams)
                 results.append(_parse_beams(seqs[rows], sc[rows], trie)[:num_beams])
+    return results
+
+
+def _batched_beams(model, prompts: list[list[int]], trie, K: int, max_new: int, score: str,
+                   tokens_per_forward: int | None = None) -> list[list[tuple[list[int], float]]]:
+    """:func:`_fast_beams`' search for many users at once, every live beam of every user in one forward a step.
+
+    The prompts are prefilled by :func:`llmrec.llm.decode.prefill.prefill`
+    (the prefix all of them share run once and kept once, the rest sorted by
+    length into forwards with little padding); each beam attends to the shared
+    prefix, its user's prompt and its own response (:func:`shared_prompt_attention`).
+    The selection of every step is one set of tensor operations over all users
+    (``(users, 2K)`` candidates: EOS among the first ``K`` finishes a title, the
+    first ``K`` others stay live). Besides the users whose search is over
+    (``K`` titles finished and no live beam above the worst of them), a beam
+    that scores no higher than its user's ``K``-th finished title is dropped:
+    scores only fall, so neither it nor any descendant can enter the list, and
+    every beam above it keeps its place, hence the same lists as the reference
+    (tested). Users whose search is over leave the batch: their prompt K/V are
+    dropped once at most half of the users held are still searching.
+    """
+    body, head = _base(model).get_decoder(), _base(model).get_output_embeddings()
+    kv = prefill(body, prompts, tokens_per_forward)
+    dev, U = kv.last.device, len(prompts)
+    prompt = SharedPrompt(kv.keys, kv.values, kv.pad, K, prefix_keys=kv.prefix_keys, prefix_values=kv.prefix_values)
+    users, lens, h = torch.arange(U), kv.lens.cpu(), kv.last  # prompt index and length of each user held
+    del kv
+    cache = DynamicCache(config=body.config)  # the beams' response tokens only
+    slot_row = torch.full((U * K,), -1, dtype=torch.long)  # row of each beam slot u * K + j in h (-1: none)
+    slot_row[::K] = torch.arange(U)
+    nodes = torch.zeros(U * K, dtype=torch.long)
+    seqs = torch.zeros((U * K, 0), dtype=torch.long)
+    beam_score = torch.full((U, K), -math.inf)
+    beam_score[:, 0] = 0.0  # one live beam (the empty response) per user at the start
+    fin_score = torch.full((U, K), -math.inf)  # each user's best finished titles so far, best first ...
+    fin_id = torch.full((U, K), -1, dtype=torch.long)  # ... as indices into titles
+    titles: list[tuple] = []
+    results: list = [None] * U
+
+    def finish(held):
+        for u in held.tolist():
+            results[int(users[u])] = _distinct_titles(
+                [(s, titles[i]) for s, i in zip(fin_score[u].tolist(), fin_id[u].tolist()) if i >= 0], trie)
+
+    attn, cache_arg = body.config._attn_implementation, cache_argument(body)
+    body.config._attn_implementation = use_shared_prompt_attention()
+    try:
+        for step in range(max_new):
+            Uh, live = len(users), slot_row >= 0
+            t_live, ok = trie.children(nodes[live])  # live rows come in slot order
+            toks = torch.zeros((Uh * K, t_live.shape[1]), dtype=torch.long)
+            toks[live] = t_live
+            z = head(h).float()  # one row per live beam
+            if score == "full":
+                z = torch.log_softmax(z, dim=-1)
+            zc = z.gather(1, t_live.to(dev)).cpu().masked_fill(~ok, -math.inf)
+            del z
+            if score == "valid":
+                lse = torch.logsumexp(zc, dim=-1, keepdim=True)
+                zc = torch.where(torch.isfinite(lse), zc - lse, zc)
+            C = zc.shape[1]
+            cand = torch.full((Uh * K, C), -math.inf)
+            cand[live] = zc
+            top_s, top_i = (beam_score.reshape(-1, 1) + cand).reshape(Uh, K * C).topk(min(2 * K, K * C), dim=1)
+            slot = torch.arange(Uh)[:, None] * K + top_i // C
+            tok = toks[slot, top_i % C]
+            real = top_s > -math.inf
+            eos = real & (tok == trie.eos_id)
+            ends = eos & (torch.arange(top_s.shape[1]) < K)[None]  # EOS among the first K: a finished title
+            grow = real & ~eos
+            order = grow.cumsum(1) - 1
+            dst = torch.where(grow & (order < K), order, K)  # the first K others stay live (column K: dropped)
+            new_score = torch.full((Uh, K + 1), -math.inf).scatter_(1, dst, top_s)[:, :K]
+            parents = torch.zeros((Uh, K + 1), dtype=torch.long).scatter_(1, dst, slot)[:, :K]
+            new_tok = torch.zeros((Uh, K + 1), dtype=torch.long).scatter_(1, dst, tok)[:, :K]
+            if bool(ends.any()):
+                new_id = torch.full(ends.shape, -1, dtype=torch.long)
+                new_id[ends] = torch.arange(len(titles), len(titles) + int(ends.sum()))
+                titles += [tuple(r) + (trie.eos_id,) for r in seqs[slot[ends]].tolist()]
+                merged, pick = torch.cat([fin_score, top_s.masked_fill(~ends, -math.inf)], 1).sort(
+                    dim=1, descending=True, stable=True)  # ties: the earlier title first, as a stable sort
+                fin_score, fin_id = merged[:, :K], torch.cat([fin_id, new_id], 1).gather(1, pick[:, :K])
+            worst = fin_score[:, -1:]  # -inf until K titles are finished
+            best = new_score.max(1, keepdim=True).values
+            over = (best <= worst) | (best == -math.inf)
+            new_score = new_score.masked_fill(over | (new_score <= worst), -math.inf)
+            keep = torch.isfinite(new_score.reshape(-1))
+            if not bool(keep.any()):
+                break
+            flat = parents.reshape(-1)
+            rows = slot_row[flat[keep]].to(dev)  # the row of each surviving beam's parent
+            inp = new_tok.reshape(-1)[keep]
+            seqs = torch.cat([seqs[flat], new_tok.reshape(-1, 1)], dim=1)
+            nodes = trie.advance(nodes[flat], new_tok.reshape(-1))
+            beam_score = new_score
+            held = keep.reshape(Uh, K).any(1)
+            if 2 * int(held.sum()) <= Uh:  # at most half still searching: the others leave the batch
+                finish((~held).nonzero().squeeze(1))
+                sel = held.nonzero().squeeze(1)
+                slots = (sel[:, None] * K + torch.arange(K)).reshape(-1)
+                users, lens, beam_score, fin_score, fin_id = (x[sel] for x in (users, lens, beam_score, fin_score,
+                                                                               fin_id))
+                nodes, seqs, keep = nodes[slots], seqs[slots], keep[slots]
+                prompt.keep_users(sel)
+            if step > 0:  # before the first forward the response cache is empty
+                cache.reorder_cache(rows)
+            slot_row = torch.full((len(users) * K,), -1, dtype=torch.long)
+            slot_row[keep] = torch.arange(int(keep.sum()))
+            prompt.slots = keep.nonzero().squeeze(1).to(dev)
+            pos = (lens.repeat_interleave(K)[keep] + step).to(dev)
+            h = body(input_ids=inp.reshape(-1, 1).to(dev), position_ids=pos[:, None], **{cache_arg: cache},
+                     use_cache=True, shared_prompt=prompt).last_hidden_state[:, -1]
+    finally:
+        body.config._attn_implementation = attn
+    finish(torch.arange(len(users)))
     return results
 
 
@@ -260,7 +388,7 @@ def _fast_beams(model, ids: torch.Tensor, mask: torch.Tensor, trie, K: int, max_
 
 
 def beam_search(model, prompt_ids: list[int], trie, num_beams: int = 10, max_new_tokens: int | None = None,
-                score: str = "full", engine: str = "fast") -> list[tuple[list[int], float]]:
+                score: str = "full", engine: str = "batched") -> list[tuple[list[int], float]]:
     """Up to ``num_beams`` distinct catalogue titles as ``(item_ids, score)``, best first.
 
     ``item_ids`` lists the items sharing the generated title (sorted; usually

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from ...core.metrics import rank_of_target
 from ...core.tensors import eval_mode, pad_sequences
-from .common import DecodeError, _base, _check_mode, _device, _dtype, cache_argument, returned_cache
+from .common import DecodeError, _base, _check_mode, _device, _dtype, cache_argument
+from .prefill import prefill
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """concat(arange(s, s + c) for s, c in zip(starts, counts)), vectorised."""
@@ -192,20 +194,6 @@ def _logit_head(model):
     return head, W, bias, post
 
 
-def _prompt_batch(prompts: list[list[int]], device, dtype):
-    """Left-padded prompt ids, a 4-D mask (pads attend only to themselves: no NaN in their K/V), positions."""
-    ids, valid = pad_sequences(prompts, side="left")
-    valid = valid.bool()
-    P = ids.shape[1]
-    causal = torch.tril(torch.ones(P, P, dtype=torch.bool))
-    allow = causal[None] & (valid[:, None, :] | torch.eye(P, dtype=torch.bool)[None])
-    neg = torch.finfo(dtype).min
-    mask = torch.zeros((len(prompts), 1, P, P), dtype=dtype).masked_fill(~allow[:, None], neg)
-    pos = (valid.long().cumsum(1) - 1).clamp_min(0)
-    lens = torch.as_tensor([len(p) for p in prompts])
-    return ids.to(device), mask.to(device), pos.to(device), valid.to(device), lens.to(device)
-
-
 @torch.no_grad()
 def score_all_items_batch(model, prompts: list[list[int]], trie, mode: str = "valid", chunk: int = 256,
                           stats: ExactStats | None = None) -> np.ndarray:
@@ -228,10 +216,16 @@ def score_all_items_batch(model, prompts: list[list[int]], trie, mode: str = "va
     neg = torch.finfo(dt).min
     U = len(prompts)
     with eval_mode(model):
-        ids, pmask, ppos, pvalid, plens = _prompt_batch([list(map(int, p)) for p in prompts], dev, dt)
-        P = ids.shape[1]
-        out = body(input_ids=ids, attention_mask=pmask, position_ids=ppos, use_cache=True)
-        cache, cache_arg = returned_cache(out), cache_argument(body)
+        kv = prefill(body, [list(map(int, p)) for p in prompts])
+        c = kv.prefix_keys[0].shape[2] if kv.prefix_keys else 0
+        cache, cache_arg = DynamicCache(config=body.config), cache_argument(body)
+        for layer, (pk, pv, k, v) in enumerate(zip(kv.prefix_keys or [None] * len(kv.keys),
+                                                   kv.prefix_values or [None] * len(kv.keys), kv.keys, kv.values)):
+            if pk is not None:  # every user's copy of the shared prefix, then its own prompt
+                k, v = torch.cat([pk.expand(U, -1, -1, -1), k], 2), torch.cat([pv.expand(U, -1, -1, -1), v], 2)
+            cache.update(k, v, layer)
+        pvalid = torch.cat([torch.ones((U, c), dtype=torch.bool, device=dev), ~kv.pad], 1)
+        plens, P = kv.lens, pvalid.shape[1]
         logp = np.zeros((U, plan.n), dtype=np.float64)  # log-prob of the edge into each node
 
         def score_nodes(h: torch.Tensor, nodes: np.ndarray):
@@ -262,8 +256,8 @@ def score_all_items_batch(model, prompts: list[list[int]], trie, mode: str = "va
             lse = mx + torch.log(se)
             logp[:, child] = (zt - lse[:, row]).double().cpu().numpy()
 
-        score_nodes(out.last_hidden_state[:, -1:], np.array([0]))
-        del out
+        score_nodes(kv.last[:, None], np.array([0]))
+        del kv
         n_fwd = n_tok = n_chunks = 0
         for anc, nodes in plan.chunks(mode, chunk):
             packed = np.concatenate([anc, nodes])
