@@ -242,23 +242,6 @@ def truncate_log(run_dir: str | Path, keep) -> None:
     atomic_write(path, "".join(dumps(r, where=path) + "\n" for r in kept).encode())
 
 
-# a run without its weights
-RECORD = ("config.json", "identity.json", "versions.json", "done.json", "metrics.json", "log.jsonl")
-
-
-def publish_record(run_dir: str | Path, dest: str | Path, extra: dict[str, dict]) -> Path:
-    """Publish a finished run's :data:`RECORD` files (what :func:`use_committed` reads back) and the JSON files of
-    ``extra`` ({name: content}) as the folder ``dest``, in one atomic step; never its weights or checkpoints."""
-    run_dir = Path(run_dir)
-    with publish_dir(dest) as tmp:
-        for f in RECORD:
-            if (run_dir / f).exists():
-                shutil.copy2(run_dir / f, tmp / f)
-        for name, content in extra.items():
-            write_json(tmp / name, content)
-    return Path(dest)
-
-
 def is_done(run_dir: str | Path) -> bool:
     return (Path(run_dir) / "done.json").exists()
 
