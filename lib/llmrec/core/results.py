@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from .io import atomic_write, json_default, read_json, write_json
+from .io import atomic_write, dumps, read_json, write_json
 
 SCHEMA = "llmrec.result/1"
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -159,14 +159,6 @@ def parse_record(data: dict, where: str | Path = "record") -> Record:
 
 def read_record(path: str | Path) -> Record:
     return parse_record(read_json(path), path)
-
-
-def dumps(obj, where: str | Path = "record", **kw) -> str:
-    """Strict JSON: NaN and infinity are refused (naming ``where``), not written as ``NaN`` / ``Infinity``."""
-    try:
-        return json.dumps(obj, allow_nan=False, default=json_default, **kw)
-    except ValueError as e:
-        raise ValueError(f"{where}: {e} (a results file holds no NaN or infinity)") from None
 
 
 def _compact(value) -> str:
