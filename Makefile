@@ -59,8 +59,9 @@ test: $(VENV)/.installed-test
 # beam-user table, the inference cost) and its figures, from the run cache or trained; `-p results quick`
 # then shows them without training.
 results-lite: $(STAMP)
+	mkdir -p runs/executed
 	LLMREC_PUBLISH_FIGURES=$$([ "$(PROFILE)" = quick ] && echo 1 || echo 0) $(VENV)/bin/papermill -k python3 \
-		--cwd notebooks notebooks/08_lite_llm4rec.ipynb notebooks/executed/08_lite_llm4rec.ipynb \
+		--cwd notebooks notebooks/08_lite_llm4rec.ipynb runs/executed/08_lite_llm4rec-$(PROFILE).ipynb \
 		-p profile $(PROFILE) -p device $(DEVICE) -p export_results True
 
 # Chapters 05 and 06's reference results under the laptop profile (LLM runs on 2,000 windows for 2 epochs, the
@@ -68,9 +69,10 @@ results-lite: $(STAMP)
 # run cache (resumable, about 1.5 h on 2 cores), then published without weights to results/laptop/llm/ and the
 # figures to figures/laptop/. `papermill ... -p results laptop` redraws either chapter from them.
 results-llm: $(STAMP)
+	mkdir -p runs/executed
 	for nb in 05_tau_sweep_ablation 06_training_comparison; do \
 		LLMREC_FIGURES=$(CURDIR)/figures/laptop $(VENV)/bin/papermill -k python3 --cwd notebooks notebooks/$$nb.ipynb \
-			notebooks/executed/$$nb-laptop.ipynb -p profile laptop -p device $(DEVICE) -p export_results True || exit 1; \
+			runs/executed/$$nb-laptop.ipynb -p profile laptop -p device $(DEVICE) -p export_results True || exit 1; \
 	done
 
 # Chapter 07's reference results under the laptop protocol (patience 5, at most 50 epochs): each loss's learning

@@ -57,7 +57,9 @@ def test_chapter_runs_under_smoke(nb, tmp_path, monkeypatch):
 def test_batch_reports_a_failing_chapter_and_goes_on(tmp_path, capsys):
     import nbformat
 
-    for name, src in (("01_ok", "x = 1"), ("02_bad", "raise RuntimeError('boom')"), ("03_ok", "y = 2")):
+    bar = ("import sys\nfrom tqdm.auto import tqdm\nfrom llmrec.core.io import progress_bars\n"
+           "x = sum(tqdm(range(3), disable=not progress_bars()))\nprint('kept', file=sys.stderr)")
+    for name, src in (("01_ok", bar), ("02_bad", "raise RuntimeError('boom')"), ("03_ok", "y = 2")):
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'\ndevice = 'cpu'", metadata={"tags": ["parameters"]}),
                     nbformat.v4.new_code_cell(src)]
@@ -69,8 +71,15 @@ def test_batch_reports_a_failing_chapter_and_goes_on(tmp_path, capsys):
     assert (tmp_path / "out" / "01_ok.ipynb").exists() and (tmp_path / "out" / "03_ok.ipynb").exists()
     assert (tmp_path / "out" / "02_bad.FAILED.ipynb").exists()
     for name in ("01_ok.ipynb", "02_bad.FAILED.ipynb"):  # each executed copy says what executed it
-        meta = nbformat.read(tmp_path / "out" / name, as_version=4).metadata["llmrec"]
-        assert meta == {"versions": versions(), "kernel": "python3"}
+        book = nbformat.read(tmp_path / "out" / name, as_version=4)
+        assert book.metadata["llmrec"]["versions"] == versions() and book.metadata["llmrec"]["kernel"] == "python3"
+        assert book.metadata["llmrec"]["seconds"] > 0
+        assert "start_time" not in book.metadata["papermill"]  # nothing volatile: no times, no machine's paths
+        assert "input_path" not in book.metadata["papermill"]
+        assert all("execution" not in c.metadata for c in book.cells)
+    outputs = nbformat.read(tmp_path / "out" / "01_ok.ipynb", as_version=4).cells[-1].outputs
+    assert [o.get("text") for o in outputs] == ["kept\n"]  # the bar drew nothing; a message stays
+    assert "TQDM_DISABLE" not in os.environ  # the kernels' environment is restored after the batch
     assert "02_bad.ipynb: FAILED" in out.out and "boom" in out.out
     with pytest.raises(ValueError, match="no chapter"):
         run_batch(profile="smoke", only=["99"], notebooks=tmp_path)
@@ -135,3 +144,27 @@ def test_llm_chapters_publish_their_runs_and_redraw_them_without_training(tmp_pa
             assert (tmp_path / "figures-results" / f"{name}.png").stat().st_size > 1000, name
     assert not (tmp_path / "empty-runs").exists()  # nothing trained, nothing evaluated
     assert sorted(p.name for p in (tmp_path / "results" / "smoke" / "llm").iterdir()) == published
+
+
+def test_clean_executed_removes_progress_residue_only():
+    import nbformat
+
+    from llmrec.chapters import clean_executed
+
+    widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2, "version_minor": 0}}
+    cell = nbformat.v4.new_code_cell("x", metadata={"execution": {"iopub.status.busy": "2026"},
+                                                    "papermill": {"duration": 1.0, "status": "completed"}})
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="Loading weights:   0%|          | 0/272 [00:00<?, ?it/s]"),
+        nbformat.v4.new_output("display_data", data={**widget, "text/plain": "likelihood (500 users):  40%|####  | 2/5"}),
+        nbformat.v4.new_output("display_data", data={**widget, "text/plain": "FloatSlider(value=1.0)"}),  # a slider
+        nbformat.v4.new_output("stream", name="stderr", text="UserWarning: 12% of titles are shared\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="epoch 1: 50%|#| printed by the chapter itself\n"),
+    ]
+    book = nbformat.v4.new_notebook(cells=[cell], metadata={"papermill": {"start_time": "t", "parameters": {"a": 1}}})
+    clean = clean_executed(book)
+    kept = clean.cells[0].outputs
+    assert [o.get("text", o.get("data", {}).get("text/plain")) for o in kept] == [
+        "FloatSlider(value=1.0)", "UserWarning: 12% of titles are shared\n", "epoch 1: 50%|#| printed by the chapter itself\n"]
+    assert clean.cells[0].metadata == {"papermill": {"status": "completed"}}
+    assert clean.metadata["papermill"] == {"parameters": {"a": 1}}

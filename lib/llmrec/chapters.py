@@ -1,8 +1,11 @@
 """``make figures``: execute every chapter notebook in order with papermill.
 
-Executed copies go to ``notebooks/executed/`` (git-ignored); the chapters write
-their figures themselves (:func:`llmrec.plots.save_figure`): into the committed
-``figures/`` for the canonical quick batch, under ``runs/figures/`` for any other.
+The canonical batch (``quick`` on the CPU, the chapters' own datasets) writes its executed copies into the
+committed ``notebooks/executed/`` (the book renders them; a code host shows them), any other batch under
+``runs/executed/``; the chapters write their figures themselves (:func:`llmrec.plots.save_figure`): into the
+committed ``figures/`` for the canonical batch, under ``runs/figures/`` for any other. Executed copies are cleaned
+(:func:`clean_executed`): no progress-bar residue, no timestamps or machine paths, so that a re-run that changes no
+result changes no byte but the commit and the chapter's seconds.
 A failing chapter is reported and the batch goes on; the exit status is
 non-zero when any chapter failed. Trained runs are shared through the run
 cache (``runs/``), so a chapter that needs a model another chapter trained
@@ -13,8 +16,10 @@ that made it in its metadata (``metadata.llmrec.versions``, :func:`llmrec.core.p
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -63,13 +68,37 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     if dataset and dataset not in DATASETS and Path(dataset).is_dir():
         dataset = str(Path(dataset).resolve())  # the chapters run in notebooks/
     parameters = dict(profile=profile, device=device, **({"dataset": str(dataset)} if dataset else {}))
-    os.environ["LLMREC_PUBLISH_FIGURES"] = "1" if publish else "0"  # inherited by the chapters' kernels
-    os.environ.setdefault("OMP_NUM_THREADS", str(usable_cpus()))
-    out_dir = Path(out_dir or ROOT / "notebooks" / "executed")
+    env = {"LLMREC_PUBLISH_FIGURES": "1" if publish else "0",  # inherited by the chapters' kernels
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(usable_cpus()),
+           "TQDM_DISABLE": "1",  # no progress bars in the kernels (core.io.progress_bars; tqdm itself)
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # nor transformers' "Loading weights"
+    out_dir = Path(out_dir or ROOT / ("notebooks" if publish else "runs") / "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = chapters(notebooks, only)
+    with kernel_environment(env):
+        results = _execute(todo, parameters, out_dir, kernel, cell_timeout)
+    return _summary(results, profile, out_dir)
+
+
+@contextmanager
+def kernel_environment(env: dict[str, str]):
+    """``env`` set in this process (papermill's kernels inherit it) while the batch runs, then restored."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _execute(todo: list[Path], parameters: dict, out_dir: Path, kernel: str,
+             cell_timeout: int | None) -> list[tuple[str, float, str | None]]:
+    """Execute each chapter into ``out_dir``; (name, seconds, error or None) for each."""
     results = []
-    t_all = time.perf_counter()
     for nb in todo:
         print(f"[figures] {nb.name} ({', '.join(f'{k}={v}' for k, v in parameters.items())}) ...", flush=True)
         t0 = time.perf_counter()
@@ -79,18 +108,23 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
             pm.execute_notebook(str(nb), str(tmp), parameters=parameters,
                                 kernel_name=kernel, cwd=str(nb.parent), progress_bar=False,
                                 execution_timeout=cell_timeout)
-            record_versions(tmp, kernel)
+            record_versions(tmp, kernel, time.perf_counter() - t0)
             os.replace(tmp, out_dir / nb.name)
         except Exception as e:  # report, keep going
             err = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
             if tmp.exists():
-                record_versions(tmp, kernel)
+                record_versions(tmp, kernel, time.perf_counter() - t0)
                 os.replace(tmp, out_dir / f"{nb.stem}.FAILED.ipynb")
         dt = time.perf_counter() - t0
         results.append((nb.name, dt, err))
         print(f"[figures] {nb.name}: {'ok' if err is None else 'FAILED'} in {dt:.1f} s"
               + (f"\n          {err}" if err else ""), flush=True)
-    total = time.perf_counter() - t_all
+    return results
+
+
+def _summary(results: list[tuple[str, float, str | None]], profile: str, out_dir: Path) -> int:
+    """Print the batch's summary; 0 only if every chapter succeeded."""
+    total = sum(dt for _, dt, _ in results)
     print("\n[figures] summary")
     for name, dt, err in results:
         print(f"  {'ok    ' if err is None else 'FAILED'} {dt:8.1f} s  {name}")
@@ -103,9 +137,41 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     return 0
 
 
-def record_versions(path: Path, kernel: str) -> None:
-    """Write the versions and commit that executed the notebook ``path`` into its metadata (``llmrec``): those of
-    this process's environment, in which ``kernel`` runs (``make figures``: the venv's own ``python3``)."""
-    book = nbformat.read(path, as_version=4)
-    book.metadata["llmrec"] = {"versions": versions(), "kernel": kernel}
+def record_versions(path: Path, kernel: str, seconds: float | None = None) -> None:
+    """Clean the executed notebook ``path`` (:func:`clean_executed`) and write into its metadata (``llmrec``) the
+    versions and commit that executed it (those of this process's environment, in which ``kernel`` runs; ``make
+    figures``: the venv's own ``python3``) and the chapter's wall seconds."""
+    book = clean_executed(nbformat.read(path, as_version=4))
+    book.metadata["llmrec"] = {"versions": versions(), "kernel": kernel,
+                               **({"seconds": round(seconds, 1)} if seconds is not None else {})}
     nbformat.write(book, path)
+
+
+_PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[[\d:<?]+|Loading weights")
+
+
+def _is_progress(output: dict) -> bool:
+    """A progress bar's residue: a stderr stream, or a widget view whose text is a tqdm line."""
+    if output.get("output_type") == "stream":
+        return output.get("name") == "stderr" and bool(_PROGRESS.search(output.get("text", "")))
+    text = output.get("data", {}).get("text/plain", "")
+    text = "".join(text) if isinstance(text, list) else text
+    return "application/vnd.jupyter.widget-view+json" in output.get("data", {}) and bool(_PROGRESS.search(text))
+
+
+def clean_executed(book: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """An executed notebook as the book and a code host should show it: progress-bar outputs removed, and the
+    volatile metadata (per-cell timestamps and durations, papermill's times and absolute paths) stripped. The
+    parameters papermill injected are kept, and an error stays in the cell that raised it."""
+    for cell in book.cells:
+        cell.metadata.pop("execution", None)
+        pm_meta = cell.metadata.get("papermill")
+        if pm_meta is not None:
+            cell.metadata["papermill"] = {k: v for k, v in pm_meta.items() if k in ("exception", "status")}
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not _is_progress(o)]
+    meta = book.metadata.get("papermill")
+    if meta is not None:
+        book.metadata["papermill"] = {k: v for k, v in meta.items()
+                                      if k not in ("start_time", "end_time", "duration", "input_path", "output_path")}
+    return book

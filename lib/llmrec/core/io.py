@@ -47,6 +47,12 @@ def usable_cpus(cpu_max: str | Path = "/sys/fs/cgroup/cpu.max") -> int:
     return max(1, n)
 
 
+def progress_bars(wanted: bool = True) -> bool:
+    """Whether to draw a progress bar: ``wanted``, unless ``TQDM_DISABLE`` is set (``make figures`` sets it for
+    the chapters' kernels, so that executed chapters hold results, not bar residue)."""
+    return wanted and os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes")
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file + rename: never half-written."""
     path = Path(path)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .io import progress_bars
 from .metrics import rank_of_target, ranks_from_lists, summarize
 from .samplers import sample_rows
 
@@ -91,7 +92,7 @@ def evaluate(rec: Recommender, windows: pd.DataFrame, mode: str = "full", n_user
     t0 = time.perf_counter()
     B = rec.eval_batch
     parts = [measure(hist[b:b + B], targets[b:b + B])
-             for b in tqdm(range(0, len(df), B), disable=not progress, desc=f"{mode} ({len(df)} users)")]
+             for b in tqdm(range(0, len(df), B), disable=not progress_bars(progress), desc=f"{mode} ({len(df)} users)")]
     seconds = time.perf_counter() - t0
     values = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
     summary = ({name: float(v.mean()) for name, v in values.items()} if mode == "likelihood"

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core import rundir
-from ..core.io import save_torch, write_json
+from ..core.io import progress_bars, save_torch, write_json
 from ..core.memory import PeakMemory
 from ..core.recommender import evaluate
 from ..data import dataset_fingerprint, load_dataset, sample_windows
@@ -66,7 +66,7 @@ def _fit(cfg: dict, build, run_dir: Path, progress: bool) -> Path:
     rundir.truncate_log(run_dir, lambda r: r["epoch"] <= state["epoch"])
 
     patience = cfg["patience"]
-    bar = tqdm(total=cfg["epochs"], initial=min(state["epoch"], cfg["epochs"]), disable=not progress,
+    bar = tqdm(total=cfg["epochs"], initial=min(state["epoch"], cfg["epochs"]), disable=not progress_bars(progress),
                desc=f"{cfg['model']}/{cfg['loss']} on {cfg['dataset']}")
     with PeakMemory(device) as mem:  # peak over this session's epochs (max with earlier sessions)
         while state["epoch"] < cfg["epochs"] and not (patience and state["bad_epochs"] >= patience):

@@ -41,7 +41,7 @@ from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
 
 from ..core import rundir
-from ..core.io import publish_dir, write_json
+from ..core.io import progress_bars, publish_dir, write_json
 from ..core.recommender import evaluate
 from ..core.metrics import ndcg_at_k
 from ..data import dataset_fingerprint, load_dataset, sample_windows
@@ -154,7 +154,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
         model.train()
         t0, f0, g0 = time.perf_counter(), frozen.seconds if frozen is not None else 0.0, compute.grad_norm_seconds
         bar = tqdm(batches[start:], desc=f"epoch {epoch + 1}/{cfg.epochs} [{cfg.loss}]", initial=start,
-                   total=len(batches), disable=not (progress and acc.is_main_process))
+                   total=len(batches), disable=not progress_bars(progress and acc.is_main_process))
 
         def times() -> tuple[float, float, float]:
             """(training, frozen-pass, gradient-norm) seconds of this epoch so far, earlier attempts included."""
