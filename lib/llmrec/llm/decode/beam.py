@@ -228,9 +228,10 @@ def _batched_beams(model, prompts: list[list[int]], trie, K: int, max_new: int, 
             toks = torch.zeros((Uh * K, t_live.shape[1]), dtype=torch.long)
             toks[live] = t_live
             z = head(h).float()  # one row per live beam
-            if score == "full":
-                z = torch.log_softmax(z, dim=-1)
-            zc = z.gather(1, t_live.to(dev)).cpu().masked_fill(~ok, -math.inf)
+            zc = z.gather(1, t_live.to(dev))  # the logits of its trie children only
+            if score == "full":  # their log-softmax over the vocabulary
+                zc = zc - torch.logsumexp(z, dim=-1, keepdim=True)
+            zc = zc.cpu().masked_fill(~ok, -math.inf)
             del z
             if score == "valid":
                 lse = torch.logsumexp(zc, dim=-1, keepdim=True)
