@@ -51,7 +51,7 @@ from .core.profiles import train_config
 from .core.samplers import sample_rows
 from .data import load_dataset, sample_windows
 from .llm.config import TrainConfig
-from .llm.model import add_lora, load_llm, load_tokenizer, smollm2_cache, trainable
+from .llm.model import add_lora, base_model, load_llm, load_tokenizer, smollm2_cache, trainable
 from .llm.objectives import collate, response_hidden, valid_logits
 from .llm.prompts import PromptEncoder
 from .llm.trie import ItemTrie
@@ -242,17 +242,30 @@ def _timed(fn, device: str):
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def _side_by_side(per_user, batched, n: int, repeats: int, device: str) -> tuple[dict, object, object]:
+def _side_by_side(per_user, batched, n: int, repeats: int, device: str, body) -> tuple[dict, object, object]:
     """Time two ways of decoding the same ``n`` users, alternating (A B B A ...) so that a machine shared with
-    other jobs slows both alike; users/s from each way's fastest run."""
+    other jobs slows both alike; users/s from each way's fastest run, and the positions each way ran through
+    the decoder ``body`` per user (padding included)."""
     runs = {"per_user": [], "batched": []}
-    out = {}
+    out, tokens = {}, {}
+
+    def count(module, args, kwargs):
+        x = kwargs.get("input_ids")
+        x = kwargs["inputs_embeds"][..., 0] if x is None else x
+        tokens[name] = tokens.get(name, 0) + x.numel()
+
     for r in range(repeats):
         for name in (("per_user", "batched") if r % 2 == 0 else ("batched", "per_user")):
-            out[name], wall, cpu = _timed(per_user if name == "per_user" else batched, device)
+            tokens[name] = 0
+            hook = body.register_forward_pre_hook(count, with_kwargs=True)
+            try:
+                out[name], wall, cpu = _timed(per_user if name == "per_user" else batched, device)
+            finally:
+                hook.remove()
             runs[name].append((wall, cpu))
     res = {name: {"seconds": [w for w, _ in v], "cpu_seconds": [c for _, c in v],
-                  "seconds_per_user": min(w for w, _ in v) / n, "users_per_s": n / min(w for w, _ in v)}
+                  "seconds_per_user": min(w for w, _ in v) / n, "users_per_s": n / min(w for w, _ in v),
+                  "decoder_positions_per_user": tokens[name] / n}
            for name, v in runs.items()}
     res["speedup"] = res["batched"]["users_per_s"] / res["per_user"]["users_per_s"]
     return res, out["per_user"], out["batched"]
@@ -299,12 +312,13 @@ def _decode_side_by_side(rec, hist, targets, exact_users: int, beams: int, repea
     from .llm import decode
 
     users, prompts, out = len(hist), rec.prompts(hist), {}
+    body = base_model(rec.model).get_decoder()
 
     def beam(engine, batch):
         return lambda: decode.beam_search_batch(rec.model, prompts, rec.trie, num_beams=beams, batch_size=batch,
                                                 engine=engine)
 
-    res, one, many = _side_by_side(beam("fast", 1), beam("batched", users), users, repeats, device)
+    res, one, many = _side_by_side(beam("fast", 1), beam("batched", users), users, repeats, device, body)
     lists = [[items for items, _ in r] for r in one] == [[items for items, _ in r] for r in many]
     gap = max((abs(a - b) for x, y in zip(one, many) for (_, a), (_, b) in zip(x, y)), default=0.0)
     out["beam"] = {"score": rec.beam_score,
@@ -316,7 +330,7 @@ def _decode_side_by_side(rec, hist, targets, exact_users: int, beams: int, repea
     P, T = prompts[:exact_users], targets[:exact_users]
     res, one, many = _side_by_side(
         lambda: np.concatenate([decode.score_all_items_batch(rec.model, [p], rec.trie) for p in P]),
-        lambda: decode.score_all_items_batch(rec.model, P, rec.trie), exact_users, 1, device)
+        lambda: decode.score_all_items_batch(rec.model, P, rec.trie), exact_users, 1, device, body)
     cols = decode.trie_plan(rec.trie).columns(T)
     beam_s = {k: out["beam"][k]["seconds_per_user"] for k in ("per_user", "batched")}
     ratio = res["batched"]["seconds_per_user"] / beam_s["batched"]
@@ -337,7 +351,7 @@ def _decode_side_by_side(rec, hist, targets, exact_users: int, beams: int, repea
 
     batch = rec.likelihood_batch
     try:
-        res, one, many = _side_by_side(likelihood(1), likelihood(batch), users, repeats, device)
+        res, one, many = _side_by_side(likelihood(1), likelihood(batch), users, repeats, device, body)
     finally:
         rec.likelihood_batch = batch
     out["likelihood"] = {"per_user": {"users_per_call": 1, **res["per_user"]},
