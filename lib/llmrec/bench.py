@@ -281,8 +281,8 @@ def bench_decode(users: int = 16, exact_users: int = 2, beams: int = 10, repeats
     ``repeats`` times, alternating; a short run on purpose, since the 2 cores
     may be shared. On the CPU the whole comparison runs once per entry of
     ``threads`` (torch threads): on a VM whose 2 cores other jobs share, 2
-    threads wait for each other at every operation (a 16-row matrix product
-    takes as long as a 215-row one), which one thread does not.
+    threads wait for each other at every operation (a small matrix product
+    takes as long as a large one), which one thread does not.
     """
     from .llm import LLMRecommender
 
