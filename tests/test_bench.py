@@ -1,4 +1,4 @@
-"""`make bench` writes the files the README quotes: bench/<name>.json per benchmark (the measuring is stubbed)."""
+"""`make bench` writes the files docs/benchmarks.md quotes: bench/<name>.json per benchmark (the measuring is stubbed)."""
 
 import json
 
@@ -26,11 +26,11 @@ def test_make_bench_writes_one_file_per_benchmark(tmp_path, monkeypatch):
         bench.run_bench("nope")
 
 
-def test_the_readme_names_the_file_make_bench_writes():
+def test_the_docs_name_the_file_make_bench_writes():
     from llmrec.core.io import repo_root
 
-    readme = (repo_root() / "README.md").read_text()
+    page = (repo_root() / "docs" / "benchmarks.md").read_text()
     make = (repo_root() / "Makefile").read_text()
     assert "-m llmrec bench all" in make
-    assert "`bench/losses.json`" in readme and "bench/all.json" not in readme
+    assert "`bench/losses.json`" in page and "bench/all.json" not in page
     assert (repo_root() / "bench" / "losses.json").exists()

@@ -1,4 +1,8 @@
 import json
+import subprocess
+import sys
+
+import pytest
 
 from llmrec.cli import main
 
@@ -47,3 +51,28 @@ def test_train_then_evaluate_through_the_cli(capsys, tmp_path, monkeypatch):
     assert main(["evaluate", run, "--mode", "full", "--beam-score", "valid"]) == 2
     assert "only for LLM beam search" in capsys.readouterr().err
     assert list((tmp_path / "frozen").rglob("*.pt"))
+
+
+def test_help_and_check_start_without_torch():
+    """The model libraries are imported by the subcommands that use them: --help and check answer at once."""
+    code = ("import sys; from llmrec.cli import main; main(['check', 'toy']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'papermill') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "no problems" in out.stdout and out.stdout.splitlines()[-1] == "[]"
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
+    import llmrec.cli as cli
+
+    def boom(*args, **kwargs):
+        raise ZeroDivisionError("division by zero\nin a user's file")
+
+    monkeypatch.setattr(cli, "check_dataset", boom)
+    assert main(["check", "toy"]) == 2
+    assert capsys.readouterr().err == ("llmrec check: error: ZeroDivisionError: division by zero in a user's file "
+                                       "(--debug or LLMREC_DEBUG=1 shows the traceback)\n")
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "check", "toy"])
+    monkeypatch.setenv("LLMREC_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["check", "toy"])

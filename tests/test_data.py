@@ -101,10 +101,11 @@ def test_bad_rows_name_file_line_and_field(tmp_path):
 
 def test_bad_titles(tmp_path):
     p = write(tmp_path / "items.json", '{"1": "A", "2": "  "}')
-    with pytest.raises(DataError, match=r"items\.json: item 2 has an empty title"):
+    with pytest.raises(DataError, match=r"items\.json, field item 2: the title must be a non-empty string, got only "
+                                        r"spaces \('  '\)"):
         read_items(p)
     p = write(tmp_path / "items2.json", '{"x": "A"}')
-    with pytest.raises(DataError, match="not an integer"):
+    with pytest.raises(DataError, match="an item id must be a positive integer, got 'x'"):
         read_items(p)
     gz = tmp_path / "items3.json.gz"
     gz.write_bytes(gzip.compress(b'{"1": "A"}'))

@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from llmrec import lite, runs
-from llmrec.core import rundir
+from llmrec.core import results, rundir
 from llmrec.core.profiles import train_config
 from llmrec.data import load_dataset
 from llmrec.lite import items as I
 from llmrec.lite.model import LiteLLM4Rec, prepare_body, standardise
 from llmrec.llm.model import load_llm
-from llmrec.seqrec.objectives import batch_loss
+from llmrec.itemseq.objectives import batch_loss
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +119,7 @@ def test_each_tuning_mode_trains_what_it_says(tune):
     assert m.body.embed_tokens is None  # inputs are the adapted item vectors
 
 
-def test_item_vector_cache_is_keyed_by_the_catalogue(tmp_path, monkeypatch):
+def test_item_vector_cache_is_keyed_by_the_catalogue_and_the_encoder(tmp_path, monkeypatch):
     ds = load_dataset("synthetic")
     first = I.item_vectors(ds, "tiny", root=tmp_path)
     assert first.shape[0] == max(ds.items) + 1 and torch.all(first[0] == 0)
@@ -132,7 +132,10 @@ def test_item_vector_cache_is_keyed_by_the_catalogue(tmp_path, monkeypatch):
     assert calls == [len(ds.items)]  # a changed title is a new catalogue: encoded again
     I.item_vectors(ds, "tiny", max_tokens=8, root=tmp_path)
     assert len(calls) == 2  # and so are other encoder settings
-    assert len(list(tmp_path.glob("*.pt"))) == 3
+    monkeypatch.setattr(I, "encoder_fingerprint", lambda name: "other weights")
+    I.item_vectors(ds, "tiny", root=tmp_path)
+    assert len(calls) == 3  # and other weights under the encoder's name
+    assert len(list(tmp_path.glob("*.pt"))) == 4
 
 
 def test_smoke_run_trains_ranks_and_round_trips(runs_root):
@@ -188,31 +191,35 @@ def test_cli_trains_and_evaluates_the_lite_family(capsys):
 
 
 def test_committed_results_read_back_as_the_same_tables(tmp_path):
-    from llmrec import experiments as E
+    from llmrec.experiments import published, tables
+    from llmrec.experiments.lite_vs_sasrec import all_users
 
     run = lite.train(smoke(epochs=2), progress=False)
-    evals = E.all_users({"popularity": None, "Lite-LLM4Rec": run}, "test", "synthetic")
-    assert E.slug("SASRec + SCE (K 500, α 100)") == "sasrec-sce-k-500-100"  # ASCII file names
-    paths = E.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
+    evals = all_users({"popularity": None, "Lite-LLM4Rec": run}, "test", "synthetic")
+    assert published.slug("SASRec + SCE (K 500, α 100)") == "sasrec-sce-k-500-100"  # ASCII file names
+    paths = published.export_runs(evals, tmp_path, "smoke", "synthetic", "test")
     assert len(paths) == 2 and all(p.exists() for p in paths)
-    rec = rundir.read_json(paths[0])
-    assert {"commit", "machine", "config", "dataset_fingerprint", "ranks", "ms_per_user", "best_epoch"} <= set(rec)
-    back = E.read_runs(tmp_path, "synthetic")
+    pop, lite_rec = (results.read_record(p) for p in paths)  # results records, checked against the schema
+    assert pop.family == "popularity" and pop.training is None and lite_rec.training.best_epoch >= 1
+    (ev,) = lite_rec.evaluations.values()
+    assert ev.ranks and ev.seconds_per_user and lite_rec.provenance.commit and lite_rec.dataset_fingerprint
+    back = published.read_runs(tmp_path, "synthetic")
     assert list(back) == list(evals)  # the order of the table that was exported, not of the file names
-    a, b = E.accuracy_table(evals), E.accuracy_table(back)
+    a, b = tables.accuracy_table(evals), tables.accuracy_table(back)
     assert list(a.index) == list(b.index)
     pd_cols = ["ndcg@10", "ndcg@10 lo", "ndcg@10 hi", "hr@10", "recall@10", "n_users", "best_epoch"]
     assert a[pd_cols].astype(float).fillna(-1).equals(b[pd_cols].astype(float).fillna(-1))
-    pa, pb = E.paired_table(evals, "popularity"), E.paired_table(back, "popularity")
+    pa, pb = tables.paired_table(evals, "popularity"), tables.paired_table(back, "popularity")
     assert pa.equals(pb)
     with pytest.raises(FileNotFoundError, match="no committed results"):
-        E.read_runs(tmp_path, "toy")
+        published.read_runs(tmp_path, "toy")
 
 
 def test_chapter_08_redraws_the_committed_quick_results_without_training(tmp_path, monkeypatch):
     import papermill as pm
 
     from llmrec.core.io import repo_root
+    from llmrec.experiments.published import read_runs
 
     committed = repo_root() / "results" / "quick" / "08_lite"
     if not committed.exists():
@@ -225,5 +232,5 @@ def test_chapter_08_redraws_the_committed_quick_results_without_training(tmp_pat
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing evaluated
     for name in ("08_accuracy", "08_ablations", "08_inference_cost"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
-    back = __import__("llmrec.experiments", fromlist=["x"]).read_runs(committed, "toy")
+    back = read_runs(committed, "toy")
     assert back["Lite-LLM4Rec"][1]["n_users"] == len(load_dataset("toy").test)

@@ -112,6 +112,33 @@ def test_projection_equals_full_logits_in_fp32_and_close_in_bf16():
         assert torch.allclose(v.lse_all, torch.logsumexp(full.float(), -1), atol=tol, rtol=tol)
 
 
+def test_fast_tempered_lml_equals_dense_with_gradients():
+    """Training's tempered LML (the whole vocabulary's logsumexp at tau, from the projection) against eq. (1)
+    tempered on dense logits; without the logsumexp at that tau the fast form refuses."""
+    g = torch.Generator().manual_seed(3)
+    N, d, V = 12, 16, 300
+    W = torch.randn(V, d, generator=g)
+    h = torch.randn(N, d, generator=g, requires_grad=True)
+    targets = torch.randint(0, V, (N,), generator=g)
+    targets[-2:] = -100  # padding positions
+    valid = torch.rand(N, V, generator=g) < 0.05
+    valid[torch.arange(N), targets.clamp_min(0)] = True
+    ref = L.ValidLogits.from_dense((h @ W.T).detach(), valid, targets)
+    cols = torch.argsort((~valid).to(torch.int8), dim=-1, stable=True)[:, : ref.mask.shape[1]]
+    for tau in (1.0, 0.5, 3.0):
+        dense = L.lml_loss_dense(h @ W.T, targets, tau=tau)
+        (gd,) = torch.autograd.grad(dense, h)
+        v = L.project_valid(h, W, torch.where(ref.mask, cols, 0), ref.mask, ref.target_index, full=True,
+                            full_tau=tau)
+        fast = L.lml_loss(v, tau=tau)
+        (gf,) = torch.autograd.grad(fast, h)
+        assert torch.allclose(dense, fast, atol=1e-5), tau
+        assert torch.allclose(gd, gf, atol=1e-5), tau
+    v = L.project_valid(h, W, torch.where(ref.mask, cols, 0), ref.mask, ref.target_index, full=True)
+    with pytest.raises(ValueError, match="tau=3.0"):
+        L.lml_loss(v, tau=3.0)
+
+
 def test_tau_one_and_alpha_one_recover_msl():
     logits, valid, targets = problem(seed=4)
     base = L.msl_loss_dense(logits, valid, targets)

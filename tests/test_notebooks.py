@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmrec.chapters import chapters, run_batch
+from llmrec.core.provenance import versions
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 CHAPTERS = chapters(NB_DIR)
@@ -67,6 +68,9 @@ def test_batch_reports_a_failing_chapter_and_goes_on(tmp_path, capsys):
     assert status == 1
     assert (tmp_path / "out" / "01_ok.ipynb").exists() and (tmp_path / "out" / "03_ok.ipynb").exists()
     assert (tmp_path / "out" / "02_bad.FAILED.ipynb").exists()
+    for name in ("01_ok.ipynb", "02_bad.FAILED.ipynb"):  # each executed copy says what executed it
+        meta = nbformat.read(tmp_path / "out" / name, as_version=4).metadata["llmrec"]
+        assert meta == {"versions": versions(), "kernel": "python3"}
     assert "02_bad.ipynb: FAILED" in out.out and "boom" in out.out
     with pytest.raises(ValueError, match="no chapter"):
         run_batch(profile="smoke", only=["99"], notebooks=tmp_path)
@@ -94,7 +98,7 @@ def test_chapter_sizes_must_be_positive(nb, size, tmp_path, monkeypatch):
     """A chapter's size parameter is checked before anything trains, and the error names it."""
     import papermill as pm
 
-    from llmrec.experiments import size as check_size
+    from llmrec.experiments.parameters import size as check_size
 
     assert check_size("n_windows", None, 64) == 64 and check_size("n_windows", 3, 64) == 3
     for bad in (0, -1, 2.5, True):

@@ -61,7 +61,8 @@ def test_prepare_reads_csv_files_and_writes_the_domain(movies, tmp_path, capsys)
     bad.write_text("user_id,item_id,timestamp\nu1,m1,yesterday-ish\n")
     assert main(["prepare", "--interactions", str(bad), "--titles", str(movies.parent / "movies.csv"),
                  "--out", str(tmp_path / "x")]) == 2
-    assert "bad.csv, line 2, field 'timestamp': neither a number nor a date ('yesterday-ish')" in capsys.readouterr().err
+    assert ("bad.csv, line 2, field timestamp: neither a number nor an ISO date such as 2021-03-04 ('yesterday-ish')"
+            in capsys.readouterr().err)
     assert main(["prepare", "--interactions", str(bad), "--meta", str(bad), "--out", str(tmp_path / "y")]) == 2
     assert "--interactions and --titles (CSV), one pair" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -6,14 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-import llmrec.seqrec.training as T
+import llmrec.itemseq.loop as T
 from llmrec import runs, seqrec
 from llmrec.bench import bench_seqrec
 from llmrec.core import rundir
+from llmrec.core.metrics import entry_values, summarize
 from llmrec.core.profiles import train_config
-from llmrec.experiments import popularity_summary
 from llmrec.data import load_dataset
-from llmrec.core.metrics import summarize
+from llmrec.experiments import classic_protocol
+from llmrec.experiments.classic_losses import popularity_summary
+from llmrec.experiments.classic_protocol import (PROTOCOL_LOSSES, PROTOCOL_VARIANTS, classic_reference, protocol_grid,
+                                                 protocol_selection, protocol_table, protocol_variants,
+                                                 sce_protocol_variants)
+from llmrec.experiments.profile_runs import seqrec_config
+from llmrec.experiments.published import slug
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +181,9 @@ def test_config_validation():
         smoke(nonsense=1)
     with pytest.raises(ValueError):
         train_config("nope", "seqrec")
-    assert seqrec.complete(train_config("full", "seqrec")) == {**seqrec.DEFAULTS, "profile": "full"}
+    assert seqrec.complete(train_config("paper", "seqrec")) == {**seqrec.DEFAULTS, "profile": "paper"}
+    with pytest.warns(FutureWarning, match="now called 'paper'"):  # the old name of the papers' profile
+        assert train_config("full", "seqrec") == train_config("paper", "seqrec")
 
 
 def test_bench_reports_ce_and_sce():
@@ -281,7 +289,7 @@ def test_every_sasrec_variant_is_causal_and_padding_invariant(opts):
 
 def test_negatives_per_position_equal_a_float64_loop():
     from llmrec.core.samplers import uniform
-    from llmrec.seqrec.objectives import batch_loss
+    from llmrec.itemseq.objectives import batch_loss
 
     torch.manual_seed(0)
     m = seqrec.SASRec(30, hidden=8, blocks=1, heads=1, dropout=0.0, maxlen=6).eval()
@@ -308,19 +316,17 @@ def test_adam_beta2_option_reaches_the_optimiser(tmp_path):
 
 
 def test_protocol_grid_writes_each_run_resumes_and_tables_seeds(tmp_path, monkeypatch):
-    from llmrec import experiments as E
-
     variants = {"SASRec + CE": {"loss": "ce"}, "CE, post-LN blocks": {"loss": "ce", "norm": "post"}}
-    evals = E.protocol_grid("smoke", "synthetic", variants, seeds=(0, 1), folder=tmp_path, progress=False)
+    evals = protocol_grid("smoke", "synthetic", variants, seeds=(0, 1), folder=tmp_path, progress=False)
     assert sorted(evals) == sorted(f"{v} / seed {s}" for v in variants for s in (0, 1))
     assert len(list(tmp_path.glob("synthetic-*.json"))) == 4
-    monkeypatch.setattr(E.runs, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
-    again = E.protocol_grid("smoke", "synthetic", variants, seeds=(0, 1), folder=tmp_path, progress=False)
+    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = protocol_grid("smoke", "synthetic", variants, seeds=(0, 1), folder=tmp_path, progress=False)
     assert sorted(again) == sorted(evals)
-    t = E.protocol_table(again)
+    t = protocol_table(again)
     assert t.loc["SASRec + CE", "seeds"] == 2 and np.isnan(t.loc["SASRec + CE", "diff"])
     # the paired difference is the per-user mean over seeds, variant minus baseline
-    per_user = lambda name: np.mean([E.entry_values(again[f"{name} / seed {s}"][1], "ndcg@10") for s in (0, 1)], 0)
+    per_user = lambda name: np.mean([entry_values(again[f"{name} / seed {s}"][1], "ndcg@10") for s in (0, 1)], 0)
     assert math.isclose(t.loc["CE, post-LN blocks", "diff"],
                         float((per_user("CE, post-LN blocks") - per_user("SASRec + CE")).mean()), abs_tol=1e-12)
     assert t.loc["CE, post-LN blocks", "lo"] <= t.loc["CE, post-LN blocks", "diff"] <= t.loc["CE, post-LN blocks", "hi"]
@@ -329,16 +335,16 @@ def test_protocol_grid_writes_each_run_resumes_and_tables_seeds(tmp_path, monkey
 def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(tmp_path, monkeypatch):
     """protocol_selection trains each loss at each rate (validation only: no test evaluation), chooses the best
     validation NDCG@10; protocol_variants carries the choice; protocol_grid replaces a result made at another rate."""
-    from llmrec import experiments as E
     from llmrec.core.io import read_json
+    from llmrec.core.results import read_record
 
     names = ("SASRec + CE", "SASRec + BCE")
-    sel = E.protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
-                               progress=False, beyond=(), below=())
+    sel = protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
+                             progress=False, beyond=(), below=())
     assert len(sel) == 4 and sel["chosen"].sum() == 2
     # a best at the largest rate tried sends that loss (only) one rate further
-    wider = E.protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
-                                 progress=False, beyond=(3e-2,), below=())
+    wider = protocol_selection("smoke", "synthetic", lrs=(1e-3, 1e-2), names=names, folder=tmp_path / "sel",
+                               progress=False, beyond=(3e-2,), below=())
     for name in names:
         at_edge = int(sel.loc[name].query("chosen").index[0] == 1e-2)
         assert list(wider.loc[name].index) == [1e-3, 1e-2] + [3e-2] * at_edge
@@ -346,48 +352,59 @@ def test_learning_rates_are_chosen_on_validation_and_a_changed_choice_retrains(t
         rows = sel.loc[name]
         assert rows.loc[rows["chosen"]].index[0] == rows["valid ndcg@10"].idxmax()  # the best on validation
         for lr in (1e-3, 1e-2):  # independent check: the run's own logged best validation NDCG@10
-            r = read_json(tmp_path / "sel" / f"synthetic-{E.slug(name)}-lr-{lr:g}.json")
-            assert r["best_valid_ndcg@10"] == sel.loc[(name, lr), "valid ndcg@10"] and "ranks" not in r
-            run = E.runs.train(E.seqrec_config("smoke", "synthetic", seed=0, **{**E.PROTOCOL_VARIANTS[name], "lr": lr}),
-                               progress=False)
+            r = read_record(tmp_path / "sel" / f"synthetic-{slug(name)}-lr-{lr:g}.json")
+            assert r.training.best_valid["ndcg@10"] == sel.loc[(name, lr), "valid ndcg@10"] and not r.evaluations
+            run = runs.train(seqrec_config("smoke", "synthetic", seed=0, **{**PROTOCOL_VARIANTS[name], "lr": lr}),
+                             progress=False)
             assert "metrics.json" not in {p.name for p in run.iterdir()}  # no test window was evaluated
-    variants = E.protocol_variants(sel)
+    variants = protocol_variants(sel)
     ce_lr = sel.loc["SASRec + CE"].query("chosen").index[0]
     assert variants["SASRec + CE"]["lr"] == ce_lr and variants["CE, post-LN blocks"]["lr"] == ce_lr
     with pytest.raises(FileNotFoundError, match="no committed learning-rate selection"):
-        E.protocol_selection("smoke", "synthetic", lrs=(5e-2,), names=names, folder=tmp_path / "sel", train=False)
+        protocol_selection("smoke", "synthetic", lrs=(5e-2,), names=names, folder=tmp_path / "sel", train=False)
     one = {"SASRec + CE": {"loss": "ce", "lr": 1e-3}}
-    E.protocol_grid("smoke", "synthetic", one, seeds=(0,), folder=tmp_path / "grid", progress=False)
+    protocol_grid("smoke", "synthetic", one, seeds=(0,), folder=tmp_path / "grid", progress=False)
     path = tmp_path / "grid" / "synthetic-sasrec-ce-seed-0.json"
     assert read_json(path)["config"]["lr"] == 1e-3
-    E.protocol_grid("smoke", "synthetic", {"SASRec + CE": {"loss": "ce", "lr": 1e-2}}, seeds=(0,),
-                    folder=tmp_path / "grid", progress=False)
+    protocol_grid("smoke", "synthetic", {"SASRec + CE": {"loss": "ce", "lr": 1e-2}}, seeds=(0,),
+                  folder=tmp_path / "grid", progress=False)
     assert read_json(path)["config"]["lr"] == 1e-2  # made again at the new rate, not read back
 
 
 def test_the_classic_reference_runs_every_variant_on_toy_and_the_losses_on_books(monkeypatch):
-    from llmrec import experiments as E
-
     calls = []
-    monkeypatch.setattr(E, "protocol_selection", lambda profile, dataset, progress: None)
-    monkeypatch.setattr(E, "protocol_grid", lambda profile, dataset, variants, seeds, progress:
+    monkeypatch.setattr(classic_protocol, "protocol_selection", lambda profile, dataset, progress: None)
+    monkeypatch.setattr(classic_protocol, "protocol_grid", lambda profile, dataset, variants, seeds, progress:
                         calls.append((dataset, tuple(variants), tuple(seeds))) or {})
-    E.classic_reference("laptop", "toy", progress=False)
-    assert calls == [("toy", tuple(E.PROTOCOL_VARIANTS), (0, 1, 2)), ("toy", tuple(E.sce_protocol_variants()), (0,))]
+    classic_reference("laptop", "toy", progress=False)
+    assert calls == [("toy", tuple(PROTOCOL_VARIANTS), (0, 1, 2)), ("toy", tuple(sce_protocol_variants()), (0,))]
     calls.clear()
-    E.classic_reference("laptop", "books", progress=False)
-    assert calls == [("books", E.PROTOCOL_LOSSES, (0, 1, 2))]
+    classic_reference("laptop", "books", progress=False)
+    assert calls == [("books", PROTOCOL_LOSSES, (0, 1, 2))]
     calls.clear()
-    E.classic_reference("laptop", "books", names=["SASRec + CE"], grid=True, progress=False)
-    assert [c[1] for c in calls] == [("SASRec + CE",), tuple(E.sce_protocol_variants())]
+    classic_reference("laptop", "books", names=["SASRec + CE"], grid=True, progress=False)
+    assert [c[1] for c in calls] == [("SASRec + CE",), tuple(sce_protocol_variants())]
+
+
+def test_the_sasrec_runs_beside_the_llms_are_the_protocols_ce_and_sce_at_their_plateau(monkeypatch):
+    """Chapters 07 and 08 put SASRec + CE and + SCE (K 500, α 100) beside the LLM runs: the protocol's two variants,
+    trained with patience 5 and at most 50 epochs, with the chapter's device and seed."""
+    from llmrec.experiments.sasrec_vs_llm import sasrec_plateau
+
+    monkeypatch.setattr(runs, "train", lambda config, progress=True: config)
+    got = sasrec_plateau("quick", "toy", seed=3)
+    assert list(got) == ["SASRec + CE", "SASRec + SCE (K 500, α 100)"]
+    ce, sce = got.values()
+    assert ce["loss"] == "ce" and (sce["loss"], sce["negatives"], sce["alpha"]) == ("sce", 500, 100.0)
+    for c in (ce, sce):
+        assert (c["family"], c.get("model", "sasrec"), c["dataset"], c["epochs"], c["patience"], c["seed"]) == (
+            "seqrec", "sasrec", "toy", 50, 5, 3)
 
 
 def test_the_learning_rate_search_goes_past_the_edge_only_while_the_best_is_there(tmp_path):
     """The selection rule on hand-written selection files (nothing trains; train=False reads them): a best at the
     largest (smallest) rate tried sends the loss one larger (smaller) rate further; ties go to the smallest rate."""
-    import json
-
-    from llmrec import experiments as E
+    from llmrec.core.results import Provenance, RunRecord, Training, write_record
 
     scores = {"SASRec + CE": {1e-3: 0.1, 1e-2: 0.3, 3e-2: 0.2},  # upper edge -> 3e-2, worse: stop at 1e-2
               "SASRec + BCE": {3e-4: 0.1, 1e-3: 0.2, 1e-2: 0.1},  # lower edge -> 3e-4, worse: stop at 1e-3
@@ -395,12 +412,15 @@ def test_the_learning_rate_search_goes_past_the_edge_only_while_the_best_is_ther
               "SASRec + sampled softmax (K 500)": {1e-4: 0.4, 3e-4: 0.3, 1e-3: 0.2, 1e-2: 0.1}}  # down to the end
     for name, by_lr in scores.items():
         for lr, v in by_lr.items():
-            (tmp_path / f"toy-{E.slug(name)}-lr-{lr:g}.json").write_text(json.dumps(
-                {"best_valid_ndcg@10": v, "best_epoch": 3, "epochs_cap": 50, "seconds_total": 1.0,
-                 "peak_memory_mb": 1.0}))
+            write_record(tmp_path / f"toy-{slug(name)}-lr-{lr:g}.json", RunRecord(
+                name=name, what="a hand-written selection run", family="seqrec", profile="laptop", dataset="toy",
+                dataset_fingerprint="x", config={"lr": lr}, extra={"lr": lr},
+                training=Training(best_epoch=3, epochs_run=8, epochs_cap=50, best_valid={"ndcg@10": v},
+                                  seconds_total=1.0, facts={"peak_memory_mb": 1.0}),
+                provenance=Provenance(machine="m", commit="c", date="d")))
     # rates inside the given ones (5e-3, 2e-3) are never tried; nothing beyond a file asked for exists
-    sel = E.protocol_selection("laptop", "toy", lrs=(1e-2, 1e-3), names=tuple(scores), folder=tmp_path,
-                               train=False, beyond=(5e-3, 3e-2, 1e-1), below=(2e-3, 3e-4, 1e-4))
+    sel = protocol_selection("laptop", "toy", lrs=(1e-2, 1e-3), names=tuple(scores), folder=tmp_path,
+                             train=False, beyond=(5e-3, 3e-2, 1e-1), below=(2e-3, 3e-4, 1e-4))
     for name, by_lr in scores.items():
         assert list(sel.loc[name].index) == sorted(by_lr), name
     assert {v: lr for (v, lr), c in sel["chosen"].items() if c} == {

@@ -1,15 +1,16 @@
 """The study's choices of runs and evaluation sizes (no training: llm_run and evaluate_run are replaced)."""
 
-from llmrec import experiments as study
 from llmrec.core.profiles import train_config
+from llmrec.experiments import llm_losses, parameters, profile_runs, published
 
 
 def test_mechanism_runs_share_the_canonical_lml_run_and_shorten_the_side_dataset(monkeypatch):
     calls = []
-    monkeypatch.setattr(study, "llm_run", lambda profile, loss, ds, device, progress=True, **kw: calls.append((ds, kw)))
-    study.mechanism_run("quick", "toy", seed=0)
-    study.mechanism_run("quick", "books", seed=0)
-    study.mechanism_run("full", "books", seed=0)
+    monkeypatch.setattr(profile_runs, "llm_run",
+                        lambda profile, loss, ds, device, progress=True, **kw: calls.append((ds, kw)))
+    profile_runs.mechanism_run("quick", "toy", seed=0)
+    profile_runs.mechanism_run("quick", "books", seed=0)
+    profile_runs.mechanism_run("full", "books", seed=0)
     assert calls == [("toy", {"seed": 0}), ("books", {"seed": 0, "max_steps": 32}), ("books", {"seed": 0})]
     assert train_config("quick", loss="lml")["log_grad_norms"] == 4
     assert "log_grad_norms" not in train_config("quick", loss="msl-ats")  # the TrainConfig default: 0, never
@@ -20,11 +21,11 @@ def test_validation_uses_fewer_beams_and_its_own_metric(monkeypatch):
 
     seen = []
     monkeypatch.setattr(runs, "evaluate", lambda run, split, mode, n_users, k, **kw: seen.append((split, n_users, k)))
-    study.llm_eval("r", "quick", "valid")
-    study.llm_eval("r", "quick", "test")
-    study.llm_eval("r", "quick", "test", mode="full")
+    profile_runs.llm_eval("r", "quick", "valid")
+    profile_runs.llm_eval("r", "quick", "test")
+    profile_runs.llm_eval("r", "quick", "test", mode="full")
     assert seen == [("valid", 24, 5), ("test", 48, 10), ("test", 4, 10)]
-    assert study.valid_metric("quick") == "ndcg@5" and study.valid_metric("full") == "ndcg@10"
+    assert profile_runs.valid_metric("quick") == "ndcg@5" and profile_runs.valid_metric("paper") == "ndcg@10"
 
 
 def test_one_dataset_parameter_gives_each_chapter_its_datasets(monkeypatch, tmp_path):
@@ -32,17 +33,19 @@ def test_one_dataset_parameter_gives_each_chapter_its_datasets(monkeypatch, tmp_
     a folder runs the chapter on it alone, and that dataset's mechanism run is the full one, not a side run."""
     from llmrec.core.profiles import dataset_for
 
-    assert study.chapter_datasets("quick") == ["toy", "books"] and study.chapter_datasets("full") == ["toy", "books"]
-    assert study.chapter_datasets("smoke") == ["synthetic"] and study.chapter_datasets("quick", own=("toy",)) == ["toy"]
-    assert study.chapter_datasets("quick", "books") == ["books"]
-    assert study.chapter_datasets("smoke", "books") == ["synthetic"]  # smoke: synthetic for the shipped sets
+    datasets = parameters.chapter_datasets
+    assert datasets("quick") == ["toy", "books"] and datasets("paper") == ["toy", "books"]
+    assert datasets("smoke") == ["synthetic"] and datasets("quick", own=("toy",)) == ["toy"]
+    assert datasets("quick", "books") == ["books"]
+    assert datasets("smoke", "books") == ["synthetic"]  # smoke: synthetic for the shipped sets
     mine = str(tmp_path)
-    assert study.chapter_datasets("smoke", mine) == [mine] == study.chapter_datasets("quick", mine)
+    assert datasets("smoke", mine) == [mine] == datasets("quick", mine)
     assert dataset_for("smoke", mine) == mine and dataset_for("smoke", "toy") == "synthetic"
     calls = []
-    monkeypatch.setattr(study, "llm_run", lambda profile, loss, ds, device, progress=True, **kw: calls.append((ds, kw)))
-    study.mechanism_run("quick", "books", primary="books")
-    study.mechanism_run("quick", mine, primary=mine)
+    monkeypatch.setattr(profile_runs, "llm_run",
+                        lambda profile, loss, ds, device, progress=True, **kw: calls.append((ds, kw)))
+    profile_runs.mechanism_run("quick", "books", primary="books")
+    profile_runs.mechanism_run("quick", mine, primary=mine)
     assert calls == [("books", {}), (mine, {})]
 
 
@@ -52,8 +55,8 @@ def test_the_canonical_runs_keep_their_keys():
     from llmrec.core import rundir
     from llmrec.llm import TrainConfig
 
-    keys = {loss: rundir.config_key(TrainConfig.from_dict(study.llm_config("quick", loss, "toy", "cpu", seed=0)).to_dict())
-            for loss in ("lml", "msl-ats")}
+    config = lambda loss: TrainConfig.from_dict(profile_runs.llm_config("quick", loss, "toy", "cpu", seed=0))
+    keys = {loss: rundir.config_key(config(loss).to_dict()) for loss in ("lml", "msl-ats")}
     assert keys == {"lml": "474fb5352839", "msl-ats": "e7c150d07607"}
 
 
@@ -63,38 +66,39 @@ def test_committed_llm_results_are_read_back_as_a_run_cache_and_nothing_trains(t
     error that names it."""
     import pytest
 
-    from llmrec.core import rundir
+    from llmrec.core import results, rundir
 
     monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("LLMREC_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setattr(study, "_LLM_RUNS", {})
+    monkeypatch.setattr(profile_runs, "LLM_RUNS", {})
     over = dict(seed=0)  # S-DPO starts from this LML run (the smoke profile: 4 steps)
-    lml = study.llm_run("smoke", "lml", None, "cpu", progress=False, **over)
-    sdpo = study.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over)
+    lml = profile_runs.llm_run("smoke", "lml", None, "cpu", progress=False, **over)
+    sdpo = profile_runs.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over)
     assert runs_config(sdpo)["sdpo_ref"] == lml.name  # a name in the run cache: the same key in any clone
-    ev = study.llm_eval(lml, "smoke", "test", "likelihood", progress=False)
-    published = study.export_llm_results("smoke", what="test")
-    assert sorted(p.name for p in published) == sorted([lml.name, sdpo.name])
-    for p in published:
-        assert not (p / "adapter").exists() and not (p / "checkpoints").exists()
-        assert {"commit", "machine", "dataset_fingerprint", "evaluations"} <= set(rundir.read_json(p / "provenance.json"))
+    ev = profile_runs.llm_eval(lml, "smoke", "test", "likelihood", progress=False)
+    exported = published.export_llm_results("smoke", what="test")
+    assert sorted(p.name for p in exported) == sorted([f"{lml.name}.json", f"{sdpo.name}.json"])
+    for p in exported:  # one results record per run: no weights, its provenance
+        record = results.read_record(p)
+        assert record.provenance.commit and record.provenance.machine and record.dataset_fingerprint
+        assert record.evaluations or p.stem == sdpo.name
     try:
-        assert study.use_results("smoke") == tmp_path / "results" / "smoke" / "llm"
-        assert study.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over) == published[1]
-        back = study.llm_eval(study.llm_run("smoke", "lml", None, "cpu", progress=False, **over), "smoke", "test",
-                              "likelihood", progress=False)
+        assert published.use_results("smoke") == tmp_path / "results" / "smoke" / "llm"
+        assert profile_runs.llm_run("smoke", "sdpo", None, "cpu", progress=False, **over).name == exported[1].stem
+        back = profile_runs.llm_eval(profile_runs.llm_run("smoke", "lml", None, "cpu", progress=False, **over), "smoke",
+                                 "test", "likelihood", progress=False)
         assert back["nll_valid"] == ev["nll_valid"] and back["user_ids"] == ev["user_ids"]
         with pytest.raises(FileNotFoundError, match="no evaluation 'test/beam"):
-            study.llm_eval(published[0], "smoke", "test", "beam", progress=False)
+            profile_runs.llm_eval(exported[0], "smoke", "test", "beam", progress=False)
         with pytest.raises(FileNotFoundError, match="not among the committed results"):
-            study.llm_run("smoke", "msl", None, "cpu", progress=False, **over)
+            profile_runs.llm_run("smoke", "msl", None, "cpu", progress=False, **over)
         with pytest.raises(RuntimeError, match="nothing to export"):
-            study.export_llm_results("smoke")
+            published.export_llm_results("smoke")
     finally:
         rundir.use_committed(None)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([lml.name, sdpo.name])  # no new run
     with pytest.raises(FileNotFoundError, match="no committed results folder"):
-        study.use_results("laptop-that-is-not-there")
+        published.use_results("laptop-that-is-not-there")
 
 
 def runs_config(run):
@@ -113,9 +117,9 @@ def test_beams_scored_by_p_valid_are_their_own_evaluation(tmp_path, monkeypatch)
     from llmrec.llm import decode
 
     monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
-    run = study.llm_run("smoke", "msl", None, "cpu", progress=False, seed=0)
-    full = study.llm_eval(run, "smoke", "test", progress=False)
-    table = study.beam_scoring({"MSL": (run, full)}, "smoke", names=("MSL",))
+    run = profile_runs.llm_run("smoke", "msl", None, "cpu", progress=False, seed=0)
+    full = profile_runs.llm_eval(run, "smoke", "test", progress=False)
+    table = llm_losses.beam_scoring({"MSL": (run, full)}, "smoke", names=("MSL",))
     keys = set(runs.rundir.load_metrics(run))
     assert {"test/beam/n8/k4", "test/beam/n8/k4/score-valid"} <= keys
     pv = runs.rundir.load_metrics(run)["test/beam/n8/k4/score-valid"]
@@ -177,3 +181,30 @@ def test_the_sce_grid_figure_draws_each_cell_with_its_interval():
     assert len(bars) == 2  # one line per alpha, each cell with its interval
     lo, hi = bars[0].lines[2][0].get_segments()[0][:, 1]
     assert (lo, hi) == (0.006, 0.010) and ax.get_ylim()[0] == 0 and len(ax.patches) == 1  # CE's band
+
+
+def test_the_experiments_do_no_work_at_import():
+    """Importing every module of llmrec.experiments starts no subprocess: provenance's git call waits for the first
+    results file."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import pkgutil, subprocess
+started = []
+class Recorded(subprocess.Popen):
+    def __init__(self, args, *a, **k):
+        started.append(args)
+        super().__init__(args, *a, **k)
+subprocess.Popen = Recorded
+import llmrec.experiments as package
+names = [m.name for m in pkgutil.iter_modules(package.__path__)]
+for name in names:
+    __import__(f"llmrec.experiments.{name}")
+print(len(names), started)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    n, started = out.split(" ", 1)
+    assert int(n) >= 9 and started.strip() == "[]", out

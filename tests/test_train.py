@@ -67,7 +67,8 @@ def test_sdpo_starts_from_lml_and_lowers_its_objective(runs_dir):
     from llmrec.llm.training import _sdpo_batch
 
     ref = train(smoke(loss="lml", max_steps=5, lora_dropout=0.0), progress=False)  # no dropout: policy == ref
-    # a run-cache name (what experiments.llm_run stores, so that the key is the same in any clone) finds the run
+    # a run-cache name (what experiments.profile_runs.llm_run stores, so that the key is the same in any clone) finds
+    # the run
     assert _adapter_dir(ref.name) == ref / "adapter"
     with pytest.raises(FileNotFoundError, match="no LoRA adapter"):
         _adapter_dir("toy-smollm2-135m-lml-000000000000")
@@ -171,7 +172,7 @@ def test_checkpoint_interval_is_checked_and_named(capsys, runs_dir):
     assert main(["train", "--profile", "smoke", "--loss", "lml", "--checkpoint-every", "0"]) == 2
     assert "--checkpoint-every: must be > 0, got 0" in capsys.readouterr().err
     assert main(["train", "--profile", "smoke", "--model", "sasrec", "--checkpoint-every", "5"]) == 2
-    assert "classic models checkpoint after every epoch" in capsys.readouterr().err
+    assert "--checkpoint-every applies to llm runs; this is a seqrec run" in capsys.readouterr().err
     assert "checkpoint_every" not in TrainConfig(checkpoint_every=4).to_dict()  # not in config.json nor the key
 
 

@@ -45,7 +45,7 @@ import torch
 
 from . import seqrec
 from .core import losses as L
-from .core.io import atomic_write, read_json, repo_root
+from .core.io import atomic_write, dumps, read_json, repo_root
 from .core.metrics import rank_of_target
 from .core.profiles import train_config
 from .core.samplers import sample_rows
@@ -163,7 +163,7 @@ SEQREC_DATASETS = ("toy", "books")  # the seqrec benchmark runs on each: CE's co
 
 def run_bench(what: str = "all", out: str | None = None, device: str = "cpu", out_dir: str | Path | None = None) -> dict:
     """Run one benchmark (``trie``, ``losses``, ``seqrec``, ``decode``) or all; each writes ``bench/<name>.json`` (the
-    machine, the date and its numbers: what the README quotes), as soon as it is done. ``out`` writes the
+    machine, the date and its numbers: what docs/benchmarks.md quotes), as soon as it is done. ``out`` writes the
     whole result to one file instead. Returns ``{"machine", "when", name: result, ...}``."""
     if what not in (*BENCHMARKS, "all"):
         raise ValueError(f"unknown benchmark {what!r}; choose one of {', '.join(BENCHMARKS)} or all")
@@ -178,9 +178,9 @@ def run_bench(what: str = "all", out: str | None = None, device: str = "cpu", ou
             if not out:
                 one = {"machine": res["machine"], "when": time.strftime("%Y-%m-%d %H:%M:%S"), name: res[name]}
                 path = Path(out_dir or repo_root() / "bench") / f"{name}.json"
-                atomic_write(path, (json.dumps(one, indent=1) + "\n").encode())
+                atomic_write(path, (dumps(one, where=path, indent=1) + "\n").encode())
     if out:
-        atomic_write(Path(out), (json.dumps(res, indent=1) + "\n").encode())
+        atomic_write(Path(out), (dumps(res, where=out, indent=1) + "\n").encode())
     return res
 
 

@@ -6,7 +6,8 @@ their figures themselves (:func:`llmrec.plots.save_figure`): into the committed
 A failing chapter is reported and the batch goes on; the exit status is
 non-zero when any chapter failed. Trained runs are shared through the run
 cache (``runs/``), so a chapter that needs a model another chapter trained
-finds it there instead of training it again.
+finds it there instead of training it again. Each executed copy records the library versions and the commit
+that made it in its metadata (``metadata.llmrec.versions``, :func:`llmrec.core.provenance.versions`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import papermill as pm
 
 from .core.io import repo_root, usable_cpus
-from .core.profiles import PROFILES
-from .data import DATASETS
+from .core.profiles import PROFILES, dataset_for
+from .core.provenance import versions
+from .data import DATASETS, load_dataset
 
 ROOT = repo_root()
 
@@ -42,7 +45,8 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     """Run the chapters; print the wall time of each and a summary; return 0 only if all succeeded.
 
     ``dataset`` (a name or a prepared folder) is every chapter's one ``dataset`` parameter; None leaves each
-    chapter's own (Toy, with Books where it compares). ``publish`` (default: only for the canonical ``quick``
+    chapter's own (Toy, with Books where it compares). A folder is checked first (:func:`llmrec.data.load_dataset`):
+    one with a problem is a :class:`~llmrec.data.DataError` before any chapter starts. ``publish`` (default: only for the canonical ``quick``
     profile on the CPU, on the chapters' own datasets) writes the figures into the committed ``figures/``; any
     other batch writes them under ``runs/figures/`` (see :func:`llmrec.plots.figures_dir`). ``cell_timeout``
     (seconds): a cell that runs longer fails its chapter, naming the cell, instead of holding the batch.
@@ -52,6 +56,8 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if dataset:
+        load_dataset(dataset_for(profile, dataset))
     if publish is None:
         publish = profile == "quick" and device == "cpu" and dataset is None
     if dataset and dataset not in DATASETS and Path(dataset).is_dir():
@@ -73,10 +79,12 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
             pm.execute_notebook(str(nb), str(tmp), parameters=parameters,
                                 kernel_name=kernel, cwd=str(nb.parent), progress_bar=False,
                                 execution_timeout=cell_timeout)
+            record_versions(tmp, kernel)
             os.replace(tmp, out_dir / nb.name)
         except Exception as e:  # report, keep going
             err = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
             if tmp.exists():
+                record_versions(tmp, kernel)
                 os.replace(tmp, out_dir / f"{nb.stem}.FAILED.ipynb")
         dt = time.perf_counter() - t0
         results.append((nb.name, dt, err))
@@ -93,3 +101,11 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
               f"their executed copies are in {out_dir} (*.FAILED.ipynb)", file=sys.stderr)
         return 1
     return 0
+
+
+def record_versions(path: Path, kernel: str) -> None:
+    """Write the versions and commit that executed the notebook ``path`` into its metadata (``llmrec``): those of
+    this process's environment, in which ``kernel`` runs (``make figures``: the venv's own ``python3``)."""
+    book = nbformat.read(path, as_version=4)
+    book.metadata["llmrec"] = {"versions": versions(), "kernel": kernel}
+    nbformat.write(book, path)

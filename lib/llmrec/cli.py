@@ -1,60 +1,62 @@
-"""``python -m llmrec train|evaluate|compare|prepare|bench|figures``."""
+"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures``.
+
+The modules that import torch, transformers or peft are imported inside the subcommands that need them, so
+``--help`` and ``check`` answer in about a second. An error is one line on stderr (exit status 2) naming what
+to fix (for data: the file, line and field); ``--debug`` (or ``LLMREC_DEBUG=1``) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import math
+import os
 import sys
+import warnings
 
-from . import runs
-from .bench import run_bench
-from .chapters import run_batch
-from .core.profiles import PROFILES, dataset_for, profile, train_config
-from .data import DATASETS
+from .core.profiles import PROFILES, canonical, dataset_for, profile, train_config
+from .data import DATASETS, check_dataset, load_dataset
 from .data.prepare import add_prepare_args, run_prepare
-from .llm import LOSSES
-from .llm.prompts import TEMPLATES
-
-SEQ_MODELS = ("sasrec", "gru4rec", "caser")
-
+from .core import families
 
 def _train(args) -> int:
-    family = args.family or ("seqrec" if args.model in SEQ_MODELS else "llm")
-    if family != "llm":
-        if args.checkpoint_every:
-            raise ValueError("--checkpoint-every applies to LLM runs; classic models checkpoint after every epoch, "
-                             "as does Lite-LLM4Rec")
-        if args.domain:
-            raise ValueError("--domain picks the LLM's prompt; classic models and Lite-LLM4Rec have none")
-        # the classic loop's options, shared by SASRec & co and Lite-LLM4Rec
-        over = dict(dataset=dataset_for(args.profile, args.dataset),
-                    loss=args.loss if args.loss != "msl-ats" else "ce",  # the LLM default means nothing here
-                    alpha=None if args.alpha == "auto" else args.alpha, negatives=args.negatives, epochs=args.epochs,
-                    lr=args.lr, seed=args.seed, device=args.device)
-        if family == "lite":
-            over.update(encoder=args.encoder, head=args.head, tune=args.tune, rec_layers=args.rec_layers,
-                        positions=args.positions)
-        else:
-            over.update(model=args.model)
-    else:
-        over = dict(dataset=args.dataset, loss=args.loss, model=args.model, tau=args.tau, alpha=args.alpha,
-                    epochs=args.epochs, lr=args.lr, n_train=args.n_train, layers=args.layers,
-                    lora_layers=args.lora_layers, seed=args.seed, device=args.device, sdpo_ref=args.sdpo_ref,
-                    max_steps=args.max_steps, log_grad_norms=args.log_grad_norms,
-                    checkpoint_every=args.checkpoint_every, domain=args.domain)
-    run = runs.train(train_config(args.profile, family, **over), run_dir=args.run_dir, progress=not args.quiet)
+    spec = families.get(args.family or families.for_model(args.model))
+    over = {key: getattr(args, key) for key in families.COMMON if key in spec.common}
+    over["dataset"] = dataset_for(args.profile, args.dataset)
+    for fam in families.REGISTRY.values():  # another family's option given: a mistake, said before any work
+        for opt in fam.options:
+            if getattr(args, _dest(opt.flag)) is not None and opt not in spec.options:
+                raise ValueError(f"{opt.flag} applies to {fam.name} runs; this is a {spec.name} run "
+                                 f"(--family {spec.name})")
+    for key in families.COMMON:
+        if key not in spec.common and getattr(args, key) is not None and key != "dataset":
+            raise ValueError(f"--{key} does not apply to {spec.name} runs")
+    if over.get("alpha") == "auto" and spec.name != "llm":
+        raise ValueError("--alpha auto (|Z| / |Z_valid| per position) applies to the LLM's msl-alpha only")
+    over.update({opt.key: getattr(args, _dest(opt.flag)) for opt in spec.options})
+    load_dataset(over["dataset"])  # the data's check, before torch is even imported
+    from . import runs
+
+    run = runs.train(train_config(args.profile, spec.name, **over), run_dir=args.run_dir, progress=not args.quiet)
     if args.no_eval:
         print(run)
         return 0
     p = profile(args.profile)
-    out = runs.evaluate(run, "test", n_users=p["eval_users"] if family == "llm" else None, k=p["eval_beams"],
+    out = runs.evaluate(run, "test", n_users=p[spec.test_users] if spec.test_users else None, k=p["eval_beams"],
                         progress=not args.quiet)
     print(run)
     print(json.dumps(out["summary"], indent=1))
     return 0
 
 
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
 def _evaluate(args) -> int:
+    from . import runs
+
     out = runs.evaluate(args.run_dir, args.split, args.mode, n_users=args.users, k=args.beams, force=args.force,
                         embed=args.embed, beam_score=args.beam_score)
     print(json.dumps({k: out[k] for k in ("summary", "seconds_per_user", "n_users") if k in out}, indent=1))
@@ -62,17 +64,33 @@ def _evaluate(args) -> int:
 
 
 def _compare(args) -> int:
+    from . import runs
+
     for row in runs.compare(args.run_a, args.run_b, args.key):
         print(json.dumps(row))
     return 0
 
 
+def _adopt(args) -> int:
+    from . import runs
+
+    for run in args.run_dir:
+        print(run, json.dumps(runs.adopt(run)))
+    return 0
+
+
 def _bench(args) -> int:
+    from .bench import run_bench
+
     print(json.dumps(run_bench(args.what, args.out), indent=1))
     return 0
 
 
 def _figures(args) -> int:
+    if args.dataset:
+        load_dataset(dataset_for(args.profile, args.dataset))  # the data's check, before papermill and the chapters
+    from .chapters import run_batch
+
     return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish,
                      dataset=args.dataset)
 
@@ -84,45 +102,72 @@ def positive(typ, zero: bool = False):
             value = typ(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < 0 or (value == 0 and not zero):
             raise argparse.ArgumentTypeError(f"must be {'>= 0' if zero else '> 0'}, got {text}")
         return value
     return parse
 
 
+def _profile(name: str) -> str:
+    """--profile: an old name (``full``) becomes today's, said in one line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        name = canonical(name)
+    for w in caught:
+        print(f"llmrec: warning: {w.message}", file=sys.stderr)
+    return name
+
+
+TYPES = {"positive int": positive(int), "positive float": positive(float), "count": positive(int, zero=True)}
+
+
+def _argparse(opt: families.Option, fam: families.Family) -> dict:
+    """argparse's keywords of a family's option: its type by name (:data:`TYPES`), its choices from the
+    family's configuration class when it declares none (so the command line never copies them)."""
+    kw = dict(opt.kwargs)
+    if isinstance(kw.get("type"), str):
+        kw["type"] = TYPES[kw["type"]]
+    if isinstance(kw.get("choices"), str):  # "module:NAME" of a table whose keys are the choices
+        module, _, name = kw["choices"].partition(":")
+        kw["choices"] = tuple(sorted(getattr(importlib.import_module(module), name)))
+    choices = fam.load("config").CHOICES.get(opt.key)
+    if "choices" not in kw and choices is not None:
+        kw["choices"] = tuple(choices)
+    return kw
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="llmrec", description=__doc__)
+    ap = argparse.ArgumentParser(prog="llmrec", description=__doc__.split("\n")[0])
+    ap.add_argument("--debug", action="store_true",
+                    help="on an error, show the traceback instead of one line (also: LLMREC_DEBUG=1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train (or reuse from the run cache) and evaluate on test")
-    t.add_argument("--family", default=None, choices=["llm", "seqrec", "lite"],
-                   help="llm: the generative LLM (MSL paper); seqrec: SASRec/GRU4Rec/Caser; lite: Lite-LLM4Rec "
-                        "(default: seqrec for --model sasrec/gru4rec/caser, else llm)")
+    t.add_argument("--family", default=None, choices=families.names(),
+                   help="; ".join(f"{f.name}: {f.summary}" for f in families.REGISTRY.values())
+                   + " (default: the family of --model, else llm)")
     t.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} or a prepared folder")
-    t.add_argument("--loss", default="msl-ats", help=f"LLM: {', '.join(LOSSES)}; sasrec/gru4rec/caser: ce, bce, bpr, "
-                                                     "sampled-softmax, sce")
-    t.add_argument("--model", default=None, help="smollm2-135m, tiny, a local HF folder, sasrec, gru4rec or caser")
-    t.add_argument("--profile", default="quick", choices=sorted(PROFILES))
-    for name, typ in (("--tau", positive(float)), ("--epochs", positive(int)), ("--lr", positive(float)),
-                      ("--n-train", positive(int)), ("--layers", positive(int)), ("--lora-layers", positive(int)),
-                      ("--seed", int), ("--negatives", positive(int)), ("--max-steps", positive(int)),
-                      ("--checkpoint-every", positive(int))):
+    t.add_argument("--loss", default=None, help="; ".join(
+        f"{f.name}: {', '.join(f.load('config').CHOICES['loss'])}" for f in families.REGISTRY.values()
+        if "loss" in f.load("config").CHOICES) + " (default: the family's)")
+    t.add_argument("--model", default=None, help="an LLM (smollm2-135m, tiny, a local HF folder) or "
+                   + ", ".join(m for f in families.REGISTRY.values() for m in f.models))
+    t.add_argument("--profile", default="quick", type=_profile, choices=sorted(PROFILES))
+    for name, typ in (("--epochs", positive(int)), ("--lr", positive(float)), ("--seed", int),
+                      ("--negatives", positive(int))):
         t.add_argument(name, type=typ, default=None)
-    lite = t.add_argument_group("Lite-LLM4Rec (--family lite)")
-    lite.add_argument("--encoder", default=None, choices=["smollm2-135m", "minilm", "tiny", "none"],
-                      help="item LLM (none: learned item-id embeddings)")
-    lite.add_argument("--head", default=None, choices=["mlp", "dot"])
-    lite.add_argument("--tune", default=None, choices=["lora", "frozen", "full"], help="the recommendation LLM")
-    lite.add_argument("--rec-layers", type=positive(int), default=None, help="blocks of the recommendation LLM")
-    lite.add_argument("--positions", default=None, choices=["all", "last"], help="positions trained with the loss")
     t.add_argument("--alpha", default=None, type=lambda s: s if s == "auto" else float(s))
     t.add_argument("--device", default=None)
-    t.add_argument("--domain", default=None, choices=sorted(TEMPLATES),
-                   help="the prompt's template (default: the dataset's meta.json \"domain\", else generic)")
-    t.add_argument("--sdpo-ref", default=None, help="run directory of the LML run S-DPO starts from")
+    added = set()
+    for fam in families.REGISTRY.values():
+        group = t.add_argument_group(f"{fam.name} ({fam.summary})") if fam.options else None
+        for opt in fam.options:
+            if opt.flag not in added:
+                group.add_argument(opt.flag, default=None, dest=_dest(opt.flag), **_argparse(opt, fam))
+                added.add(opt.flag)
     t.add_argument("--run-dir", default=None)
-    t.add_argument("--log-grad-norms", type=positive(int, zero=True), nargs="?", const=1, default=None, metavar="K",
-                   help="log the gradient norms of L1 and L2 every K steps (default K: 1; 0: never)")
     t.add_argument("--no-eval", action="store_true")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_train)
@@ -147,9 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--key", default=None, help="evaluation key (default: the one both runs share)")
     c.set_defaults(func=_compare)
 
+    a = sub.add_parser("adopt", help="record that runs made before run identities held the pretrained weights were "
+                                     "trained on the weights installed now (you vouch for it)")
+    a.add_argument("run_dir", nargs="+")
+    a.set_defaults(func=_adopt)
+
     p = sub.add_parser("prepare", help="Amazon 2014 reviews + metadata -> windows (5-core, window 11, 8:1:1)")
     add_prepare_args(p)
     p.set_defaults(func=run_prepare)
+
+    k = sub.add_parser("check", help="read every file of a dataset folder: every problem (file, line, field), then a "
+                                     "summary; exit status 1 on any problem")
+    k.add_argument("folder", help="a dataset folder (items.json, train/valid/test.csv, .gz or not), or toy | books")
+    k.add_argument("--limit", type=positive(int), default=20, help="problems shown at most (default 20; all counted)")
+    k.set_defaults(func=_check)
 
     b = sub.add_parser("bench", help="benchmarks (side by side in one run)")
     b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "decode", "all"])
@@ -157,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_bench)
 
     f = sub.add_parser("figures", help="run every chapter notebook with papermill")
-    f.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    f.add_argument("--profile", default="quick", type=_profile, choices=sorted(PROFILES))
     f.add_argument("--device", default="cpu")
     f.add_argument("--only", nargs="*", default=None, help="chapter name prefixes to run")
     f.add_argument("--dataset", default=None, help="every chapter on this dataset (a name or a prepared folder)")
@@ -167,16 +223,32 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _check(args) -> int:
+    report = check_dataset(args.folder, limit=args.limit)
+    print(report)
+    return 1 if report.problems else 0
+
+
+EXPECTED = (ValueError, OSError, KeyError, RuntimeError)  # DataError, ModelError, a missing file: their message says it
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its message (an unexpected kind: with its type and where to see the traceback)."""
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    if isinstance(e, EXPECTED):
+        return text
+    return f"{type(e).__name__}: {text} (--debug or LLMREC_DEBUG=1 shows the traceback)"
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse has printed the usage and the flag's error
         return int(e.code or 0)
+    if args.debug or os.environ.get("LLMREC_DEBUG", "0") not in ("", "0"):
+        return args.func(args)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"llmrec {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # ModelError and friends
-        print(f"llmrec {args.cmd}: error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 -- a user's files can fail in any way: one line, not a traceback
+        print(f"llmrec {args.cmd}: error: {one_line(e)}", file=sys.stderr)
         return 2

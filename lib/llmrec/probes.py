@@ -316,7 +316,7 @@ def ats_trace(run) -> tuple[pd.DataFrame, dict]:
     df = log_frame(run)
     cols = [c for c in ("step", "tau", "ats_tau_raw", "ats_delta", "ats_sigma2", "ats_m", "loss") if c in df]
     df = df[cols].copy()
-    raw = df["ats_tau_raw"]
+    raw = df["ats_tau_raw"] = df["ats_tau_raw"].astype(float)  # no root: null in the log (NaN in older logs)
     cfg = runs.config_of(run)
     lo = (cfg.get("ats_clamp") or [np.nan, np.nan])[0]
     has = raw.notna()

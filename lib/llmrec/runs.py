@@ -1,8 +1,8 @@
 """Runs of any family: train (or find in the run cache), load as a recommender, evaluate, compare.
 
-The family of a run is ``config["family"]`` (``llm``, ``seqrec`` or ``lite``);
-each family trains with its own loop (:func:`llmrec.llm.train`,
-:func:`llmrec.seqrec.train`; Lite-LLM4Rec uses the classic family's) into the one run-directory layout of
+The family of a run is ``config["family"]``, an entry of the family registry
+(:mod:`llmrec.core.families`: ``llm``, ``seqrec``, ``lite`` and any registered since); each family trains with
+its own ``train`` (the LLM's loop, or :func:`llmrec.itemseq.loop.fit`) into the one run-directory layout of
 :mod:`llmrec.core.rundir`, loads as a :class:`~llmrec.core.recommender.Recommender`
 and is evaluated by the one :func:`~llmrec.core.recommender.evaluate`, whose
 per-user ranks are cached in the run's ``metrics.json``.
@@ -12,15 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import lite, llm, seqrec
-from .core import rundir
+from .core import families, rundir
 from .core.io import read_json
 from .core.metrics import compare_entries
 from .core.recommender import Recommender, evaluate as evaluate_recommender
-
-FAMILIES = {"llm": llm, "seqrec": seqrec, "lite": lite}
-DEFAULT_MODE = {"llm": "beam", "seqrec": "full", "lite": "full"}
-
 
 def config_of(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "config.json"
@@ -30,25 +25,47 @@ def config_of(run_dir: str | Path) -> dict:
 
 
 def family_of(config: dict) -> str:
-    family = config.get("family", "llm")
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
-    return family
+    return families.get(config.get("family", "llm")).name
 
 
 def train(config: dict, run_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train a configuration of its family (or find it in the run cache) and return its run directory."""
-    return FAMILIES[family_of(config)].train(config, run_dir=run_dir, progress=progress)
+    return families.get(family_of(config)).load("train")(config, run_dir=run_dir, progress=progress)
+
+
+def base_weights(run_dir: str | Path) -> dict | None:
+    """The fingerprints of the pretrained weights installed now under the names a run's configuration gives
+    (None for a family that starts from none: seqrec)."""
+    config = config_of(run_dir)
+    family = families.get(family_of(config))
+    return None if family.weights is None else family.load("weights")(config)
+
+
+def adopt(run_dir: str | Path) -> dict:
+    """Record that a run made before identities held the pretrained weights was trained on those installed now
+    (the caller vouches for it; ``llmrec adopt``), so that it is found, continued, reused and evaluated again;
+    returns the fingerprints recorded."""
+    weights = base_weights(run_dir)
+    if weights is None:
+        raise ValueError(f"{run_dir}: a {family_of(config_of(run_dir))} run starts from no pretrained weights; "
+                         "there is nothing to adopt")
+    rundir.adopt(run_dir, weights)
+    return weights
 
 
 def load(run_dir: str | Path, embed: str = "llm") -> Recommender:
-    """The trained recommender of a finished run (its best validation epoch)."""
+    """The trained recommender of a finished run (its best validation epoch), refused when the pretrained
+    weights it was trained on are not those installed now under the same names (:func:`rundir.check_identity`)."""
     if not rundir.is_done(run_dir):
         raise FileNotFoundError(f"{run_dir}: no finished training run here (missing done.json)")
-    family = family_of(config_of(run_dir))
-    if family == "llm":
-        return llm.LLMRecommender.from_run(run_dir, embed=embed)
-    return (lite.LiteRecommender if family == "lite" else seqrec.SeqRecommender).from_run(run_dir)
+    weights = base_weights(run_dir)
+    if weights is not None:
+        ipath = Path(run_dir) / "identity.json"
+        recorded = read_json(ipath) if ipath.exists() else None
+        rundir.check_identity(run_dir, recorded, {**(recorded or {}), rundir.WEIGHTS: weights})
+    family = families.get(family_of(config_of(run_dir)))
+    options = {k: v for k, v in {"embed": embed}.items() if k in family.load_options}
+    return family.load("recommender").from_run(run_dir, **options)
 
 
 def metrics_key(split: str, mode: str, n_users: int | None, k: int, embed: str = "llm", beam_score: str = "full") -> str:
@@ -68,7 +85,7 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
     """Evaluate a finished run on ``n_users`` seeded windows of ``split`` (all when None); cached in
     ``metrics.json`` under :func:`metrics_key`. ``mode`` defaults to the family's (LLM: beam, seqrec: full);
     ``beam_score`` scores an LLM's beams by the full-vocabulary log-softmax or by log P_valid (``"valid"``)."""
-    mode = mode or DEFAULT_MODE[family_of(config_of(run_dir))]
+    mode = mode or families.get(family_of(config_of(run_dir))).default_mode
     if beam_score not in ("full", "valid") or (beam_score != "full" and mode != "beam"):
         raise ValueError(f"beam_score {beam_score!r}: 'full' or 'valid', and 'valid' only for LLM beam search "
                          f"(mode {mode!r})")

@@ -110,7 +110,8 @@ class ValidLogits:
     (``mask[n, k]`` False for padding columns), ``target_index[n]`` is the column
     of the positive token y_t (-1 for a padding position), ``lse_all[n]`` the
     logsumexp over the whole vocabulary (only needed by LML and L1; None when
-    not computed), ``vocab_size`` is |Z|.
+    not computed), ``vocab_size`` is |Z|; ``lse_all_tau`` the logsumexp of f / tau over
+    the whole vocabulary at the temperature ``full_tau`` (tempered LML; None when not computed).
     """
 
     logits: torch.Tensor
@@ -119,6 +120,8 @@ class ValidLogits:
     lse_all: torch.Tensor | None = None
     vocab_size: int | None = None
     first: torch.Tensor | None = None  # bool (N,): the first response token of its sample
+    lse_all_tau: torch.Tensor | None = None
+    full_tau: float = 1.0
 
     @property
     def keep(self) -> torch.Tensor:
@@ -156,12 +159,22 @@ def lml_decomposition(v: ValidLogits, reduction: str = "mean"):
     return _reduce(l1, keep, reduction), _reduce(l2, keep, reduction)
 
 
-def lml_loss(v: ValidLogits, reduction: str = "mean"):
-    """Fast eq. (1): lse over Z minus the positive logit (tempered LML needs full logits: see train)."""
-    if v.lse_all is None:
-        raise ValueError("lml_loss needs ValidLogits.lse_all (project with full=True)")
+def lml_loss(v: ValidLogits, tau: float = 1.0, reduction: str = "mean"):
+    """Fast eq. (1), optionally tempered as :func:`lml_loss_dense`: tau * (lse_Z(f / tau) - f(y_t) / tau).
+
+    At tau = 1 it needs ``v.lse_all`` (project with ``full=True``); at another tau
+    ``v.lse_all_tau`` computed at that temperature (``project_valid(..., full_tau=tau)``).
+    """
+    if tau == 1.0:
+        lse = v.lse_all
+    else:
+        lse = v.lse_all_tau if v.lse_all_tau is not None and v.full_tau == tau else None
+    if lse is None:
+        raise ValueError(f"lml_loss at tau={tau} needs the whole vocabulary's logsumexp at that temperature "
+                         f"(project_valid with full=True{'' if tau == 1.0 else f', full_tau={tau}'})")
     keep = v.keep
-    return _reduce(torch.where(keep, v.lse_all.float() - v.target_logit().float(), 0.0), keep, reduction)
+    nll = tau * (lse.float() - v.target_logit().float() / tau)
+    return _reduce(torch.where(keep, nll, 0.0), keep, reduction)
 
 
 def msl_loss(v: ValidLogits, tau: float | torch.Tensor = 1.0, alpha: float | str | None = None,
@@ -269,14 +282,14 @@ def ats_temperature(v: ValidLogits, eta: float = 0.25, root: str = "+", position
     """ATS (eqs. 11-12, Lemma 2): the global tau that brings P_valid(y_t) near eta.
 
     Returns (tau, statistics). ``clamp`` bounds tau as the authors' code does
-    (None to disable); a nan solution falls back to the upper clamp bound (or 1).
+    (None to disable); a nan solution (``statistics["tau_raw"]`` None) falls back to the upper clamp bound (or 1).
     Statistics are all-reduced across processes under torch.distributed.
     """
     st = ats_statistics(v, positions)
     if st["n_positions"] == 0:
         return (clamp[1] if clamp else 1.0), st
     tau = ats_tau_from_stats(st["delta"], st["sigma2"], st["m"], eta, root)
-    st["tau_raw"] = tau
+    st["tau_raw"] = None if math.isnan(tau) else tau  # None: no positive root (null in a run's log: JSON has no NaN)
     if math.isnan(tau):
         tau = clamp[1] if clamp else 1.0
     if clamp is not None:
@@ -414,18 +427,24 @@ def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, reduction: str = "mean") -> t
 
 
 def project_valid(hidden: torch.Tensor, weight: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
-                  target_index: torch.Tensor, full: bool = False, first: torch.Tensor | None = None) -> ValidLogits:
+                  target_index: torch.Tensor, full: bool = False, first: torch.Tensor | None = None,
+                  full_tau: float = 1.0) -> ValidLogits:
     """Logits of valid tokens only: ``hidden`` (N, d) response states, ``weight`` (|V|, d) the output embedding.
 
     Gathers the rows of the output embedding for the distinct valid tokens of
     the batch (U of them, U << |V|) and projects onto those alone: N x U work
     instead of N x |V|. ``full=True`` also computes the whole-vocabulary
-    logsumexp (LML and L1 need it; MSL does not).
+    logsumexp (LML and L1 need it; MSL does not); with ``full_tau`` != 1 also
+    the logsumexp of the logits / ``full_tau`` (tempered LML).
     """
     uniq, inv = torch.unique(tokens[mask], return_inverse=True)
     sub = hidden @ weight[uniq].to(hidden.dtype).T  # (N, U)
     cols = torch.zeros_like(tokens)
     cols[mask] = inv
     logits = sub.gather(1, cols)
-    lse_all = torch.logsumexp((hidden @ weight.to(hidden.dtype).T).float(), -1) if full else None
-    return ValidLogits(logits, mask, target_index, lse_all, weight.shape[0], first)
+    lse_all = lse_tau = None
+    if full:
+        everything = (hidden @ weight.to(hidden.dtype).T).float()
+        lse_all = torch.logsumexp(everything, -1)
+        lse_tau = torch.logsumexp(everything / full_tau, -1) if full_tau != 1.0 else None
+    return ValidLogits(logits, mask, target_index, lse_all, weight.shape[0], first, lse_tau, float(full_tau))

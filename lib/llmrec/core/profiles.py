@@ -15,8 +15,9 @@
 * ``laptop``: one overnight run on 2 CPU cores: LLM runs on 2,000 windows for 2 epochs (the better epoch
   kept by the likelihood of 500 validation users), beam search on 500 test users, the likelihood on 1,000; classic models to their plateau (patience 5, at most 50 epochs);
   Lite-LLM4Rec with 4 blocks, at most 15 epochs.
-* ``full``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128 via
-  accumulation, all test users, 10 beams) on a GPU.
+* ``paper``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128 via
+  accumulation, all test users, 10 beams) on a GPU. Its old name ``full`` (which also names the ranking of every
+  item) is still accepted, with a warning (:func:`canonical`).
 
 Each profile holds one sub-table per family (``llm``, ``seqrec``: overrides
 of the family's defaults), the evaluation sizes (``eval``) and chapter 07's SCE
@@ -25,7 +26,11 @@ grid (``sce_grid``).
 
 from __future__ import annotations
 
-FAMILIES = ("llm", "seqrec", "lite")
+import warnings
+
+from . import families
+
+ALIASES = {"full": "paper"}  # old profile names, still accepted with a warning
 
 PROFILES = {
     "smoke": {
@@ -55,7 +60,7 @@ PROFILES = {
                      grad_norm_every=4, side_steps=32),
         "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
     },
-    "full": {
+    "paper": {
         "dataset": "toy",
         "llm": dict(model="smollm2-135m", layers=None, lora_layers=None, n_train=10_000, epochs=10, batch_size=16,
                     grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
@@ -86,7 +91,17 @@ PROFILES["laptop"] = {
 }
 
 
+def canonical(name: str) -> str:
+    """A profile's name, its old spelling (:data:`ALIASES`) replaced with a warning."""
+    if name in ALIASES:
+        warnings.warn(f"profile {name!r} is now called {ALIASES[name]!r} (the papers' sizes; 'full' names the "
+                      f"ranking of every item); {name!r} still works for now", FutureWarning, stacklevel=3)
+        return ALIASES[name]
+    return name
+
+
 def _table(name: str) -> dict:
+    name = canonical(name)
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     return PROFILES[name]
@@ -114,13 +129,13 @@ def dataset_for(name: str, dataset: str | None) -> str:
 def train_config(name: str, family: str = "llm", **overrides) -> dict:
     """A run configuration: the profile's options for ``family`` with ``overrides`` (None values are ignored).
 
-    The family's defaults fill what is missing (:class:`llmrec.llm.config.TrainConfig`,
-    :data:`llmrec.seqrec.config.DEFAULTS`).
+    The family's defaults fill what is missing (its configuration class, :mod:`llmrec.core.config`); a
+    family registered without a sub-table here sizes itself per profile (:attr:`llmrec.core.families.Family.profiles`).
     """
+    name = canonical(name)
     t = _table(name)
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
-    cfg = {"dataset": t["dataset"], **t[family]}
+    spec = families.get(family)
+    cfg = {"dataset": t["dataset"], **(t[family] if family in t else spec.profiles.get(name, {}))}
     if family == "llm":
         cfg["validate"] = cfg["n_valid_users"] > 0
         if overrides.get("loss") == "lml":  # every LLM LML run of a profile logs Figure 3's gradient norms

@@ -84,6 +84,8 @@ def evaluate(rec: Recommender, windows: pd.DataFrame, mode: str = "full", n_user
         rec.check_mode(mode)
     rows = sample_rows(len(windows), n_users, seed=0)
     df = windows.iloc[rows]
+    if len(df) == 0:
+        raise ValueError("no windows to evaluate (an empty split): a metric over zero users is undefined")
     hist, targets = [list(h) for h in df["history"]], df["target"].astype(int).tolist()
     measure = rec.likelihood if mode == "likelihood" else (lambda H, T: {"ranks": rec.rank(H, T, mode, k)})
     t0 = time.perf_counter()

@@ -1,7 +1,9 @@
-"""Padding ragged id sequences into one batch, and running a model in eval mode: each written once here."""
+"""Padding ragged id sequences into one batch, running a model in eval mode, and the digest of a model's
+weights: each written once here."""
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 
 import torch
@@ -49,3 +51,13 @@ def eval_mode(model):
         yield model
     finally:
         model.train(was)
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """The sha256 of a model's state: every entry's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()

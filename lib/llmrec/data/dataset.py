@@ -7,7 +7,8 @@ one row per (history, next item) pair with columns ``user_id``, ``history``
 
 On disk (``data/<name>/``): ``items.json.gz`` maps item id (string) to title and
 ``{train,valid,test}.csv.gz`` hold ``user_id,item_ids,timestamp`` where
-``item_ids`` lists history then target, separated by spaces.
+``item_ids`` lists history then target, separated by spaces. :mod:`.check` reads
+such a folder (every problem at once, or the :class:`Dataset`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ import numpy as np
 import pandas as pd
 
 from ..core.io import atomic_write
-from ..core.samplers import sample_rows
 
 SPLITS = ("train", "valid", "test")
+DOMAIN_CHOICES = ("toys", "books", "movies", "generic")  # the prompt templates of llmrec.llm.prompts.TEMPLATES
 
 
 class DataError(ValueError):
-    """Malformed input data; the message names the file, row and field."""
+    """Malformed input data; the message names the file, line and field of the first problem, ``problems`` holds
+    every one found (:class:`llmrec.data.check.Problem`, up to the reader's limit)."""
+
+    def __init__(self, message: str, problems: Sequence = ()):
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 @dataclass
@@ -59,96 +65,6 @@ class Dataset:
         }
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-def parse_id_list(text: str, *, where: str) -> list[int]:
-    """Parse ``"[1, 2, 3]"`` or ``"1 2 3"`` into ints; ``where`` names file/row/field on error."""
-    s = str(text).strip()
-    if s.startswith("[") and s.endswith("]"):
-        s = s[1:-1]
-    parts = s.replace(",", " ").split()
-    try:
-        return [int(p) for p in parts]
-    except ValueError:
-        raise DataError(f"{where}: item ids must be integers, got {text!r}") from None
-
-
-def read_items(path: str | Path) -> dict[int, str]:
-    """Read an id -> title JSON (plain or gzip); ids must be integers and titles non-empty."""
-    path = Path(path)
-    try:
-        with _open_text(path) as f:
-            raw = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: cannot read item titles ({e})") from e
-    items: dict[int, str] = {}
-    for key, title in raw.items():
-        try:
-            iid = int(key)
-        except ValueError:
-            raise DataError(f"{path}: item id {key!r} is not an integer") from None
-        if not isinstance(title, str) or not title.strip():
-            raise DataError(f"{path}: item {iid} has an empty title")
-        items[iid] = title
-    return items
-
-
-def read_windows(path: str | Path, items: dict[int, str] | None = None) -> pd.DataFrame:
-    """Read a window CSV (``user_id,item_ids,timestamp``; extra columns ignored).
-
-    The last id of ``item_ids`` is the target, the others the history. Errors name
-    the file, the 1-based line number and the field.
-    """
-    path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot parse CSV ({e})") from e
-    missing = {"user_id", "item_ids", "timestamp"} - set(raw.columns)
-    if missing:
-        raise DataError(f"{path}: missing column(s) {sorted(missing)}; found {list(raw.columns)}")
-    users, hists, targets, stamps = [], [], [], []
-    for i, (u, ids, ts) in enumerate(zip(raw["user_id"], raw["item_ids"], raw["timestamp"])):
-        line = i + 2  # header is line 1
-        where = f"{path}, line {line}"
-        seq = parse_id_list(ids, where=f"{where}, field item_ids")
-        if len(seq) < 2:
-            raise DataError(f"{where}, field item_ids: a window needs a history of at least 1 item and a target, got {ids!r}")
-        if items is not None:
-            for iid in seq:
-                if iid not in items:
-                    raise DataError(f"{where}, field item_ids: item {iid} has no title in the catalogue")
-        try:
-            users.append(int(u))
-            stamps.append(int(float(ts)))
-        except ValueError:
-            field_name = "user_id" if not _is_int(u) else "timestamp"
-            raise DataError(f"{where}, field {field_name}: not a number ({u if field_name == 'user_id' else ts!r})") from None
-        hists.append(seq[:-1])
-        targets.append(seq[-1])
-    return pd.DataFrame(
-        {
-            "user_id": np.asarray(users, dtype=np.int64),
-            "history": hists,
-            "target": np.asarray(targets, dtype=np.int64),
-            "timestamp": np.asarray(stamps, dtype=np.int64),
-        }
-    )
-
-
-def _is_int(s: str) -> bool:
-    try:
-        int(s)
-        return True
-    except ValueError:
-        return False
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -173,30 +89,13 @@ def save_dataset(ds: Dataset, directory: str | Path) -> Path:
     return directory
 
 
-def read_dataset_dir(directory: str | Path, name: str | None = None, domain: str = "generic") -> Dataset:
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DataError(f"{directory}: no such dataset folder")
-
-    def find(stem: str) -> Path:
-        for cand in (directory / f"{stem}.gz", directory / stem):
-            if cand.exists():
-                return cand
-        raise DataError(f"{directory}: missing {stem}(.gz)")
-
-    items = read_items(find("items.json"))
-    frames = {s: read_windows(find(f"{s}.csv"), items) for s in SPLITS}
-    meta_path = directory / "meta.json"
-    notes = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    return Dataset(name or directory.name, items, frames["train"], frames["valid"], frames["test"],
-                   domain=notes.get("domain", domain), notes=notes)
-
-
 # ----------------------------------------------------------------------------- samples and splits
 
 
 def sample_windows(df: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
     """A reproducible sample of ``n`` windows (all of them when ``n`` is None or too large), in original order."""
+    from ..core.samplers import sample_rows  # here: samplers imports torch, which reading a dataset never needs
+
     if n is None or n >= len(df):
         return df
     return df.iloc[sample_rows(len(df), n, seed)].reset_index(drop=True)

@@ -8,7 +8,8 @@ The protocol follows MSL (section 5.1.1) and BIGRec:
    whitespace stripped; the first non-empty title of an item wins);
 2. read the interactions (Amazon reviews: ``reviewerID``, ``asin``,
    ``unixReviewTime``; or a CSV with columns ``user_id,item_id,timestamp``, the
-   timestamp an integer such as unix seconds, or a date), dropping those of
+   timestamp a number such as unix seconds, or an ISO 8601 date, ``2021-03-04`` or
+   ``2021-03-04T10:00:00``, UTC unless it names its offset), dropping those of
    untitled items; repeated (user, item) interactions are kept, as in the source data;
 3. iterative ``core``-core filter: drop users and items with fewer than ``core``
    interactions (review lines), repeat until nothing changes;
@@ -22,11 +23,13 @@ The protocol follows MSL (section 5.1.1) and BIGRec:
    (:func:`llmrec.data.sample_windows`; valid/test are never sampled);
 9. write ``items.json.gz``, ``{train,valid,test}.csv.gz`` (:func:`llmrec.data.save_dataset`),
    ``id_map.json.gz`` (id -> asin / reviewerID) and ``meta.json`` into a temporary
-   folder next to ``out`` that is renamed to ``out`` only when everything succeeded.
+   folder next to ``out``, read it back with :func:`llmrec.data.check_folder` (the check ``train`` runs),
+   and rename it to ``out`` only when everything succeeded.
 
 The Amazon files may be ``.json`` or ``.json.gz`` with one record per line, strict JSON or
 the Python-literal variant of the 2014 metadata (``{'asin': '0', 'title': "It's"}``); the
-CSV files ``.csv`` or ``.csv.gz`` with a header row (other columns are ignored).
+CSV files ``.csv`` or ``.csv.gz``, UTF-8, with a header row (other columns are ignored), read by
+:func:`llmrec.data.check.read_csv`: every problem of a file is found before the first is reported.
 """
 
 from __future__ import annotations
@@ -36,17 +39,19 @@ import ast
 import gzip
 import json
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..core.io import atomic_write, publish_dir
-from .dataset import Dataset, DataError, chronological_split, make_windows, sample_windows, save_dataset
+from ..core.io import atomic_write, dumps, publish_dir
+from .check import Problems, check_folder, parse_number, quoted, read_csv
+from .dataset import DOMAIN_CHOICES, Dataset, DataError, chronological_split, make_windows, sample_windows, save_dataset
 
-DOMAIN_CHOICES = ("toys", "books", "movies", "generic")  # the prompt templates of llmrec.llm.prompts.TEMPLATES
 OUTPUT_FILES = {"items.json.gz", "train.csv.gz", "valid.csv.gz", "test.csv.gz", "meta.json", "id_map.json.gz"}
 REVIEW_FIELDS = ("reviewerID", "asin", "unixReviewTime")
 
@@ -78,7 +83,7 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict]]:
                     continue
                 try:
                     rec = json.loads(text)
-                except json.JSONDecodeError:
+                except ValueError:  # not JSON (or a number of over 4,300 digits): perhaps a Python literal
                     try:
                         rec = ast.literal_eval(text)
                     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -86,8 +91,8 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict]]:
                 if not isinstance(rec, dict):
                     raise DataError(f"{path}, line {lineno}: expected an object, got {type(rec).__name__}")
                 yield lineno, rec
-        except (OSError, EOFError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: cannot read ({e})") from e
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:
+            raise DataError(f"{path}: cannot read ({e or type(e).__name__})") from e
 
 
 def read_titles(path: str | Path) -> dict[str, str]:
@@ -117,7 +122,7 @@ def read_reviews(path: str | Path, keep: Iterable[str] | None = None) -> tuple[p
                 raise DataError(f"{path}, line {lineno}: missing field {name!r}")
         try:
             t = int(rec["unixReviewTime"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(f"{path}, line {lineno}, field 'unixReviewTime': not an integer ({rec['unixReviewTime']!r})") from None
         asin = str(rec["asin"])
         if keep is None or asin in keep:
@@ -130,58 +135,57 @@ def read_reviews(path: str | Path, keep: Iterable[str] | None = None) -> tuple[p
     return frame, n
 
 
-def _read_csv(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read CSV ({e})") from e
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)} (expected {', '.join(columns)})")
-    return df
-
-
 def read_title_csv(path: str | Path) -> dict[str, str]:
-    """item id -> title for every row of a ``item_id,title`` CSV with a non-empty title (first one wins)."""
+    """item id -> title for every row of a ``item_id,title`` CSV with a non-empty title (first one wins); an
+    empty item id is an error."""
+    path, problems = Path(path), Problems()
     titles: dict[str, str] = {}
-    for item, title in zip(*(_read_csv(path, ("item_id", "title"))[c] for c in ("item_id", "title"))):
-        if title.strip():
-            titles.setdefault(item.strip(), title.strip())
+    for line, (item, title) in read_csv(path, ("item_id", "title"), problems):
+        if not item:
+            problems.add(path, "empty item_id", line, "item_id")
+        elif title:
+            titles.setdefault(item, title)
+    problems.raise_if_any(" in this file")
     return titles
 
 
-def _time(text: str, where: str) -> int:
-    """An integer timestamp, or a date as unix seconds."""
+def parse_time(text: str) -> int | None:
+    """A number (unix seconds, say), or an ISO 8601 date or time (UTC unless it names its offset) as unix
+    seconds; else None."""
+    number = parse_number(text)
+    if number is not None:
+        return number
     try:
-        return int(float(text))
+        when = datetime.fromisoformat(text)
     except ValueError:
-        pass
-    try:
-        return int(pd.Timestamp(text).timestamp())
-    except (ValueError, TypeError):
-        raise DataError(f"{where}, field 'timestamp': neither a number nor a date ({text!r})") from None
+        return None
+    return int((when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp())
 
 
 def read_interaction_csv(path: str | Path, keep: Iterable[str] | None = None) -> tuple[pd.DataFrame, int]:
     """Interactions of a ``user_id,item_id,timestamp`` CSV as :func:`read_reviews` returns them (``line``: the
-    CSV line, the header being line 1)."""
-    df = _read_csv(path, ("user_id", "item_id", "timestamp"))
+    CSV line, the header being line 1) and the number of rows."""
+    path, problems = Path(path), Problems()
     keep = None if keep is None else set(keep)
     users, items, times, lines = [], [], [], []
-    for row, (u, i, t) in enumerate(zip(df["user_id"], df["item_id"], df["timestamp"])):
-        i = i.strip()
-        if not u.strip() or not i:
-            raise DataError(f"{path}, line {row + 2}: empty {'user_id' if not u.strip() else 'item_id'}")
-        time_ = _time(t, f"{path}, line {row + 2}")
-        if keep is None or i in keep:
-            users.append(u.strip())
+    n = 0
+    for line, (u, i, t) in read_csv(path, ("user_id", "item_id", "timestamp"), problems):
+        n += 1
+        time_ = parse_time(t)
+        for name, value in (("user_id", u), ("item_id", i)):
+            if not value:
+                problems.add(path, f"empty {name}", line, name)
+        if time_ is None:
+            problems.add(path, f"neither a number nor an ISO date such as 2021-03-04 ({quoted(t)})", line, "timestamp")
+        elif u and i and (keep is None or i in keep):
+            users.append(u)
             items.append(i)
             times.append(time_)
-            lines.append(row + 2)
+            lines.append(line)
+    problems.raise_if_any(" in this file")
     frame = pd.DataFrame({"user": users, "asin": items,
                           "time": np.asarray(times, dtype=np.int64), "line": np.asarray(lines, dtype=np.int64)})
-    return frame, len(df)
+    return frame, n
 
 
 # ----------------------------------------------------------------------------- filtering
@@ -304,8 +308,9 @@ def prepare(reviews: str | Path | None, meta: str | Path | None, out: str | Path
     with publish_dir(out) as tmp:
         save_dataset(ds, tmp)
         id_map = {"items": {str(k + 1): a for k, a in enumerate(asins)}, "users": {str(k + 1): u for k, u in enumerate(users)}}
-        atomic_write(tmp / "id_map.json.gz", gzip.compress(json.dumps(id_map).encode(), mtime=0))
-        atomic_write(tmp / "meta.json", (json.dumps(notes, indent=2) + "\n").encode())
+        atomic_write(tmp / "id_map.json.gz", gzip.compress(dumps(id_map).encode(), mtime=0))
+        atomic_write(tmp / "meta.json", (dumps(notes, indent=2) + "\n").encode())
+        check_folder(tmp).raise_if_problems()  # what train will read: refused here rather than there
     return ds
 
 

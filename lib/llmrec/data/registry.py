@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from ..core.io import repo_root
-from .dataset import Dataset, read_dataset_dir
+from .check import Report, check_folder, read_dataset_dir
+from .dataset import Dataset
 from .synthetic import make_synthetic
 
 DATASETS = ("toy", "books", "synthetic")
@@ -52,11 +53,22 @@ def dataset_fingerprint(name: str, root: str | Path | None = None, **kwargs) -> 
     return _FINGERPRINTS[key]
 
 
+def check_dataset(name: str, root: str | Path | None = None, tokens: bool = True, limit: int | None = None) -> Report:
+    """:func:`~llmrec.data.check.check_folder` of ``"toy"``, ``"books"`` (in ``root``, default the shipped
+    ``data/``) or a folder: what ``llmrec check`` prints."""
+    if name == "synthetic":
+        raise ValueError("the synthetic catalogue is generated in memory: there is no folder to check")
+    folder = Path(root or data_root()) / name if name in ("toy", "books") else Path(name)
+    return check_folder(folder, tokens=tokens, domain=DOMAINS.get(name, "generic"),
+                        **({"limit": limit} if limit else {}))
+
+
 def load_dataset(name: str, root: str | Path | None = None, **kwargs) -> Dataset:
     """Load ``"toy"``, ``"books"``, ``"synthetic"`` (kwargs go to :func:`make_synthetic`) or a folder.
 
-    ``root`` overrides the shipped ``data/`` folder. Results are cached in memory while the folder's files
-    are unchanged (frames are shared: copy before mutating).
+    ``root`` overrides the shipped ``data/`` folder. A folder is read by :func:`~llmrec.data.check.check_folder`:
+    any problem is a :class:`~llmrec.data.DataError` naming the file, line and field. Results are cached in
+    memory while the folder's files are unchanged (frames are shared: copy before mutating).
     """
     key = (name, str(root), tuple(sorted(kwargs.items())), _stamp(_folder(name, root)))  # re-written: read again
     if key in _CACHE:

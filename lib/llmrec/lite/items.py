@@ -1,8 +1,9 @@
 """The item LLM: every catalogue item's text -> one vector, computed once and cached on disk.
 
-The cache key is the catalogue's content (every id and title) and the encoder's
-settings, so a changed catalogue (or encoder) is encoded again and an unchanged
-one never is. Files: ``<cache>/item-vectors/<dataset>-<encoder>-<key>.pt``
+The cache key is the catalogue's content (every id and title), the encoder's
+settings and its weights (:func:`encoder_fingerprint`), so a changed catalogue
+(or encoder, or the encoder's weights under the same name) is encoded again and
+an unchanged one never is. Files: ``<cache>/item-vectors/<dataset>-<encoder>-<key>.pt``
 holding an (n_items + 1, d) float32 table, row ``i`` = item id ``i``, row 0 (padding) zero.
 """
 
@@ -15,11 +16,16 @@ import torch
 
 from ..core.io import cache_root, save_torch
 from ..llm.encoders import LLMEncoder, MiniLMEncoder
-from ..llm.model import load_llm
+from ..llm.model import load_llm, weights_fingerprint
 
 
-def catalogue_key(items: dict[int, str], encoder: str, max_tokens: int, dtype: str) -> str:
-    h = hashlib.sha1(f"{encoder}\x00{max_tokens}\x00{dtype}\x02".encode())
+def encoder_fingerprint(name: str) -> str:
+    """A short hash of the item LLM's weights (what :func:`encode_items` loads for ``name``)."""
+    return MiniLMEncoder.fingerprint() if name == "minilm" else weights_fingerprint(name)
+
+
+def catalogue_key(items: dict[int, str], encoder: str, max_tokens: int, dtype: str, weights: str) -> str:
+    h = hashlib.sha1(f"{encoder}\x00{weights}\x00{max_tokens}\x00{dtype}\x02".encode())
     for i in sorted(items):
         h.update(f"{i}\x00{items[i]}\x01".encode())
     return h.hexdigest()[:16]
@@ -50,7 +56,7 @@ def encode_items(items: dict[int, str], encoder: str, max_tokens: int = 48, dtyp
 def item_vectors(ds, encoder: str, max_tokens: int = 48, dtype: str = "bfloat16", progress: bool = False,
                  root=None) -> torch.Tensor:
     """The cached item table of dataset ``ds`` under ``encoder`` (encoded on first use)."""
-    key = catalogue_key(ds.items, encoder, max_tokens, dtype)
+    key = catalogue_key(ds.items, encoder, max_tokens, dtype, encoder_fingerprint(encoder))
     path = (root or cache_root() / "item-vectors") / f"{ds.name}-{encoder}-{key}.pt".replace("/", "_")
     if path.exists():
         return torch.load(path, weights_only=True)["vectors"]

@@ -9,7 +9,7 @@ For a history of items i_1..i_t (left-padded ids, as the classic models take the
 
 No titles are generated: one forward pass over t item positions (not the
 ~30 tokens of each title) and one matrix product score the whole catalogue.
-The model is an :class:`~llmrec.seqrec.models.ItemScorer`: every position's
+The model is an :class:`~llmrec.itemseq.scorer.ItemScorer`: every position's
 state scores the next item, so it trains with the classic family's losses
 (CE over the catalogue at every position or the last; sampled softmax; SCE).
 """
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
 
 from ..core.tensors import padding_rotation
-from ..seqrec.models import ItemScorer
+from ..itemseq.scorer import ItemScorer
 
 
 def standardise(vectors: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..data import load_dataset
 from ..llm.model import load_llm
-from ..seqrec.recommender import SeqRecommender
+from ..itemseq.recommender import ItemSeqRecommender
 from .config import complete
 from .items import item_vectors
 from .model import LiteLLM4Rec, prepare_body
@@ -23,7 +23,7 @@ def build_model(cfg: dict, progress: bool = False) -> LiteLLM4Rec:
     return LiteLLM4Rec(max(ds.items), body, vectors, cfg["head"], cfg["dropout"])
 
 
-class LiteRecommender(SeqRecommender):
+class LiteRecommender(ItemSeqRecommender):
     """A Lite-LLM4Rec model: s(u, i) for every item i from the last history position's state."""
 
     family = "lite"

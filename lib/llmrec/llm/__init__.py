@@ -10,5 +10,17 @@ training loop).
 """
 
 from .config import LOSSES, TrainConfig
-from .recommender import LLMRecommender
-from .training import train
+
+
+def __getattr__(name: str):
+    """``LLMRecommender``, ``train`` and ``base_weights`` on first use: they import torch, transformers and peft, which the command
+    line's ``--help`` and ``check`` (and anything that needs only the prompts or the config) never need."""
+    if name == "LLMRecommender":
+        from .recommender import LLMRecommender
+
+        return LLMRecommender
+    if name in ("train", "base_weights"):
+        from . import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

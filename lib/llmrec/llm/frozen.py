@@ -13,7 +13,7 @@ import torch
 from ..core.io import cache_root, save_torch
 from ..core.tensors import eval_mode, pad_sequences
 from .config import TrainConfig
-from .model import blocks
+from .model import blocks, weights_fingerprint
 from .objectives import Batch
 
 
@@ -23,7 +23,7 @@ class FrozenBlocks:
     With LoRA on the last ``k`` blocks only, the blocks below see no adapter,
     so their output for a token sequence never changes: it is computed once
     (no gradients, ``batch`` sequences per forward) and stored by content
-    (sha1 of the model tag, the split block and the token ids) under
+    (sha1 of the model tag with its weights' fingerprint, the split block and the token ids) under
     ``$LLMREC_FROZEN`` (default ``cache_root()/frozen``), so every run on the same windows (every loss, every
     tau) reuses it. Each file is written atomically.
     """
@@ -36,8 +36,7 @@ class FrozenBlocks:
         if below:
             raise ValueError(f"lora_layers={cfg.lora_layers}, but the adapter has LoRA weights in the lower blocks "
                              f"({below[0]}, ...): their output is not frozen")
-        tag = cfg.model if cfg.model != "tiny" else f"tiny-seed{cfg.seed}"
-        tag = f"{tag}-{cfg.dtype}-layers{cfg.layers or 'all'}"
+        tag = f"{cfg.model}-w{weights_fingerprint(cfg.model, seed=cfg.seed)}-{cfg.dtype}-layers{cfg.layers or 'all'}"
         self.tag = f"{tag}-below{self.split}"
         root = Path(os.environ.get("LLMREC_FROZEN") or cache_root() / "frozen")
         self.dir = root / hashlib.sha1(self.tag.encode()).hexdigest()[:16]

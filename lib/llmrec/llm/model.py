@@ -6,10 +6,13 @@ weights into a plain ``LlamaForCausalLM`` and saves that with its tokenizer to
 a safetensors cache; later loads read the cache (about a second).
 ``load_llm("tiny")`` builds a 2-layer random Llama with the SmolLM2 tokenizer
 for tests. Any other name is a local folder or a Hugging Face hub id.
+:func:`weights_fingerprint` names the weights a name loads (a run's identity
+holds it: a name whose weights changed is another run).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -18,7 +21,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from ..core.io import cache_root, publish_dir
+from ..core.io import cache_root, file_digest, publish_dir
+from ..core.tensors import state_digest
 
 SMOLLM2 = "smollm2-135m"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -117,6 +121,33 @@ def load_llm(name_or_path: str = SMOLLM2, device: str = "cpu", dtype="float32", 
         truncate_layers(model, layers)
     model.to(device=device, dtype=dtype)
     return model, tok
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")  # what a model folder's weights are in
+_LOADED: dict[tuple, str] = {}  # fingerprints of models built or downloaded by name (tiny, hub ids), per process
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """A short hash of the weight files (:data:`WEIGHT_FILES`) in a model folder: their names and bytes (each
+    file read once per process while unchanged, :func:`~llmrec.core.io.file_digest`)."""
+    files = sorted(p for pattern in WEIGHT_FILES for p in Path(folder).glob(pattern))
+    if not files:
+        raise ModelError(f"{folder}: no weight files ({', '.join(WEIGHT_FILES)}) to fingerprint")
+    return hashlib.sha256("".join(f"{p.name}\0{file_digest(p)}\n" for p in files).encode()).hexdigest()[:16]
+
+
+def weights_fingerprint(name_or_path: str = SMOLLM2, seed: int = 0, cache_dir: str | Path | None = None) -> str:
+    """A short hash of the weights :func:`load_llm` starts from for the same arguments: SmolLM2's converted cache
+    and a local folder by their weight files, ``"tiny"`` (built from ``seed``) and a hub id by the loaded
+    model's state. Part of a run's identity (:mod:`llmrec.core.rundir`): a run is never continued or reused on
+    other weights under the same name."""
+    if name_or_path == SMOLLM2 or (name_or_path != "tiny" and Path(name_or_path).is_dir()):
+        return folder_fingerprint(smollm2_cache(cache_dir) if name_or_path == SMOLLM2 else name_or_path)
+    key = (name_or_path, seed if name_or_path == "tiny" else None, str(cache_dir))
+    if key not in _LOADED:
+        model, _ = load_llm(name_or_path, cache_dir=cache_dir, seed=seed)
+        _LOADED[key] = state_digest(model)[:16]
+    return _LOADED[key]
 
 
 def truncate_layers(model, k: int):

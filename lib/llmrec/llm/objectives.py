@@ -93,11 +93,12 @@ def output_weight(model) -> torch.Tensor:
     return model.get_output_embeddings().weight
 
 
-def valid_logits(model, batch: Batch, full: bool) -> L.ValidLogits:
-    """The fast path: hidden states of response positions projected only onto their valid tokens."""
+def valid_logits(model, batch: Batch, full: bool, full_tau: float = 1.0) -> L.ValidLogits:
+    """The fast path: hidden states of response positions projected only onto their valid tokens (and, with
+    ``full``, the whole vocabulary's logsumexp, at temperature ``full_tau`` too when it is not 1)."""
     h = response_hidden(model, batch)
     return L.project_valid(h, output_weight(model), batch.valid_tokens, batch.valid_mask, batch.target_index,
-                           full=full, first=batch.first)
+                           full=full, first=batch.first, full_tau=full_tau)
 
 
 def sequence_logprob(model, batch: Batch) -> torch.Tensor:
@@ -141,11 +142,8 @@ class LossComputer:
         if cfg.loss == "sdpo":
             return self.sdpo(model, batch, ref_model)
         if cfg.loss == "lml-tau":
-            h = response_hidden(model, batch)
-            logits = h @ output_weight(model).to(h.dtype).T
-            loss = L.lml_loss_dense(logits, batch.targets, tau=cfg.tau)
-            v = L.project_valid(h, output_weight(model), batch.valid_tokens, batch.valid_mask, batch.target_index,
-                                full=True, first=batch.first)
+            v = valid_logits(model, batch, full=True, full_tau=cfg.tau)
+            loss = L.lml_loss(v, tau=cfg.tau)
         else:
             v = valid_logits(model, batch, full=self.needs_full())
             tau = cfg.tau

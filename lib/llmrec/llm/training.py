@@ -44,9 +44,10 @@ from ..core import rundir
 from ..core.io import publish_dir, write_json
 from ..core.recommender import evaluate
 from ..core.metrics import ndcg_at_k
-from ..data import dataset_fingerprint, sample_windows
+from ..data import dataset_fingerprint, load_dataset, sample_windows
 from .config import TrainConfig
 from .frozen import FrozenBlocks
+from .model import weights_fingerprint
 from .objectives import Batch, LossComputer, collate, length_grouped_batches, trainable
 from .prompts import Example
 from .recommender import LLMRecommender, adapter_dir
@@ -71,14 +72,21 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     constrained beam search on the validation windows).
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    load_dataset(cfg.dataset)  # the data's check: a folder with a problem never gets a run directory
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun / accelerate launch set it for every process
-    identity = {"dataset": dataset_fingerprint(cfg.dataset), "world_size": world,
-                "global_batch": cfg.batch_size * world * cfg.grad_accum}
-    run_dir = Path(run_dir) if run_dir else rundir.run_dir_for(cfg.to_dict(), identity)
+    identity = rundir.with_weights({"dataset": dataset_fingerprint(cfg.dataset), "world_size": world,
+                                    "global_batch": cfg.batch_size * world * cfg.grad_accum}, lambda: base_weights(cfg))
+    run_dir = Path(run_dir) if run_dir else rundir.find_run(cfg.to_dict(), identity)
     if rundir.open_run(run_dir, cfg.to_dict(), identity):
         return run_dir
     with rundir.attempt(run_dir):
         return _fit(cfg, run_dir, progress, stop_after_epoch, evaluate_fn or _default_validation)
+
+
+def base_weights(config: TrainConfig | dict) -> dict:
+    """The fingerprint of the pretrained weights a run starts from (its identity's ``weights``)."""
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    return {"model": weights_fingerprint(cfg.model, seed=cfg.seed)}
 
 
 def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int | None, evaluate_fn) -> Path:
