@@ -4,7 +4,8 @@
 
 On the tiny random Llama (SmolLM2 tokenizer) and the synthetic catalogue, in
 float32 and bfloat16: the fast beam-search engine (shared-prompt attention)
-returns the same titles and scores as Hugging Face ``generate``; exact ranking
+returns the same titles and scores as Hugging Face ``generate``, and the
+batched engine the fast one's run one user at a time; exact ranking
 and the teacher-forced likelihood agree with one plain forward per title; a
 smoke MSL + ATS run trains on the device (accelerate, bf16 autocast) with
 LoRA on the top block (frozen lower blocks cached) and is evaluated by beam
@@ -48,10 +49,16 @@ def decode_checks(device: str, dtype: torch.dtype) -> dict:
     t_hf = time.perf_counter() - t0
     same_titles = all([i for i, _ in a] == [i for i, _ in b] for a, b in zip(fast, hf))
     score_gap = max(abs(sa - sb) for a, b in zip(fast, hf) for (_, sa), (_, sb) in zip(a, b))
+    one = [decode.beam_search_batch(model, [p], trie, num_beams=5, batch_size=1, engine="fast")[0] for p in prompts]
+    batched = decode.beam_search_batch(model, prompts, trie, num_beams=5, engine="batched")
+    same_batched = all([i for i, _ in a] == [i for i, _ in b] for a, b in zip(batched, one))
+    batched_gap = max(abs(sa - sb) for a, b in zip(batched, one) for (_, sa), (_, sb) in zip(a, b))
     picked = sorted(data.items)[:40]
     exact = decode.score_all_items(model, prompts[0], trie, "valid", item_ids=picked)
     plain = decode.score_items(model, prompts[0], trie, picked, "valid")
     return {"same beam titles (fast vs hf)": bool(same_titles), "max beam score gap": float(score_gap),
+            "same beam titles (batched vs fast, one user at a time)": bool(same_batched),
+            "max batched beam score gap": float(batched_gap),
             "exact vs plain max gap": float(np.abs(exact - plain).max()), "fast s": t_fast, "hf s": t_hf}
 
 
@@ -83,6 +90,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as root:
         report["training"] = training_check(args.device, root)
     ok = (report["float32"]["same beam titles (fast vs hf)"] and report["float32"]["max beam score gap"] < 1e-3
+          and report["float32"]["same beam titles (batched vs fast, one user at a time)"]
+          and report["float32"]["max batched beam score gap"] < 1e-3
           and report["float32"]["exact vs plain max gap"] < 1e-3
           and report["training"]["likelihood vs plain max gap"] < 5e-2)
     report["ok"] = bool(ok)

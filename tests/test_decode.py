@@ -256,7 +256,7 @@ def test_batched_engine_equals_per_user_engine(setup, mode, beams):
 
 
 def test_users_leave_the_batch(tok, toy, toy_trie, monkeypatch):
-    """On Toy's titles (2 to 196 tokens) some users' searches end early: they leave the batch (their prompt K/V
+    """On Toy's titles (4 to 196 tokens) some users' searches end early: they leave the batch (their prompt K/V
     dropped), and every user still gets the per-user engine's list."""
     from llmrec.llm.decode.attention import SharedPrompt
     from llmrec.llm.model import load_llm

@@ -20,13 +20,14 @@ from peft import PeftModel
 
 from ..core import rundir
 from ..core.io import read_json
+from ..core.losses import project_valid
 from ..core.recommender import Recommender
 from ..data import load_dataset
 from . import decode
 from .config import TrainConfig
-from .model import add_lora, base_model, load_llm, load_tokenizer
+from .decode.prefill import prefill
 from .frozen import FrozenBlocks
-from ..core.losses import project_valid
+from .model import add_lora, base_model, load_llm, load_tokenizer
 from .objectives import collate, output_weight, valid_logits
 from .prompts import PromptEncoder, check_domain
 from .trie import ItemTrie
@@ -136,8 +137,8 @@ class LLMRecommender(Recommender):
                 v = valid_logits(self.model, frozen.attach(batch).to(dev), full=True)
             else:
                 batch = batch.to(dev)
-                h = torch.cat(decode.prefill(body, [e.input_ids[:-1] for e in chunk], keep_kv=False,
-                                             tails=[len(e.input_ids) - e.prompt_len for e in chunk]).tail)
+                h = torch.cat(prefill(body, [e.input_ids[:-1] for e in chunk], keep_kv=False,
+                                      tails=[len(e.input_ids) - e.prompt_len for e in chunk]).tail)
                 v = project_valid(h, W, batch.valid_tokens, batch.valid_mask, batch.target_index, full=True,
                                   first=batch.first)  # rows in batch order: user, then position
             fy = v.target_logit().float()

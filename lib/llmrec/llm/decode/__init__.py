@@ -12,4 +12,4 @@ from .beam import ENGINES, TrieLogitsProcessor, beam_search, beam_search_batch, 
 from .common import SCORE_MODES, DecodeError
 from .exact import ExactStats, TriePlan, exact_ranks, score_all_items, score_all_items_batch, score_items, trie_plan
 from .ground import Grounding, TitleIndex, generate_texts, ground, ground_batch, title_index
-from .prefill import PromptKV, prefill
+from .prefill import PromptKV

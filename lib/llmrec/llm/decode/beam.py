@@ -1,13 +1,17 @@
 """Constrained beam search over the trie of titles (the MSL paper's inference).
 
-``num_beams`` beams; every token outside Z_valid(y_<t) is at -inf. Two engines
+``num_beams`` beams; every token outside Z_valid(y_<t) is at -inf. Three engines
 give the same titles and scores (tested): ``"hf"``, Hugging Face
-``model.generate`` with a :class:`TrieLogitsProcessor` (the reference), and
-``"fast"`` (default), the same search written out so that each prompt is
-prefilled once instead of ``num_beams`` times, only live beams are forwarded,
-and the prompt's K/V stay in one row per user: a beam attends to them through
+``model.generate`` with a :class:`TrieLogitsProcessor` (the reference);
+``"fast"``, the same search written out so that each prompt is prefilled once
+instead of ``num_beams`` times, only live beams are forwarded, and the prompt's
+K/V stay in one row per user: a beam attends to them through
 :func:`llmrec.llm.decode.attention.shared_prompt_attention` instead of carrying
-(and reordering every step) its own copy. The beams that reach EOS are the
+(and reordering every step) its own copy (run one user at a time, it is the
+reference of the third); and ``"batched"`` (default), the fast engine's search
+for many users at once (:func:`_batched_beams`: the prompts' shared template
+prefilled once, every live beam of every user in one forward a step, users
+leaving the batch as their search ends). The beams that reach EOS are the
 recommended titles; their score is the sum of the response tokens'
 log-probabilities under the model's *full* softmax (what HF beam search with a
 prefix-allowed-tokens constraint returns), or with ``score="valid"`` the sum of
@@ -228,9 +232,10 @@ def _batched_beams(model, prompts: list[list[int]], trie, K: int, max_new: int, 
             toks = torch.zeros((Uh * K, t_live.shape[1]), dtype=torch.long)
             toks[live] = t_live
             z = head(h).float()  # one row per live beam
-            if score == "full":
-                z = torch.log_softmax(z, dim=-1)
-            zc = z.gather(1, t_live.to(dev)).cpu().masked_fill(~ok, -math.inf)
+            zc = z.gather(1, t_live.to(dev))  # the logits of its trie children only
+            if score == "full":  # their log-softmax over the vocabulary
+                zc = zc - torch.logsumexp(z, dim=-1, keepdim=True)
+            zc = zc.cpu().masked_fill(~ok, -math.inf)
             del z
             if score == "valid":
                 lse = torch.logsumexp(zc, dim=-1, keepdim=True)
