@@ -6,7 +6,7 @@ PROFILE ?= quick
 DEVICE ?= cpu
 STAMP  := $(VENV)/.installed
 
-.PHONY: all figures test lab bench check-widgets check-widgets-latest install lock lock-upgrade clean-runs \
+.PHONY: all figures test lab bench book check-book check-widgets check-widgets-latest install lock lock-upgrade clean-runs \
 	results-lite results-classic results-llm
 
 all: figures
@@ -36,8 +36,13 @@ $(STAMP): $(LOCK)/base.txt $(LOCK)/no-deps.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name llmrec --display-name "llmrec (.venv)" >/dev/null
 	touch $(STAMP)
 
-$(VENV)/.installed-test: $(STAMP) $(LOCK)/test.txt
+$(VENV)/.installed-test: $(STAMP) $(LOCK)/test.txt $(LOCK)/book.txt
 	$(call pip_lock,$(LOCK)/test.txt)
+	$(call pip_lock,$(LOCK)/book.txt)
+	touch $@
+
+$(VENV)/.installed-book: $(STAMP) $(LOCK)/book.txt
+	$(call pip_lock,$(LOCK)/book.txt)
 	touch $@
 
 $(VENV)/.installed-widgets: $(STAMP) $(LOCK)/widgets.txt
@@ -48,6 +53,18 @@ install: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) -m llmrec figures --profile $(PROFILE) --device $(DEVICE)
+
+# The book (docs/book.md): the committed executed chapters (written by the canonical `make figures` batch), the
+# introduction, course, glossary and docs pages, rendered by Sphinx + myst-nb into book/_build/html offline,
+# executing nothing; `make check-book` opens every page in headless Chromium (figures, equations, console).
+BOOK_HTML := book/_build/html
+book: $(VENV)/.installed-book
+	rm -rf $(BOOK_HTML)
+	$(PY) -m sphinx -b html -c book -q -W --keep-going . $(BOOK_HTML)
+	@echo "the book: $(BOOK_HTML)/index.html"
+
+check-book: $(VENV)/.installed-book
+	$(PY) bench/check_book.py --html $(BOOK_HTML)
 
 # A hung test fails by name after pyproject's timeout; after 5 failures the suite stops (CI reports at once
 # instead of running into its limit).
@@ -129,6 +146,7 @@ lock lock-upgrade:
 	$(COMPILE) -o $(LOCK)/base.txt pyproject.toml
 	$(COMPILE) -c $(LOCK)/base.txt --extra test -o $(LOCK)/test.txt pyproject.toml
 	$(COMPILE) -c $(LOCK)/base.txt --extra lab --extra widgets -o $(LOCK)/widgets.txt pyproject.toml
+	$(COMPILE) -c $(LOCK)/base.txt -c $(LOCK)/widgets.txt --extra book -o $(LOCK)/book.txt pyproject.toml
 	$(LOCK_VENV)/bin/python $(LOCK)/no_deps.py $(UPGRADE)
 
 clean-runs:

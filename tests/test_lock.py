@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # lock file -> what pyproject asks of it (the runtime dependencies plus these extras)
-FILES = {"base.txt": (), "test.txt": ("test",), "widgets.txt": ("lab", "widgets")}
+FILES = {"base.txt": (), "test.txt": ("test",), "widgets.txt": ("lab", "widgets"), "book.txt": ("book",)}
 
 
 def wanted(extras) -> list[Requirement]:
@@ -52,7 +52,7 @@ def test_the_lock_files_agree_on_every_shared_package():
         for b in pins:
             differ = {n: (pins[a][n], pins[b][n]) for n in set(pins[a]) & set(pins[b]) if pins[a][n] != pins[b][n]}
             assert not differ, f"{a} and {b} pin different versions: {differ}"
-    assert set(pins["base.txt"]) < set(pins["test.txt"]) and set(pins["base.txt"]) < set(pins["widgets.txt"])
+    assert all(set(pins["base.txt"]) < set(pins[name]) for name in ("test.txt", "widgets.txt", "book.txt"))
 
 
 def test_environment_yml_installs_the_lock_with_its_python():
@@ -95,10 +95,11 @@ def test_lock_drift_names_every_difference(tmp_path):
 
 @pytest.mark.skipif(os.environ.get("LLMREC_UNLOCKED") == "1", reason="LLMREC_UNLOCKED=1: an environment of one's own")
 def test_the_installed_versions_are_the_locked_ones():
-    """`make install` + `make test` install base, test and no-deps; widgets.txt's packages only when installed."""
+    """`make install` + `make test` install base, test and no-deps; widgets.txt's and book.txt's packages only
+    when installed."""
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     drift = lock_drift([LOCK / "base.txt", LOCK / "test.txt", LOCK / "no-deps.txt"])
-    drift += lock_drift([LOCK / "widgets.txt"], required=False)
+    drift += lock_drift([LOCK / "widgets.txt", LOCK / "book.txt"], required=False)
     if python != python_of_lock(LOCK / "base.txt"):
         drift.insert(0, f"python: running {python}, locked {python_of_lock(LOCK / 'base.txt')}")
     assert not drift, ("this environment differs from the lock (make install puts it right; LLMREC_UNLOCKED=1 "
