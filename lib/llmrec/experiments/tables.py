@@ -1,5 +1,6 @@
 """The tables of evaluated runs ({name: (run, evaluation)}): metrics per method, each with its interval over
-users, and paired intervals against a baseline on the same users."""
+users, and paired intervals against a baseline on the same users; and the reader's form of any table a chapter
+shows (:func:`for_reader`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import runs
+from ..core import labels
 from ..core.io import read_json
 from ..core.metrics import compare_entries, entry_values, mean_interval
 
@@ -68,3 +70,126 @@ def accuracy_table(evals: dict, metrics=("ndcg@10", "hr@10")) -> pd.DataFrame:
         r["best at cap"] = done.get("best_epoch") is not None and done.get("best_epoch") == done.get("epochs_cap")
         out.append(r)
     return pd.DataFrame(out).set_index("method")
+
+
+# how a column's numbers are written (else: 4 decimals for a ranking metric, 2 for nats, 3 significant digits)
+_COUNTS = {"n_users", "users", "beam users", "best_epoch", "epochs_run", "epochs_cap", "best epoch", "seeds", "at cap",
+           "user_id", "items", "vocab", "n", "beam rank", "exact rank"}
+_AS_GIVEN = {"tau", "alpha", "K", "lr", "eta"}  # the values a run was given: 4.5, 100, 0.003
+_SHARES = {"time saved vs beam"}
+_DROPPED = ("run", "run_dir")  # paths on the machine that ran it
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA
+
+
+def _key(column) -> str:
+    """The measure a column holds, without its split ("test nll_valid" -> "nll_valid")."""
+    c = str(column)
+    return c.split(" ", 1)[1] if c.startswith(("valid ", "test ")) else c
+
+
+def _decimals(key: str, *xs) -> int:
+    if key.startswith(("ndcg", "hr@", "mrr", "recall")):
+        return 4
+    if key.startswith("nll"):
+        return 2
+    top = max((abs(x) for x in xs if np.isfinite(x)), default=0.0)
+    return 0 if top == 0 else int(min(4, max(0, 2 - np.floor(np.log10(top)))))
+
+
+def _number(x: float, decimals: int, sign: bool = False) -> str:
+    text = f"{x:{'+' if sign and x != 0 else ''},.{decimals}f}"
+    return text.replace("-", "−")
+
+
+def _cell(column, x, key: str | None = None) -> str:
+    """One value for the reader: "–" where missing, yes/no, a name in words, a number rounded for reading."""
+    if _missing(x):
+        return "–"
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, str):
+        return labels.value(column, x)
+    if not isinstance(x, (int, float, np.integer, np.floating)):
+        return str(x)
+    c = _key(column)
+    if np.isinf(x):
+        return "miss" if c.endswith("rank") else "∞"
+    if c in _AS_GIVEN:
+        return f"{x:g}"
+    if c in _SHARES:
+        return f"{x:.1%}"
+    if c in _COUNTS or isinstance(x, (int, np.integer)):
+        return f"{int(x):,}" if float(x).is_integer() else _number(x, _decimals(c, x))
+    return _number(x, _decimals(key or c, x))
+
+
+def _interval(x, lo, hi, key: str, sign: bool) -> str:
+    if _missing(x):
+        return "–"
+    d = _decimals(key, x, lo, hi)
+    return f"{_number(x, d, sign)} [{_number(lo, d, sign)}, {_number(hi, d, sign)}]"
+
+
+def _groups(columns: list) -> list[tuple]:
+    """The columns in order, each measure with its interval or spread: (column, lo, hi, header suffix)."""
+    out, used = [], set()
+    for i, c in enumerate(columns):
+        if c in used:
+            continue
+        if isinstance(c, str) and f"{c} lo" in columns and f"{c} hi" in columns:
+            out.append((c, f"{c} lo", f"{c} hi", " [95% interval]"))
+        elif columns[i + 1:i + 3] == ["lo", "hi"]:
+            out.append((c, "lo", "hi", " [95% interval]"))
+        elif isinstance(c, str) and f"{c} min" in columns and f"{c} max" in columns:
+            out.append((c, f"{c} min", f"{c} max", " [min, max]"))
+        else:
+            out.append((c, None, None, ""))
+        used.update(out[-1][:3])
+    return out
+
+
+def _header(column, axis_name) -> str:
+    if not isinstance(column, str) and axis_name is not None:  # a pivot's columns: "scale α = 10"
+        return f"{labels.measure(axis_name)} = {column:g}" if isinstance(column, float) else \
+            f"{labels.measure(axis_name)} = {column}"
+    return labels.measure(column)
+
+
+def _index(index: pd.Index) -> pd.Index:
+    if isinstance(index, pd.MultiIndex):
+        levels = [[_cell(name, v) for v in index.get_level_values(k)] for k, name in enumerate(index.names)]
+        return pd.MultiIndex.from_arrays(levels, names=[labels.measure(n) if n else n for n in index.names])
+    return pd.Index([_cell(index.name, v) for v in index], name=labels.measure(index.name) if index.name else None)
+
+
+def for_reader(frame: pd.DataFrame | pd.Series) -> pd.DataFrame:
+    """The form in which a chapter shows a table (the frame itself stays as it is, for code): headers in words
+    with units (:func:`llmrec.core.labels.measure`); each measure and its 95% interval in one column, "0.0043
+    [0.0011, 0.0085]" (a column ``X`` with ``X lo`` and ``X hi``, or any column followed by ``lo`` and ``hi``: a
+    difference "+0.19 [+0.14, +0.24]"), a spread ``X min``, ``X max`` likewise; splits, models, losses and
+    measures in words; numbers rounded for reading (a ranking metric to 4 decimals, nats to 2, others to 3
+    significant digits); "–" where a value is missing; run paths dropped."""
+    df = frame.to_frame() if isinstance(frame, pd.Series) else frame
+    df = df.drop(columns=[c for c in _DROPPED if c in df.columns])
+    # the measure of each row, for a difference or a beam metric whose measure changes from row to row
+    row_measure = (df["metric"] if "metric" in df.columns else
+                   pd.Series(df.index.get_level_values("metric"), index=df.index) if "metric" in df.index.names else
+                   df["beam metric"] if "beam metric" in df.columns else None)
+    out = {}
+    for c, lo, hi, suffix in _groups(list(df.columns)):
+        per_row = row_measure is not None and (c in ("diff", "beam") or str(c).startswith("vs "))
+        keys = row_measure.tolist() if per_row else [_key(c)] * len(df)
+        if lo is None:
+            cells = [_cell(c, x, k) for x, k in zip(df[c], keys)]
+        else:
+            sign = c == "diff" or str(c).startswith("vs ")
+            cells = [_interval(x, a, b, str(k), sign) for x, a, b, k in zip(df[c], df[lo], df[hi], keys)]
+        header = _header(c, df.columns.name) + suffix
+        if header in out:
+            raise ValueError(f"two columns of this table read {header!r}: give one of them its own words in "
+                             "llmrec.core.labels.MEASURES")
+        out[header] = cells
+    return pd.DataFrame(out, index=_index(df.index))
