@@ -19,9 +19,12 @@ import pandas as pd
 import seaborn as sns
 from scipy import stats
 
+from IPython.display import Image, Markdown
+
 from .core.io import atomic_write, read_json, repo_root
 from .core.metrics import entry_values, mean_interval, no_hit_bound
 from .core import labels, losses as L
+from .core.profiles import profile as profile_sizes
 from .core.labels import LOSS_COLOURS, LOSS_NAMES, loss_colour, loss_name, loss_of, measure  # noqa: F401
 from .probes import gaussian_p_valid, log_frame, mean_p_valid, normality, select_positions
 
@@ -55,6 +58,25 @@ def save_figure(fig, name: str, dpi: int = 120) -> Path:
     path = figures_dir() / f"{name}.png"
     atomic_write(path, buf.getvalue())
     return path
+
+
+def reference_figure(name: str, profile: str, dataset: str, reference: str = "laptop") -> list:
+    """What to show beside a chapter's figure ``name`` drawn under ``profile`` where the committed ``reference``
+    results evaluate beam search on more users (``quick``: 48 test users, on which no run hits a target): a caption
+    that says which results it shows and ``figures/<reference>/<name>.png`` (drawn from ``results/<reference>/llm/``
+    by the chapter run with ``-p results <reference>``), for ``display(*...)``; nothing where this run is at least
+    that large, is on another dataset than the reference's or the reference has no such figure."""
+    ours, ref = profile_sizes(profile), profile_sizes(reference)
+    path = repo_root() / "figures" / reference / f"{name}.png"
+    if (dataset != ref["dataset"] or ours["eval_users"] is None or ours["eval_users"] >= ref["eval_users"]
+            or not path.exists()):
+        return []
+    caption = (f"**Beside it, the committed `{reference}` reference** (`figures/{reference}/{name}.png`, drawn from "
+               f"`results/{reference}/llm/` by this chapter with `-p results {reference}`): the same runs at "
+               f"{ref['n_train']:,} training windows × {ref['epochs']} epochs, the likelihood on "
+               f"{ref['likelihood_users']:,} users and beam search on {ref['eval_users']:,} test users, where the "
+               f"`{profile}` run above has {ours['eval_users']:,}.")
+    return [Markdown(caption), Image(filename=str(path))]
 
 
 def plot_valid_set_sizes(sizes: dict[str, pd.DataFrame], max_position: int = 20):

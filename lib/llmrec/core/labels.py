@@ -36,12 +36,12 @@ LOSS_COLOURS = {
     "sampled-softmax": "#56B4E9",
     "sce": "#D55E00",
     "lite": "#CC78BC",
-    "popularity": "#949494",  # grey: the floor
+    "popularity": "#949494",  # grey, as anything that trains no loss: the floor
 }
 LLM_LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-alpha", "msl-ats", "sdpo")
 ITEM_LOSSES = ("ce", "bce", "bpr", "sampled-softmax", "sce", "lite", "popularity")
 CROSS_FAMILY = ("lml", "msl-ats", "ce", "sce", "lite", "popularity")  # chapters 07-08: both families on one table
-NEUTRAL = "#949494"  # anything that is not a loss
+NEUTRAL = LOSS_COLOURS["popularity"]  # anything that trains no loss
 
 # a method's loss from its name as the chapters write it ("MSL + tuning tau", "SASRec + SCE (K 500, α 100)",
 # "CE, post-LN blocks"); the first pattern that matches the lower-cased name wins
@@ -116,7 +116,8 @@ MEASURES = {
     "metric": "measure", "vs": "against", "model": "model", "loss": "loss", "split": "split", "dataset": "dataset",
     "resolved": "interval excludes 0", "diff": "difference",
     # chapter 01's trie, chapter 04's normality
-    "build_s": "trie build time (s)", "paper_build_s": "paper's trie build time (s)", "paper_AVT": "paper's AVT",
+    "build_s": "trie build time, median (s)", "paper_build_s": "paper's trie build time, Table 7 (s)",
+    "paper_AVT": "paper's AVT (Table 4)",
     "vocab": "vocabulary (tokens)", "n": "logits", "std": "standard deviation", "skew": "skewness",
     "excess_kurtosis": "excess kurtosis", "ks_distance": "Kolmogorov–Smirnov distance",
     # logged during training

@@ -29,7 +29,7 @@ def evaluated(profile: str, loss: str, dataset: str | None, device: str | None, 
 def sweep_frame(evals: dict[tuple, dict], profile: str, key: str = "tau") -> pd.DataFrame:
     """One row per ((dataset, value), split) of :func:`evaluated` runs: the mean likelihood measures with the
     95% interval of ``nll_valid`` (``lo``, ``hi``), then the split's beam metrics (``beam users`` of them) with the
-    95% interval of the one reported (``beam metric``: ``beam lo``, ``beam hi``)."""
+    one reported (``beam metric``, its value ``beam``) and its 95% interval (``beam lo``, ``beam hi``)."""
     out = []
     for (ds, value), e in evals.items():
         for split in ("valid", "test"):
@@ -39,7 +39,8 @@ def sweep_frame(evals: dict[tuple, dict], profile: str, key: str = "tau") -> pd.
             _, beam_lo, beam_hi = mean_interval(entry_values(e[split], metric))
             out.append({"dataset": ds, key: value, "split": split, "nll_valid": mean, "lo": lo, "hi": hi,
                         "nll_full": nll["summary"]["nll_full"], "users": nll["n_users"],
-                        **e[split]["summary"], "beam metric": metric, "beam lo": beam_lo, "beam hi": beam_hi,
+                        **e[split]["summary"], "beam metric": metric, "beam": e[split]["summary"][metric],
+                        "beam lo": beam_lo, "beam hi": beam_hi,
                         "beam users": e[split]["n_users"], "run": str(e["run"])})
     return pd.DataFrame(out)
 

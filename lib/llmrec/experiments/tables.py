@@ -120,7 +120,7 @@ def _cell(column, x, key: str | None = None) -> str:
     if c in _AS_GIVEN:
         return f"{x:g}"
     if c in _SHARES:
-        return f"{x:.1%}"
+        return f"{x:.1%}".replace("-", "−")
     if c in _COUNTS or isinstance(x, (int, np.integer)):
         return f"{int(x):,}" if float(x).is_integer() else _number(x, _decimals(c, x))
     return _number(x, _decimals(key or c, x))
@@ -134,14 +134,20 @@ def _interval(x, lo, hi, key: str, sign: bool) -> str:
 
 
 def _groups(columns: list) -> list[tuple]:
-    """The columns in order, each measure with its interval or spread: (column, lo, hi, header suffix)."""
+    """The columns in order, each measure with its interval or spread: (column, lo, hi, header suffix). A bare
+    ``lo``, ``hi`` pair is the interval of ``diff``, else of a "vs NAME" column, else of the column before ``lo``
+    (a table read back from a results record has its columns in alphabetical order)."""
+    bare = None
+    if "lo" in columns and "hi" in columns:
+        named = [c for c in columns if c == "diff"] + [c for c in columns if str(c).startswith("vs ")]
+        bare = named[0] if named else columns[max(columns.index("lo") - 1, 0)]
     out, used = [], set()
-    for i, c in enumerate(columns):
+    for c in columns:
         if c in used:
             continue
         if isinstance(c, str) and f"{c} lo" in columns and f"{c} hi" in columns:
             out.append((c, f"{c} lo", f"{c} hi", " [95% interval]"))
-        elif columns[i + 1:i + 3] == ["lo", "hi"]:
+        elif c == bare:
             out.append((c, "lo", "hi", " [95% interval]"))
         elif isinstance(c, str) and f"{c} min" in columns and f"{c} max" in columns:
             out.append((c, f"{c} min", f"{c} max", " [min, max]"))
