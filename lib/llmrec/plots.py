@@ -311,7 +311,7 @@ def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "nd
         ax.errorbar([t], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4, color=loss_colour(name),
                     label=name)
     ax.set(xlabel=measure("train_s"), title=title,
-           ylabel=measure(metric) + ("; lower is better" if metric.startswith("nll") else " (95% interval)"))
+           ylabel=measure(metric) + ("\nlower is better" if metric.startswith("nll") else " (95% interval)"))
     if not metric.startswith("nll"):
         ax.set_ylim(bottom=0)
     ax.legend()
@@ -389,10 +389,11 @@ def plot_ats_trace(trace: pd.DataFrame, clamp=(1.5, 5.0), title: str = ""):
         ax.axhline(c, color="grey", ls=":", lw=1, label=f"clamp ({' and '.join(f'{b:g}' for b in clamp)})" if k == 0
                    else None)
     ax.set(xlabel="training step", ylabel="temperature τ (log scale)", yscale="log", title=title)
-    # 1, 2, 5 instead of 10^0, 2 x 10^0, 5 x 10^0
+    # 1, 2, 5 instead of 10^0, 2 x 10^0, 5 x 10^0; the 2, 3, 5 between powers of ten only on a short axis
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    lo, hi = ax.get_ylim()
     ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-        lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) else ""))
+        lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) and hi / lo < 30 else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -74,8 +74,8 @@ def accuracy_table(evals: dict, metrics=("ndcg@10", "hr@10")) -> pd.DataFrame:
 
 # how a column's numbers are written (else: 4 decimals for a ranking metric, 2 for nats, 3 significant digits)
 _COUNTS = {"n_users", "users", "beam users", "best_epoch", "epochs_run", "epochs_cap", "best epoch", "seeds", "at cap",
-           "user_id", "items", "vocab", "n", "beam rank", "exact rank"}
-_AS_GIVEN = {"tau", "alpha", "K", "lr", "eta"}  # the values a run was given: 4.5, 100, 0.003
+           "items", "vocab", "n", "beam rank", "exact rank"}
+_AS_GIVEN = {"tau", "alpha", "K", "lr", "eta", "user_id"}  # what a run was given (4.5, 100, 0.003) and names (4931)
 _SHARES = {"time saved vs beam"}
 _DROPPED = ("run", "run_dir")  # paths on the machine that ran it
 
@@ -120,16 +120,17 @@ def _cell(column, x, key: str | None = None) -> str:
     if c in _AS_GIVEN:
         return f"{x:g}"
     if c in _SHARES:
-        return f"{x:.1%}".replace("-", "−")
+        return f"{x:,.1%}".replace("-", "−")
     if c in _COUNTS or isinstance(x, (int, np.integer)):
         return f"{int(x):,}" if float(x).is_integer() else _number(x, _decimals(c, x))
     return _number(x, _decimals(key or c, x))
 
 
-def _interval(x, lo, hi, key: str, sign: bool) -> str:
+def _interval(x, lo, hi, key: str, sign: bool, scale: float) -> str:
+    """"x [lo, hi]" to the decimals of ``key``'s measure, else of the column's largest magnitude ``scale``."""
     if _missing(x):
         return "–"
-    d = _decimals(key, x, lo, hi)
+    d = _decimals(key, scale)
     return f"{_number(x, d, sign)} [{_number(lo, d, sign)}, {_number(hi, d, sign)}]"
 
 
@@ -192,7 +193,9 @@ def for_reader(frame: pd.DataFrame | pd.Series) -> pd.DataFrame:
             cells = [_cell(c, x, k) for x, k in zip(df[c], keys)]
         else:
             sign = c == "diff" or str(c).startswith("vs ")
-            cells = [_interval(x, a, b, str(k), sign) for x, a, b, k in zip(df[c], df[lo], df[hi], keys)]
+            values = pd.to_numeric(df[[c, lo, hi]].to_numpy().ravel(), errors="coerce")
+            scale = float(np.nanmax(np.abs(values), initial=0.0))
+            cells = [_interval(x, a, b, str(k), sign, scale) for x, a, b, k in zip(df[c], df[lo], df[hi], keys)]
         header = _header(c, df.columns.name) + suffix
         if header in out:
             raise ValueError(f"two columns of this table read {header!r}: give one of them its own words in "
