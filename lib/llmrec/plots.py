@@ -11,21 +11,22 @@ import io
 import os
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
+from matplotlib import ticker
+from matplotlib.colors import to_rgb
 from matplotlib.patches import FancyArrowPatch
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from scipy import stats
-
 from IPython.display import Image, Markdown
+from scipy import stats
 
 from .core.io import atomic_write, read_json, repo_root
 from .core.metrics import entry_values, mean_interval, no_hit_bound
 from .core import labels, losses as L
 from .core.profiles import profile as profile_sizes
 from .core.labels import LOSS_COLOURS, LOSS_NAMES, loss_colour, loss_name, loss_of, measure  # noqa: F401
+from .runs import config_of
 from .probes import gaussian_p_valid, log_frame, mean_p_valid, normality, select_positions
 
 
@@ -47,7 +48,7 @@ def setup_style() -> None:
 def _shade(colour: str, k: int, n: int) -> tuple:
     """The ``k``-th of ``n`` shades of one loss's colour (the last is the colour itself): one loss at several
     settings (SCE at several α) stays recognisably that loss."""
-    rgb = np.array(matplotlib.colors.to_rgb(colour))
+    rgb = np.array(to_rgb(colour))
     return tuple(rgb + (1 - rgb) * 0.55 * (n - 1 - k) / max(n - 1, 1))
 
 
@@ -106,7 +107,8 @@ def plot_sorted_weights(frame: pd.DataFrame, threshold: float = 0.1, first: int 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for loss in ("lml", "msl"):
         w = np.sort(frame[f"w_{loss}"].to_numpy())[::-1]
-        a.plot(np.arange(len(w)), w, lw=2, color=LOSS_COLOURS[loss], label=f"{LOSS_NAMES[loss]} (mean {w.mean():.2f})")
+        a.plot(np.arange(len(w)), w, lw=2, color=LOSS_COLOURS[loss],
+               label=f"{LOSS_NAMES[loss]} (mean {w.mean():.2f})")
     a.axhline(threshold, color="grey", ls=":", lw=1, label=f"small: w < {threshold:g}")
     a.set(xlabel="target-title tokens of the batch, sorted by weight", ylabel="gradient weight w(y_t) = 1 − P(y_t)",
           ylim=(-0.02, 1.02), title="Gradient weights of one batch (Figure 5)")
@@ -179,15 +181,18 @@ def plot_logit_histograms(samples: dict[str, np.ndarray], bins: int = 80):
 def plot_log_curves(curves: dict[str, Path], columns, smooth: int = 5, title: str = "", logy: bool = False,
                     ylabel: str | None = None):
     """Step curves of logged columns (e.g. grad_norm_l1/l2, l2, tau) for several runs, with a rolling mean of
-    ``smooth`` steps; each column named in words (:func:`measure`), ``ylabel`` the axis."""
+    ``smooth`` steps; each column named in words (:func:`measure`), in a shade of the colour of the run's loss
+    (dashed after the first), ``ylabel`` the axis."""
     columns = [columns] if isinstance(columns, str) else list(columns)
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False, sharey=False)
     for ax, (name, run) in zip(axes[0], curves.items()):
         df = log_frame(run)
-        for c in columns:
+        colour = LOSS_COLOURS.get(config_of(run).get("loss"), labels.NEUTRAL)
+        for k, c in enumerate(columns):
             if c in df:  # a column logged every k steps only: its own steps
                 d = df[["step", c]].dropna()
-                ax.plot(d["step"], d[c].rolling(smooth, min_periods=1).mean(), label=measure(c))
+                ax.plot(d["step"], d[c].rolling(smooth, min_periods=1).mean(), label=measure(c),
+                        color=_shade(colour, len(columns) - 1 - k, len(columns)), ls="-" if k == 0 else "--")
         ax.set(title=name, xlabel="training step",
                ylabel=(ylabel or (measure(columns[0]) if len(columns) == 1 else "")) + (" (log scale)" * logy))
         if logy:
@@ -390,9 +395,9 @@ def plot_ats_trace(trace: pd.DataFrame, clamp=(1.5, 5.0), title: str = ""):
                    else None)
     ax.set(xlabel="training step", ylabel="temperature τ (log scale)", yscale="log", title=title)
     # 1, 2, 5 instead of 10^0, 2 x 10^0, 5 x 10^0; the 2, 3, 5 between powers of ten only on a short axis
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     lo, hi = ax.get_ylim()
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
         lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) and hi / lo < 30 else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()

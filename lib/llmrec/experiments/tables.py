@@ -90,13 +90,15 @@ def _key(column) -> str:
     return c.split(" ", 1)[1] if c.startswith(("valid ", "test ")) else c
 
 
-def _decimals(key: str, *xs) -> int:
+def _decimals(key: str, x: float) -> int:
+    """Decimals for a value of the measure ``key``: 4 for a ranking metric, 2 for nats, else 3 significant digits
+    of ``x`` (at most 4 decimals)."""
     if key.startswith(("ndcg", "hr@", "mrr", "recall")):
         return 4
     if key.startswith("nll"):
         return 2
-    top = max((abs(x) for x in xs if np.isfinite(x)), default=0.0)
-    return 0 if top == 0 else int(min(4, max(0, 2 - np.floor(np.log10(top)))))
+    x = abs(x)
+    return 0 if x == 0 or not np.isfinite(x) else int(min(4, max(0, 2 - np.floor(np.log10(x)))))
 
 
 def _number(x: float, decimals: int, sign: bool = False) -> str:
@@ -159,9 +161,8 @@ def _groups(columns: list) -> list[tuple]:
 
 
 def _header(column, axis_name) -> str:
-    if not isinstance(column, str) and axis_name is not None:  # a pivot's columns: "scale α = 10"
-        return f"{labels.measure(axis_name)} = {column:g}" if isinstance(column, float) else \
-            f"{labels.measure(axis_name)} = {column}"
+    if isinstance(column, (int, float)) and axis_name is not None:  # a pivot's columns: "scale α = 10"
+        return f"{labels.measure(axis_name)} = {column:g}"
     return labels.measure(column)
 
 
@@ -175,8 +176,8 @@ def _index(index: pd.Index) -> pd.Index:
 def for_reader(frame: pd.DataFrame | pd.Series) -> pd.DataFrame:
     """The form in which a chapter shows a table (the frame itself stays as it is, for code): headers in words
     with units (:func:`llmrec.core.labels.measure`); each measure and its 95% interval in one column, "0.0043
-    [0.0011, 0.0085]" (a column ``X`` with ``X lo`` and ``X hi``, or any column followed by ``lo`` and ``hi``: a
-    difference "+0.19 [+0.14, +0.24]"), a spread ``X min``, ``X max`` likewise; splits, models, losses and
+    [0.0011, 0.0085]" (a column ``X`` with ``X lo`` and ``X hi``; or ``lo`` and ``hi`` with a difference, "+0.19
+    [+0.14, +0.24]", see :func:`_groups`), a spread ``X min``, ``X max`` likewise; splits, models, losses and
     measures in words; numbers rounded for reading (a ranking metric to 4 decimals, nats to 2, others to 3
     significant digits); "–" where a value is missing; run paths dropped."""
     df = frame.to_frame() if isinstance(frame, pd.Series) else frame
