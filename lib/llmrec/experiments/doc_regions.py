@@ -54,7 +54,7 @@ def regions(text: str, where: str = "<text>") -> list[Region]:
             if kind == "value" and "\n" in text[start:m.start()]:
                 raise RegionError(f"{where}:{start_line}: value region {name} {key} does not end on its line "
                                   f"(a value is closed by {END} on the same line)")
-            if kind == "table" and not _alone(text, m.start(), m.end()):
+            if kind == "table" and not _alone(text, m.start(), m.start() + len(END)):
                 raise RegionError(f"{where}:{line}: {END} of table {name} must stand alone on its line")
             end = text.rfind("\n", 0, m.start()) + 1 if kind == "table" else m.start()  # a table: its line's start
             out.append(Region(kind, name, key, start_line, start, end))
@@ -93,8 +93,9 @@ def _alone(text: str, start: int, end: int) -> bool:
 
 
 def fill(text: str, render: Callable[[str, str, str | None], str], where: str = "<text>") -> str:
-    """``text`` with each region's content replaced by ``render(kind, name, key)``: a table's lines (without a
-    trailing newline), or a value's one line. An error from ``render`` comes back naming the file and line."""
+    """``text`` with each region's content replaced by ``render(kind, name, key)``: a table's lines (then one
+    blank line before the end marker), or a value's one line. An error from ``render`` comes back naming the
+    file and line."""
     parts, pos = [], 0
     for r in regions(text, where):
         try:
@@ -107,6 +108,8 @@ def fill(text: str, render: Callable[[str, str, str | None], str], where: str = 
                 from e
         if r.kind == "value" and "\n" in content:
             raise RegionError(f"{where}:{r.line}: value {r.name} {r.key} rendered more than one line")
-        parts += [text[pos:r.start], content + ("\n" if r.kind == "table" else "")]
+        if r.kind == "table":  # a blank line ends the table before the end marker (markdown-it reads on otherwise)
+            content = content.rstrip("\n") + "\n\n"
+        parts += [text[pos:r.start], content]
         pos = r.end
     return "".join(parts) + text[pos:]

@@ -621,6 +621,7 @@ def classic() -> dict[str, str]:
         for name, nd in t["ndcg@10"].iterrows():
             key = f"{dataset}.{slug(name.removeprefix('SASRec + '))}"
             out[f"{key}.ndcg@10.mean"] = num(nd["ndcg@10"])
+            out[f"{key}.ndcg@10.max"] = num(nd["ndcg@10 max"])
             out[f"{key}.lr"] = lr_text(lrs[name])
             out[f"{key}.s"] = seconds(nd["s/run"])
             epochs = sorted(int(e) for e in nd["best epochs"].split(", "))
@@ -636,8 +637,10 @@ def classic() -> dict[str, str]:
         sel = protocol_selection("laptop", dataset, train=False, progress=False,
                                  folder=folder / "selection").reset_index()
         for _, r in sel.iterrows():
-            out[f"{dataset}.{slug(r['variant'].removeprefix('SASRec + '))}.valid.{lr_text(r['lr'])}"] = \
-                num(r["valid ndcg@10"])
+            key = f"{dataset}.{slug(r['variant'].removeprefix('SASRec + '))}.valid"
+            out[f"{key}.{lr_text(r['lr'])}"] = num(r["valid ndcg@10"])
+            if r["chosen"]:
+                out[key] = num(r["valid ndcg@10"])
     # SCE's negatives drawn per position against per sequence, both at SCE's rate, paired on the seed means
     per, sce = "SCE (K 500, α 100), negatives per position", "SASRec + SCE (K 500, α 100)"
     t = _protocol(folder, "toy", (per,), sce)["ndcg@10"]
@@ -672,8 +675,10 @@ def quick() -> dict[str, str]:
             f"{min(tops):.0%}–{max(tops):.0%}".replace("%–", "–")
     full = [by[(n, c)]["top-1 exact"] for n in names for c in conventions if c.startswith("full softmax")]
     out["conventions.full.top1"] = f"{min(full):.0%}–{max(full):.0%}".replace("%–", "–")
-    for lp in ("0", "1"):  # seconds per user, over both runs and both scorings with this length penalty
-        out[f"conventions.lp{lp}.s"] = f"{np.mean([r['s/user'] for (_, c), r in by.items() if f'lp {lp}' in c]):#.2g}"
+    per_user = {lp: np.mean([r["s/user"] for (_, c), r in by.items() if f"lp {lp}" in c]) for lp in (0, 1)}
+    for lp, x in per_user.items():  # seconds per user, over both runs and both scorings with this length penalty
+        out[f"conventions.lp{lp}.s"] = f"{x:#.2g}"
+    out["conventions.lp1.ratio"] = f"{per_user[1] / per_user[0]:.0f}×"
     hits = max(by[k]["hit@10"] * by[k]["users"] for k in by)
     out["conventions.hits"] = f"{hits:.0f} hit in {conv.meta['users']} users" if hits == 1 else \
         f"{hits:.0f} hits in {conv.meta['users']} users"
@@ -698,7 +703,7 @@ def _ratio(x: float) -> str:
 def bench_training_step() -> str:
     """``bench/losses.json``: one LoRA training step under each loss implementation, median of 3."""
     b = _bench("losses")["losses"]["variants"]
-    what = {"a": "a. HF forward with full logits everywhere + dense |response|×|V| masks + `-inf`",
+    what = {"a": r"a. HF forward with full logits everywhere + dense \|response\|×\|V\| masks + `-inf`",
             "b": "b. fast MSL (response positions only, projected onto their valid tokens)",
             "c": "c. transformer body alone, fwd + bwd, no head (the floor)"}
     return markdown([{"variant": what[k], "step [s]": f"{v['step_seconds']:.2f}",
@@ -746,7 +751,8 @@ def bench() -> dict[str, str]:
                 "decode.beam.speedup": f"{d['beam']['speedup']:.2f}×",
                 "decode.exact.per_user": f"{d['exact']['per_user']['seconds_per_user']:.2f}",
                 "decode.exact.batched": f"{d['exact']['batched']['seconds_per_user']:.2f}",
-                "decode.exact.over_beam": f"{d['exact']['batched exact / batched beam search, per user']:.0f}"})
+                "decode.exact.over_beam": f"{d['exact']['batched exact / batched beam search, per user']:.0f}",
+                "decode.load": " rising to ".join(f"{x:.2g}" for x in d["load_average"])})
     like = d.get("likelihood")
     if like is not None:
         out.update({"decode.likelihood.per_user": f"{like['per_user']['seconds_per_user']:.2f}",
