@@ -339,6 +339,7 @@ def laptop() -> dict[str, str]:
         hits = int((np.asarray(beam["ranks"], dtype=float) < beam.get("k", 10)).sum())
         out.update({"exact.users": str(exact["n_users"]), "exact.beam_hits": "none" if hits == 0 else str(hits),
                     "exact.ranks": f"{int(ranks.min()):,} to {int(ranks.max()):,}",  # items above the target
+                    "exact.median": f"{np.median(ranks):,.0f}",
                     "exact.beam_s": f"{beam['seconds_per_user']:.2f}", "exact.s": f"{exact['seconds_per_user']:.1f}"})
     # hits per run on the beam users, and the likelihood's differences (chapter 06)
     hits = [int(round(_evaluation(r, "test", "beam")["summary"]["hr@10"] * _evaluation(r, "test", "beam")["n_users"]))
@@ -604,7 +605,8 @@ def classic_toy_alpha() -> str:
             nd, hr = (compare_by_user(base[1], other[1], m) for m in ("ndcg@10", "hr@10"))
             out.append({"K negatives": str(K), "SCE α": alpha,
                         "NDCG@10 − sampled softmax [95% interval]": interval(nd),
-                        "HR@10 − sampled softmax [95% interval]": interval(hr), "NDCG@10 vs HR@10": agreement(nd, hr)})
+                        "HR@10 − sampled softmax [95% interval]": interval(hr),
+                        "NDCG@10 vs HR@10": agreement(nd, hr)})
     return markdown(out, "rrrrl")
 
 
@@ -710,6 +712,32 @@ def bench_training_step() -> str:
                       "peak RSS [GB]": f"{v['peak_rss_mb'] / 1000:.2f}"} for k, v in b.items()], "lrr")
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci(x: float) -> str:
+    """``x`` as the pages write a small number: 2.4·10⁻⁴."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}·10{str(int(exponent)).translate(SUPERSCRIPT)}"
+
+
+@table
+def bench_decode() -> str:
+    """``bench/decode.json``: seconds per user one user at a time against batched, and decoder positions."""
+    d = _bench("decode")["decode"]
+    out = []
+    for threads in sorted((k for k in d if k.startswith("threads=")), key=lambda k: -int(k.split("=")[1])):
+        for key, what in (("beam", "beam search"), ("exact", "exact ranking"), ("likelihood", "likelihood")):
+            r = d[threads][key]
+            out.append({"torch threads": threads.split("=")[1], "what": what,
+                        "one user at a time [s/user]": f"{r['per_user']['seconds_per_user']:.2f}",
+                        "batched [s/user]": f"{r['batched']['seconds_per_user']:.2f}",
+                        "ratio": f"{r['speedup']:.2f}×",
+                        "positions per user": f"{r['per_user']['decoder_positions_per_user']:,.0f} → "
+                                              f"{r['batched']['decoder_positions_per_user']:,.0f}"})
+    return markdown(out, "rlrrrr")
+
+
 @values
 def bench() -> dict[str, str]:
     """The benchmarks in the prose: the training step's ratios, masks, SASRec CE against SCE, batched decoding."""
@@ -744,6 +772,7 @@ def bench() -> dict[str, str]:
                     f"seqrec.{ds}.memory": _ratio(r["memory_ratio_ce_vs_sce"])})
     dec = _bench("decode")
     d = dec["decode"]["threads=2"]
+    positions = d["exact"]["batched"]["decoder_positions_per_user"] / d["beam"]["batched"]["decoder_positions_per_user"]
     out.update({"decode.when": dec["when"][:10], "decode.users": str(dec["decode"]["users"]),
                 "decode.exact_users": str(dec["decode"]["exact_users"]),
                 "decode.beam.per_user": f"{d['beam']['per_user']['seconds_per_user']:.2f}",
@@ -752,7 +781,17 @@ def bench() -> dict[str, str]:
                 "decode.exact.per_user": f"{d['exact']['per_user']['seconds_per_user']:.2f}",
                 "decode.exact.batched": f"{d['exact']['batched']['seconds_per_user']:.2f}",
                 "decode.exact.over_beam": f"{d['exact']['batched exact / batched beam search, per user']:.0f}",
-                "decode.load": " rising to ".join(f"{x:.2g}" for x in d["load_average"])})
+                "decode.load": " rising to ".join(f"{x:.2g}" for x in d["load_average"]),
+                "decode.exact.over_per_user_beam":
+                    f"{d['exact']['batched exact / per-user beam search, per user']:.0f}",
+                "decode.exact.positions": f"{positions:.0f}",
+                "decode.beam.per_user.runs": " s, the other ".join(
+                    f"{x:.0f}" for x in sorted(d["beam"]["per_user"]["seconds"], reverse=True)) + " s"})
+    every = [v for k, v in dec["decode"].items() if k.startswith("threads=")]
+    out["decode.identical"] = "the same" if all(t["beam"]["identical_lists"] and t["exact"]["identical_ranks"]
+                                                for t in every) else "not always the same"
+    for key, gap in (("beam", "max_score_gap"), ("exact", "max_score_gap"), ("likelihood", "max_gap")):
+        out[f"decode.{key}.gap"] = sci(max(t[key][gap] for t in every))
     like = d.get("likelihood")
     if like is not None:
         out.update({"decode.likelihood.per_user": f"{like['per_user']['seconds_per_user']:.2f}",
