@@ -127,7 +127,8 @@ def test_fill_replaces_only_the_regions_and_is_idempotent():
     ("a <!-- llmrec:value numbers pi -->3\n.1<!-- llmrec:end -->\n", "page.md:1: value region numbers pi does not end"),
     ("a <!-- llmrec:value numbers -->3<!-- llmrec:end -->\n", "page.md:1: value numbers needs a key"),
     ("\n\n<!-- llmrec:tabel demo -->\n", "page.md:3: unreadable marker '<!-- llmrec:tabel demo -->'"),
-])
+], ids=["no end", "stray end", "nested", "table marker in a sentence", "table end in a row", "value across lines",
+        "value without key", "misspelt"])
 def test_a_broken_region_is_an_error_naming_file_and_line(text, where):
     with pytest.raises(RegionError, match=re.escape(where)):
         fill(text, render, "page.md")

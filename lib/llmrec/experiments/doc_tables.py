@@ -288,69 +288,70 @@ def laptop() -> dict[str, str]:
     beam search against exact ranking, hits per run."""
     sweep = _msl_sweep()
     tau, _ = _chosen(sweep)
-    taus = list(sweep)
+    first, last = list(sweep)[0], list(sweep)[-1]
     lml, ats, sdpo = _llm_run("lml"), _llm_run("msl-ats"), _llm_run("sdpo")
-    out = {"sweep.chosen": f"τ = {tau:g}",
-           "sweep.last": f"τ = {taus[-1]:g}", "sweep.first": f"τ = {taus[0]:g}",
-           "sweep.last.ndcg": interval(_compare(sweep[taus[0]], sweep[taus[-1]], "beam", "ndcg@10")),
-           "sweep.last.nll": interval(_compare(sweep[taus[0]], sweep[taus[-1]], "likelihood", CHOOSE_BY), 2),
-           "sweep.users": f"{_evaluation(sweep[taus[0]], 'valid', 'likelihood')['n_users']:,}"}
-    # ATS over training: eq. 12's roots and the smoothed tau, from the run's per-step log
+    out = {"sweep.chosen": f"τ = {tau:g}", "sweep.last": f"τ = {last:g}", "sweep.first": f"τ = {first:g}",
+           "sweep.last.ndcg": interval(_compare(sweep[first], sweep[last], "beam", "ndcg@10")),
+           "sweep.last.nll": interval(_compare(sweep[first], sweep[last], "likelihood", CHOOSE_BY), 2),
+           "sweep.users": f"{_evaluation(sweep[first], 'valid', 'likelihood')['n_users']:,}",
+           **_ats_values(ats, lml, sweep.get(2.0)), **_exact_values(ats)}
+    # hits per run on the beam users, and the likelihood's differences (chapter 06)
+    beams = [_evaluation(r, "test", "beam") for r in (lml, sdpo, ats)]
+    hits = [round(b["summary"]["hr@10"] * b["n_users"]) for b in beams]
+    out["table5.hits"] = f"{min(hits)}–{max(hits)}"
+    out["table5.beam_users"] = str(beams[0]["n_users"])
+    for name, rec in (("sdpo", sdpo), ("ats", ats)):
+        out[f"table5.{name}.nll"] = signed(_compare(lml, rec, "likelihood", CHOOSE_BY)["diff"], 2)
+    return out
+
+
+def _ats_values(ats: RunRecord, lml: RunRecord, tau2: RunRecord | None) -> dict[str, str]:
+    """How ATS set τ over training (:func:`llmrec.probes.ats_trace` of the record's per-step log), how it scores
+    beside MSL at τ = 2, and the validation likelihood at each epoch's end against LML."""
     with tempfile.TemporaryDirectory() as tmp:
         trace, s = probes.ats_trace(unpack(ats, Path(tmp) / "run"))
-    steps = s["steps"]
+    steps, no_root = s["steps"], s["steps without a root"]
     epochs = pd.DataFrame([r for r in ats.log if "loss" in r])["epoch"].to_numpy()
-    no_root = trace["ats_tau_raw"].isna().to_numpy()
-    out.update({"ats.steps": str(steps), "ats.first_root": str(s["first step with a root"]),
-                "ats.no_root": str(s["steps without a root"]), "ats.roots": str(steps - s["steps without a root"]),
-                "ats.no_root_delta": "all" if s["of which Delta <= 0"] == s["steps without a root"]
-                else f"{s['of which Delta <= 0']} of them",
-                "ats.no_root_epochs": ", ".join(f"{no_root[epochs == e].mean():.0%}" for e in np.unique(epochs)),
-                "ats.below_clamp": "all" if s["roots below the lower clamp"] == steps - s["steps without a root"]
-                else str(s["roots below the lower clamp"]),
-                "ats.median_root": f"{s['median raw root']:.2f}", "ats.clamp": f"{s['clamp'][0]:g}",
-                "ats.fallback": f"{s['clamp'][1]:g}"})
-    for q in (4, 2, 1):
-        out[f"ats.tau.{steps // q}"] = f"{s[f'tau at step {steps // q}']:.2f}"
-    nll = lambda r: _evaluation(r, "test", "likelihood")["summary"][CHOOSE_BY]
-    ndcg = lambda r: _evaluation(r, "test", "beam")["summary"]["ndcg@10"]
-    tau2 = sweep.get(2.0)
+    missing = trace["ats_tau_raw"].isna().to_numpy()
+    out = {"ats.steps": str(steps), "ats.first_root": str(s["first step with a root"]), "ats.no_root": str(no_root),
+           "ats.roots": str(steps - no_root),
+           "ats.no_root_delta": "all" if s["of which Delta <= 0"] == no_root else f"{s['of which Delta <= 0']} of them",
+           "ats.no_root_epochs": ", ".join(f"{missing[epochs == e].mean():.0%}" for e in np.unique(epochs)),
+           "ats.below_clamp": "all" if s["roots below the lower clamp"] == steps - no_root
+           else str(s["roots below the lower clamp"]),
+           "ats.median_root": f"{s['median raw root']:.2f}", "ats.clamp": f"{s['clamp'][0]:g}",
+           "ats.fallback": f"{s['clamp'][1]:g}",
+           **{f"ats.tau.{steps // q}": f"{s[f'tau at step {steps // q}']:.2f}" for q in (4, 2, 1)},
+           "ats.valid_users": f"{ats.config['n_valid_users']:,}"}
     if tau2 is not None:
-        out["ats.vs_tau2"] = (f"−log P_valid {nll(ats):.2f} vs {nll(tau2):.2f}, beam NDCG@10 {num(ndcg(ats))} vs "
-                              f"{num(ndcg(tau2))}")
-    # validation -log P_valid at each epoch's end: ATS against LML
-    done = {}
-    for name, rec in (("ats", ats), ("lml", lml)):
+        nll = {r.name: _evaluation(r, "test", "likelihood")["summary"][CHOOSE_BY] for r in (ats, tau2)}
+        ndcg = {r.name: _evaluation(r, "test", "beam")["summary"]["ndcg@10"] for r in (ats, tau2)}
+        out["ats.vs_tau2"] = (f"−log P_valid {nll[ats.name]:.2f} vs {nll[tau2.name]:.2f}, beam NDCG@10 "
+                              f"{num(ndcg[ats.name])} vs {num(ndcg[tau2.name])}")
+    at_step = {}  # run -> {steps done: validation -log P_valid}, at each epoch's end
+    for rec in (ats, lml):
         hist = rec.training.facts["history"]
-        steps_at = np.cumsum([h["steps"] for h in hist])
-        done[name] = {int(k): h["valid_nll_valid"] for k, h in zip(steps_at, hist)}
-    points = sorted(done["ats"])
-    out["ats.valid"] = " and ".join(f"{done['ats'][k]:.2f} vs {done['lml'][k]:.2f} at step {k}" for k in points)
-    out["ats.valid_users"] = f"{ats.config['n_valid_users']:,}"
-    # beam search against exact ranking, same users
-    beam, exact = _evaluation(ats, "test", "beam"), None
-    found = [ev for ev in ats.evaluations.values() if ev.mode == "full" and ev.split == "test"]
-    if found:
-        exact = entry_from_evaluation(found[0])
-        small = [ev for ev in ats.evaluations.values()
-                 if ev.mode == "beam" and ev.split == "test" and not ev.options and ev.user_ids == found[0].user_ids]
-        beam = entry_from_evaluation(small[0])
-        ranks = np.asarray(exact["ranks"], dtype=float)
-        hits = int((np.asarray(beam["ranks"], dtype=float) < beam.get("k", 10)).sum())
-        out.update({"exact.users": str(exact["n_users"]), "exact.beam_hits": "none" if hits == 0 else str(hits),
-                    "exact.ranks": f"{int(ranks.min()):,} to {int(ranks.max()):,}",  # items above the target
-                    "exact.median": f"{np.median(ranks):,.0f}",
-                    "exact.beam_s": f"{beam['seconds_per_user']:.2f}", "exact.s": f"{exact['seconds_per_user']:.1f}"})
-    # hits per run on the beam users, and the likelihood's differences (chapter 06)
-    hits = [int(round(_evaluation(r, "test", "beam")["summary"]["hr@10"] * _evaluation(r, "test", "beam")["n_users"]))
-            for r in (lml, sdpo, ats)]
-    out["table5.hits"] = f"{min(hits)}–{max(hits)}"
-    out["table5.beam_users"] = str(_evaluation(lml, "test", "beam")["n_users"])
-    for name, rec in (("sdpo", sdpo), ("ats", ats)):
-        d = _compare(lml, rec, "likelihood", CHOOSE_BY)
-        out[f"table5.{name}.nll"] = signed(d["diff"], 2)
-        out[f"table5.{name}.ndcg.verdict"] = verdict_word(_compare(lml, rec, "beam", "ndcg@10")) or "resolved"
+        at_step[rec.name] = dict(zip(np.cumsum([h["steps"] for h in hist]).tolist(),
+                                     [h["valid_nll_valid"] for h in hist]))
+    out["ats.valid"] = " and ".join(f"{v:.2f} vs {at_step[lml.name][k]:.2f} at step {k}"
+                                    for k, v in sorted(at_step[ats.name].items()))
     return out
+
+
+def _exact_values(rec: RunRecord) -> dict[str, str]:
+    """Beam search against the exact ranking of every title on the same test users (the record's ``full``
+    evaluation and its beam evaluation of those users)."""
+    exact = _evaluation(rec, "test", "full")
+    same = [ev for ev in rec.evaluations.values()
+            if (ev.split, ev.mode, ev.options, ev.user_ids) == ("test", "beam", {}, exact["user_ids"])]
+    if not same:
+        raise LookupError(f"the record {rec.name} holds no beam evaluation of its exact-ranked users")
+    beam = entry_from_evaluation(same[0])
+    ranks = np.asarray(exact["ranks"], dtype=float)  # items above the target
+    hits = int((np.asarray(beam["ranks"], dtype=float) < beam["k"]).sum())
+    return {"exact.users": str(exact["n_users"]), "exact.beam_hits": "none" if hits == 0 else str(hits),
+            "exact.ranks": f"{int(ranks.min()):,} to {int(ranks.max()):,}", "exact.median": f"{np.median(ranks):,.0f}",
+            "exact.beam_s": f"{beam['seconds_per_user']:.2f}", "exact.s": f"{exact['seconds_per_user']:.1f}"}
 
 
 # ------------------------------------------------------------------------------ chapter 08 (quick): Lite-LLM4Rec
