@@ -69,7 +69,8 @@ def seq_smoke(**kw):
 # ----------------------------------------------------------------------------- (a) the same training as the built-in
 
 
-@pytest.mark.parametrize("builtin, fn", [(dict(loss="msl", tau=2.0), eq9_msl), (dict(loss="lml"), eq1_lml)])
+@pytest.mark.parametrize("builtin, fn", [(dict(loss="msl", tau=2.0), eq9_msl),
+                                         (dict(loss="lml", log_grad_norms=0), eq1_lml)])  # (norms: exercise 06)
 def test_an_llm_loss_written_from_its_equation_trains_as_the_built_in_one(builtin, fn):
     cfg = llm_smoke(**builtin)
     ours = runs.train(cfg, progress=False)
@@ -284,3 +285,89 @@ def test_configurations_check_the_loss_and_its_fingerprint():
             cls(loss="custom:my loss", loss_source="abc")
         assert cls(loss="custom:mine", loss_source="abc").to_dict()["loss_source"] == "abc"
         assert "loss_source" not in cls().to_dict()  # the other runs keep their keys
+
+
+# ----------------------------------------------------------------------------- the chapters' exercises
+# The solutions the chapters' exercises propose (05: MSL written from eq. 9, then with its single-token positions
+# kept; 06: lambda L1 + L2 between MSL and LML; 07: SCE from its equation on the full scores), checked against
+# the library's forms and trained on the smoke profile as the exercises' cells train them.
+
+
+def exercise_05_msl_all(logits, valid, targets):
+    tau = 2.0
+    f = (logits / tau).masked_fill(~valid, -math.inf)
+    nll = -tau * (f.gather(1, targets[:, None])[:, 0] - torch.logsumexp(f, -1))
+    return nll.mean()
+
+
+def exercise_06_l1_l2(logits, valid, targets):
+    lam = 0.1
+    lse_all = torch.logsumexp(logits, -1)
+    lse_valid = torch.logsumexp(logits.masked_fill(~valid, -math.inf), -1)
+    f_y = logits.gather(1, targets[:, None])[:, 0]
+    return (lam * (lse_all - lse_valid) + (lse_valid - f_y)).mean()
+
+
+def exercise_07_sce(scores, targets):
+    K, alpha = 100, 10.0
+    neg = torch.randint(0, scores.shape[1], (len(scores), K), device=scores.device)
+    s_p = scores.gather(1, targets[:, None])[:, 0]
+    s_k = scores.gather(1, neg)
+    return (torch.logaddexp(s_p, math.log(alpha) + torch.logsumexp(s_k, -1)) - s_p).mean()
+
+
+def dense_problem(n=12, vocab=20, seed=0):
+    """Random logits, valid masks (some rows with a single valid token) and valid targets."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, vocab, generator=g, dtype=torch.float64).requires_grad_()
+    valid = torch.rand(n, vocab, generator=g) < 0.3
+    targets = torch.randint(0, vocab, (n,), generator=g)
+    valid[torch.arange(n), targets] = True
+    valid[:3] = False
+    valid[torch.arange(3), targets[:3]] = True  # three positions whose only valid token is the target
+    return logits, valid, targets
+
+
+def test_exercise_05_single_token_positions_scale_the_loss_and_add_no_gradient():
+    from llmrec.core import losses as L
+
+    logits, valid, targets = dense_problem()
+    kept, dropped = exercise_05_msl_all(logits, valid, targets), eq9_msl(logits, valid, targets)
+    assert float(dropped) == pytest.approx(float(L.msl_loss_dense(logits, valid, targets, tau=2.0)), rel=1e-6)
+    counted = int((valid.sum(-1) > 1).sum())
+    assert float(kept) == pytest.approx(float(dropped) * counted / len(targets), rel=1e-12)  # the mean falls
+    g_kept, = torch.autograd.grad(kept, logits)
+    g_dropped, = torch.autograd.grad(dropped, logits)
+    assert torch.all(g_kept[:3] == 0)  # no gradient of their own: one valid token has probability 1 whatever f is
+    torch.testing.assert_close(g_kept, g_dropped * counted / len(targets))  # the same direction, a smaller step
+
+
+def test_exercise_06_is_a_tenth_of_l1_plus_l2_and_trains_from_the_lml_configuration():
+    from llmrec.core import losses as L
+    from llmrec.experiments import profile_runs
+    from llmrec.experiments.profile_runs import llm_config
+
+    logits, valid, targets = dense_problem()
+    l1, l2 = L.lml_decomposition_dense(logits, valid, targets)
+    assert float(exercise_06_l1_l2(logits, valid, targets)) == pytest.approx(float(0.1 * l1 + l2), rel=1e-6)
+    run = runs.train(llm_config("smoke", "lml", "synthetic", "cpu", seed=0, max_steps=2), progress=False,
+                     loss_fn=exercise_06_l1_l2)
+    ev = profile_runs.llm_eval(run, "smoke", "test", "likelihood", progress=False)
+    assert math.isfinite(ev["summary"]["nll_valid"]) and runs.config_of(run)["loss"] == "custom:exercise_06_l1_l2"
+    assert all("grad_norm_l1" in r for r in rundir.read_log(run) if "loss" in r)  # the LML run's Figure 3 log
+
+
+def test_exercise_07_is_sce_on_the_negatives_it_draws_and_trains_sasrec():
+    from llmrec.core import losses as L
+    from llmrec.experiments import profile_runs
+
+    scores, targets = torch.randn(30, 200, dtype=torch.float64), torch.randint(0, 200, (30,))
+    torch.manual_seed(1)
+    mine = exercise_07_sce(scores, targets)
+    torch.manual_seed(1)
+    neg = torch.randint(0, 200, (30, 100))  # the same draw
+    assert float(mine) == pytest.approx(float(L.sce_loss(scores.gather(1, targets[:, None])[:, 0],
+                                                         scores.gather(1, neg), alpha=10.0)), rel=1e-6)
+    config = profile_runs.seqrec_config("smoke", "synthetic", model="sasrec", epochs=2, patience=None)
+    run = runs.train(config, progress=False, loss_fn=exercise_07_sce)
+    assert runs.evaluate(run, "test", "full", progress=False)["summary"]["ndcg@10"] > 0
