@@ -147,7 +147,8 @@ class LossComputer:
     """
 
     def __init__(self, cfg: TrainConfig, loss_fn=None):
-        self.cfg, self.custom = configure(cfg, loss_fn)  # custom: CustomLoss | None
+        cfg, self.custom = configure(cfg, loss_fn)  # loss_fn's configuration and CustomLoss (None: a built-in loss)
+        self.cfg = cfg
         self.ats = L.ATSController(cfg.eta, cfg.ats_root, cfg.ats_positions, cfg.ats_clamp, cfg.ats_ema) \
             if cfg.loss == "msl-ats" else None
         self.calls = 0  # batches seen: gradient norms are logged on every log_grad_norms-th
