@@ -111,6 +111,33 @@ def seconds(x: float) -> str:
     return f"{x:,.0f}"
 
 
+# ------------------------------------------------------------------------------------------ the chapters
+
+COURSE_SESSIONS = {"01": 1, "02": 1, "03": 2, "04": 2, "05": 3, "06": 3, "07": 4, "08": 4}  # docs/course.md
+
+
+@table
+def chapter_times() -> str:
+    """Each chapter's wall time in the canonical batch that wrote the committed executed chapters
+    (``notebooks/executed/``, ``metadata.llmrec.seconds``), its course session, and each session's sum."""
+    rows, total, per_session = [], 0.0, {}
+    for path in sorted((repo_root() / "notebooks" / "executed").glob("[0-9][0-9]_*.ipynb")):
+        book = read_json(path)
+        seconds_ = book["metadata"].get("llmrec", {}).get("seconds")
+        if seconds_ is None:
+            raise ValueError(f"{path}: no metadata.llmrec.seconds (not written by make figures)")
+        title = "".join(book["cells"][0]["source"]).splitlines()[0].lstrip("# ").split(":")[0]
+        number = path.name[:2]
+        session = COURSE_SESSIONS.get(number)
+        per_session[session] = per_session.get(session, 0.0) + seconds_
+        total += seconds_
+        rows.append({"chapter": title, "session": str(session or "–"), "2 CPU cores, `quick` (s)": seconds(seconds_)})
+    rows += [{"chapter": f"session {k}", "session": "", "2 CPU cores, `quick` (s)": f"{seconds(v)} ({v / 60:.0f} min)"}
+             for k, v in sorted(per_session.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)) if k is not None]
+    rows.append({"chapter": "all", "session": "", "2 CPU cores, `quick` (s)": f"{seconds(total)} ({total / 60:.0f} min)"})
+    return markdown(rows, "lrr")
+
+
 # --------------------------------------------------------------------------------------- committed records
 
 
