@@ -41,12 +41,14 @@ import textwrap
 import types
 from dataclasses import dataclass, is_dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from .io import atomic_write
+
+if TYPE_CHECKING:
+    import torch
 
 PREFIX = "custom:"  # a configuration's loss "custom:<name>": trained with a function of the user's
 SOURCE_FILE = "loss_fn.py"  # in the run directory: the function's source, and what it reads
@@ -100,6 +102,7 @@ class CustomLoss:
 
     def __call__(self, *args) -> torch.Tensor:
         """The loss of a batch, checked: one floating-point number that, while training, has a gradient."""
+        import torch  # on use: `llmrec check` and `--help` start without torch
         out = self.fn(*args)
         if not (torch.is_tensor(out) and out.ndim == 0 and out.is_floating_point()):
             what = f"a tensor of shape {tuple(out.shape)}" if torch.is_tensor(out) else repr(type(out).__name__)
@@ -215,6 +218,7 @@ def _value(value, name: str, label: str, home: str, seen: set):
     """How a value the function reads enters its fingerprint: plain values as themselves, tensors and arrays
     by content, functions and classes of the function's own module by their source, modules and anything
     else callable from elsewhere by name; other values are refused (the fingerprint could not follow them)."""
+    import torch  # on use: `llmrec check` and `--help` start without torch
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, numbers.Number):
