@@ -13,6 +13,7 @@ import pytest
 from llmrec.cli import main
 from llmrec.core.metrics import ndcg_at_k, user_bootstrap
 from llmrec.core.results import entry_from_evaluation, records
+from llmrec.experiments import doc_bench, doc_format, doc_llm
 from llmrec.experiments import doc_tables as T
 from llmrec.experiments.doc_regions import RegionError, fill, regions
 from llmrec.experiments.published import results_root
@@ -29,12 +30,12 @@ def test_the_pages_hold_what_the_committed_results_give():
 
 def test_every_generator_is_quoted_by_a_page_and_every_page_region_names_one():
     used = {(r.kind, r.name) for page in T.pages() for r in regions(page.read_text(encoding="utf-8"), str(page))}
-    registered = {("table", n) for n in T.TABLES} | {("value", n) for n in T.VALUES}
+    registered = {("table", n) for n in doc_format.TABLES} | {("value", n) for n in doc_format.VALUES}
     assert used == registered, f"unused generators {registered - used}; unknown regions {used - registered}"
 
 
 def test_generated_headers_are_words_not_column_names():
-    for name, fn in T.TABLES.items():
+    for name, fn in doc_format.TABLES.items():
         header = fn().splitlines()[0]
         cells = [c.strip() for c in header.strip("|").split("|")]
         # a code name: snake_case (P_valid, the probability's name, aside), a lower-case metric, hi/lo columns
@@ -50,12 +51,12 @@ def test_a_generated_mean_and_interval_agree_with_an_independent_computation():
                 for n in ("Lite-LLM4Rec", "SASRec + CE"))
     ranks = np.minimum(np.array(lite["ranks"], dtype=float), 1e9)  # a miss: beyond every list
     by_hand = np.where(ranks < 10, 1 / np.log2(ranks + 2), 0).mean()
-    row = cells(T.lite_accuracy())["Lite-LLM4Rec"]
+    row = cells(doc_llm.lite_accuracy())["Lite-LLM4Rec"]
     assert row["NDCG@10 [95% interval]"].startswith(f"{by_hand:.4f} [")
     users = np.asarray(lite["user_ids"])
     assert len(np.unique(users)) < len(users)  # several windows per user: the two bootstraps differ
     want = user_bootstrap(ndcg_at_k(ce["ranks"], 10), ndcg_at_k(lite["ranks"], 10), users)
-    assert cells(T.lite_vs_sasrec())["Lite-LLM4Rec"]["NDCG@10 − SASRec + CE [95% interval]"] == T.interval(want)
+    assert cells(doc_llm.lite_vs_sasrec())["Lite-LLM4Rec"]["NDCG@10 − SASRec + CE [95% interval]"] == doc_format.interval(want)
 
 
 def cells(table: str) -> dict[str, dict[str, str]]:
@@ -73,13 +74,13 @@ def test_intervals_say_unresolved_where_they_contain_zero_and_comparisons_mark_d
     crossing = {"diff": -0.0016, "lo": -0.0049, "hi": 0.0014, "verdict": "unresolved"}
     edge = {"diff": -0.0028, "lo": -0.0057, "hi": 0.00001, "verdict": "edge"}
     worse = {"diff": -0.0041, "lo": -0.0055, "hi": -0.0028, "verdict": "resolved"}
-    assert T.interval(resolved) == "+0.0043 [+0.0011, +0.0085]"
-    assert T.interval(crossing) == "\u22120.0016 [\u22120.0049, +0.0014] unresolved"
-    assert T.interval(edge).endswith("unresolved (at the edge)")
-    assert T.agreement(resolved, resolved) == T.agreement(crossing, edge) == T.agreement(worse, worse) == "agree"
+    assert doc_format.interval(resolved) == "+0.0043 [+0.0011, +0.0085]"
+    assert doc_format.interval(crossing) == "\u22120.0016 [\u22120.0049, +0.0014] unresolved"
+    assert doc_format.interval(edge).endswith("unresolved (at the edge)")
+    assert doc_format.agreement(resolved, resolved) == doc_format.agreement(crossing, edge) == doc_format.agreement(worse, worse) == "agree"
     for a, b in ((resolved, crossing), (worse, crossing), (resolved, worse)):
-        assert "disagree" in T.agreement(a, b)
-    assert T.lr_text(0.003) == "3e-3" and T.lr_text(0.01) == "1e-2" and T.lr_text(3e-4) == "3e-4"
+        assert "disagree" in doc_format.agreement(a, b)
+    assert doc_format.lr_text(0.003) == "3e-3" and doc_format.lr_text(0.01) == "1e-2" and doc_format.lr_text(3e-4) == "3e-4"
 
 
 # ------------------------------------------------------------------------------------------ the regions
@@ -180,4 +181,4 @@ def test_the_cli_check_exits_1_on_drift_and_names_the_page(tmp_path, monkeypatch
     assert main(["tables", "--check"]) == 1
     assert "README.md (committed)" in capsys.readouterr().out and page.read_text() == stale
     assert main(["tables"]) == 0 and main(["tables", "--check"]) == 0
-    assert page.read_text() == stale.replace("-->1×<", f"-->{T.bench()['seqrec.toy.speed']}<")
+    assert page.read_text() == stale.replace("-->1×<", f"-->{doc_bench.bench()['seqrec.toy.speed']}<")
