@@ -12,7 +12,7 @@ import pandas as pd
 from .. import runs
 from ..core import labels
 from ..core.io import read_json
-from ..core.metrics import compare_entries, entry_values, mean_interval
+from ..core.metrics import compare_by_user, entry_values, user_bootstrap
 
 
 def _row(name: str, run: str | Path, ev: dict) -> dict:
@@ -30,18 +30,28 @@ def results_table(evals: dict[str, tuple[Path, dict]]) -> pd.DataFrame:
 
 def paired_table(evals: dict[str, tuple[Path, dict]], baseline: str,
                  metrics=("ndcg@5", "ndcg@10", "hr@5", "hr@10")) -> pd.DataFrame:
-    """Paired-bootstrap 95% intervals of (method - baseline) on the same users; ``resolved`` is False where
-    the interval contains 0."""
+    """Paired-bootstrap 95% intervals of (method - baseline) on the same windows, resampling users (a user's
+    windows together, :func:`llmrec.core.metrics.compare_by_user`); ``verdict`` is resolved, unresolved (the
+    interval contains 0) or edge (a bound within the bootstrap's own noise of 0), ``resolved`` True only for
+    resolved."""
     base = evals[baseline][1]
     out = []
     for name, (_, ev) in evals.items():
         if name == baseline:
             continue
         for m in metrics:
-            b = compare_entries(base, ev, m)
+            b = compare_by_user(base, ev, m)
             out.append({"method": name, "vs": baseline, "metric": m, "diff": b["diff"], "lo": b["lo"], "hi": b["hi"],
-                        "n_users": b["n"], "resolved": not (b["lo"] <= 0 <= b["hi"])})
+                        "n_users": b["n"], "verdict": b["verdict"], "resolved": b["resolved"]})
     return pd.DataFrame(out)
+
+
+def user_interval(values, users=None) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the mean of per-window values and its 95% bootstrap interval, resampling users (the
+    windows of ``users[i]`` together; None: every window its own user)."""
+    v = np.asarray(values, dtype=float)
+    b = user_bootstrap(np.zeros_like(v), v, users)
+    return b["b"], b["lo"], b["hi"]
 
 
 def run_facts(run) -> dict:
@@ -55,13 +65,13 @@ def run_facts(run) -> dict:
 
 
 def accuracy_table(evals: dict, metrics=("ndcg@10", "hr@10")) -> pd.DataFrame:
-    """Per method: each metric with its bootstrap 95% interval over users, Recall@10 (= HR@10: one held-out
-    item per user), users, best epoch and training time (from the run's ``done.json``)."""
+    """Per method: each metric with its bootstrap 95% interval over users (:func:`user_interval`), Recall@10
+    (= HR@10: one held-out item per user), users, best epoch and training time (from the run's ``done.json``)."""
     out = []
     for name, (run, ev) in evals.items():
         r = {"method": name}
         for m in metrics:
-            r[m], r[f"{m} lo"], r[f"{m} hi"] = mean_interval(entry_values(ev, m))
+            r[m], r[f"{m} lo"], r[f"{m} hi"] = user_interval(entry_values(ev, m), ev.get("user_ids"))
         r["recall@10"] = r.get("hr@10", np.nan)
         done = run_facts(run)
         r.update(n_users=ev["n_users"], best_epoch=done.get("best_epoch"), epochs_run=done.get("epochs_run"),
