@@ -103,6 +103,8 @@ def test_the_readers_table_has_headers_in_words_one_interval_column_and_no_nan(t
     assert shown["difference [95% interval]"].iloc[0] == \
         f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]".replace("-", "−").replace("+0.0000", "0.0000")
     assert shown["measure"].tolist() == ["NDCG@10", "HR@10"] * 2 and shown["against"].iloc[0] == "LML"
+    assert "resolved" in paired and shown["verdict"].tolist() == paired["verdict"].tolist()  # said once, in words
+    assert "interval excludes 0" not in shown
     # a table read back from a results record: columns in alphabetical order, lo and hi still go with diff
     back = tables.for_reader(paired[sorted(paired.columns)])
     assert back["difference [95% interval]"].tolist() == shown["difference [95% interval]"].tolist()

@@ -114,7 +114,7 @@ MEASURES = {
     # who and how many
     "n_users": "users", "users": "users", "user_id": "user", "method": "method", "variant": "variant",
     "metric": "measure", "vs": "against", "model": "model", "loss": "loss", "split": "split", "dataset": "dataset",
-    "resolved": "interval excludes 0", "diff": "difference",
+    "resolved": "interval excludes 0", "verdict": "verdict", "diff": "difference",
     # chapter 01's trie, chapter 04's normality
     "build_s": "trie build time, median (s)", "paper_build_s": "paper's trie build time, Table 7 (s)",
     "paper_AVT": "paper's AVT (Table 4)",

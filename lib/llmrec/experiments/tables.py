@@ -88,6 +88,7 @@ _COUNTS = {"n_users", "users", "beam users", "best_epoch", "epochs_run", "epochs
 _AS_GIVEN = {"tau", "alpha", "K", "lr", "eta", "user_id"}  # what a run was given (4.5, 100, 0.003) and names (4931)
 _SHARES = {"time saved vs beam"}
 _DROPPED = ("run", "run_dir")  # paths on the machine that ran it
+_SAID = {"resolved": "verdict"}  # a column another one says in words: shown only without it
 
 
 def _missing(x) -> bool:
@@ -189,9 +190,10 @@ def for_reader(frame: pd.DataFrame | pd.Series) -> pd.DataFrame:
     [0.0011, 0.0085]" (a column ``X`` with ``X lo`` and ``X hi``; or ``lo`` and ``hi`` with a difference, "+0.19
     [+0.14, +0.24]", see :func:`_groups`), a spread ``X min``, ``X max`` likewise; splits, models, losses and
     measures in words; numbers rounded for reading (a ranking metric to 4 decimals, nats to 2, others to 3
-    significant digits); "–" where a value is missing; run paths dropped."""
+    significant digits); "–" where a value is missing; run paths dropped, and ``resolved`` where ``verdict``
+    says it in words."""
     df = frame.to_frame() if isinstance(frame, pd.Series) else frame
-    df = df.drop(columns=[c for c in _DROPPED if c in df.columns])
+    df = df.drop(columns=[c for c in df.columns if c in _DROPPED or _SAID.get(c) in df.columns])
     # the measure of each row, for a difference or a beam metric whose measure changes from row to row
     row_measure = (df["metric"] if "metric" in df.columns else
                    pd.Series(df.index.get_level_values("metric"), index=df.index) if "metric" in df.index.names else
