@@ -1,0 +1,219 @@
+"""The sentences of a chapter's text that quote a run: written by code from what the chapter computed, so that the
+prose says what the cells above print and cannot drift from it (a chapter's narrative cell shows
+``narrative.show(...)``). Words that state a conclusion follow the numbers: a paired difference is "better" or
+"worse" only where its interval resolves it (:func:`compare`), and a claim of a paper "holds" only where the run
+says so."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from IPython.display import Markdown
+
+from .doc_format import MINUS, interval, num
+
+UNRESOLVED = "unresolved"
+
+
+def show(*paragraphs: str) -> Markdown:
+    """The chapter's sentences as rendered Markdown (empty paragraphs left out): in JupyterLab, in the executed
+    copy and in the book alike."""
+    return Markdown("\n\n".join(p for p in paragraphs if p))
+
+
+def bullets(*items: str) -> str:
+    """A Markdown list of the non-empty ``items``."""
+    return "\n".join(f"* {item}" for item in items if item)
+
+
+def count(n: float) -> str:
+    """A count with thousands separators: 11,758."""
+    return f"{int(round(n)):,}"
+
+
+def share(x: float, digits: int = 0) -> str:
+    """A fraction as a percentage: 0.677 -> 68%."""
+    return f"{100 * x:.{digits}f}%"
+
+
+def sig(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits (a typographic minus), as a reader writes a measured value:
+    0.000015 -> 1.5e−5 (below 0.001), 0.5714 -> 0.571, 53.466 -> 53.5, 8795.9 -> 8,796."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if float(x).is_integer() and abs(x) < 1e6:
+        return count(x).replace("-", MINUS)
+    if abs(x) < 1e-3:
+        mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+        return f"{mantissa}e{int(exponent)}".replace("-", MINUS)
+    decimals = max(digits - 1 - math.floor(math.log10(abs(x))), 0)
+    return f"{x:,.{decimals}f}".replace("-", MINUS)
+
+
+def seconds(s: float) -> str:
+    """A duration: 0.57 s, 12.6 s, 3.2 min."""
+    return f"{sig(s / 60, 2)} min" if s >= 120 else f"{sig(s, 2)} s"
+
+
+def megabytes(mb: float) -> str:
+    """A memory size given in MB: 0.027 MB, 3.8 MB, 8.8 GB."""
+    return f"{sig(mb / 1024, 2)} GB" if mb >= 1024 else f"{sig(mb, 2)} MB"
+
+
+def listing(words: Iterable[str], last: str = "and") -> str:
+    """"a", "a and b", "a, b and c"."""
+    words = list(words)
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def relation(ours: float, theirs: float, close: float = 0.1) -> str:
+    """How a measured value stands to a published one: "close to" (within ``close``, relative), "larger than" or
+    "smaller than"."""
+    if abs(ours - theirs) <= close * abs(theirs):
+        return "close to"
+    return "larger than" if ours > theirs else "smaller than"
+
+
+def compare(name: str, base: str, d: dict, unit: str = "", digits: int = 2, lower_is_better: bool = True) -> str:
+    """A paired difference ``name − base`` (a row of :func:`llmrec.experiments.tables.paired_table`, or any dict
+    with diff, lo, hi and verdict) in words: "MSL beats LML by −2.18 [−2.38, −2.00] nats", "… is worse than …",
+    or, where the interval does not resolve it, "MSL and LML are not told apart: … (unresolved)"."""
+    unit = f" {unit}" if unit else ""
+    text = interval(d, digits, word=False) + unit
+    if d["verdict"] != "resolved":
+        word = "unresolved" if d["verdict"] == "unresolved" else "unresolved at the edge"
+        return f"{name} and {base} are not told apart: {text} ({word})"
+    better = (d["diff"] < 0) == lower_is_better
+    return f"{name} {'beats' if better else 'is worse than'} {base}: {text}"
+
+
+def holds(claim: str, ok: bool) -> str:
+    """"the paper's claim (…) holds" or "… does not hold here"."""
+    return f"the paper's claim ({claim}) {'holds' if ok else 'does not hold here'}"
+
+
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+# ------------------------------------------------------------------------------ chapter 01: the data and the trie
+
+
+def each(values: dict, fmt=sig, unit: str = "") -> str:
+    """One value per dataset (or run), each followed by its name: "0.61 s (toy) and 0.28 s (books)"."""
+    unit = f" {unit}" if unit else ""
+    return listing(f"{fmt(v)}{unit} ({n})" for n, v in values.items())
+
+
+def trie_findings(summary, costs, by_pos, singletons) -> str:
+    """Chapter 01's findings: the datasets (``summary``: one row per dataset, from ``Dataset.summary``), AVT,
+    build time and memory (``costs``: :func:`llmrec.probes.trie_costs` by dataset), the valid-set sizes of the
+    first positions (``by_pos``: (dataset, count/mean/median/max) columns by position) and the share of tokens
+    with a single valid continuation (``singletons``, by dataset)."""
+    names = list(costs.index)
+
+    def col(name):
+        return {n: costs.loc[n, name] for n in names}
+
+    data = "; ".join(f"{n} has {count(summary.loc[n, 'items'])} items and {count(summary.loc[n, 'train windows'])} "
+                   f"training windows ({count(summary.loc[n, 'valid windows'])} validation, "
+                   f"{count(summary.loc[n, 'test windows'])} test)" for n in names)
+    ours, paper = col("AVT (train targets)"), {n: v for n, v in col("paper_AVT").items() if not _isnan(v)}
+    avt = f"Over the training targets there are {each(ours)} valid tokens per response token"
+    if paper:
+        avt += "; the paper's Table 4 gives " + listing(
+            f"{v:.2f} on {n} (ours is {relation(ours[n], v)} it)" for n, v in paper.items())
+    avt += f". Counting each catalogue item once instead gives {each(col('AVT (each item once)'))}."
+    first_one = {n: next((int(p) for p, m in by_pos[n]["median"].items() if m == 1), None) for n in names}
+    medians = listing(f"on {n} the median is 1 from position {p} on" if p is not None else
+                      f"on {n} the median stays above 1 over the first {len(by_pos)} positions"
+                      for n, p in first_one.items())
+    shape = (f"After the opening quote ({each({n: by_pos[n]['mean'].iloc[0] for n in names})} valid tokens) the "
+             f"first word has {each({n: by_pos[n]['mean'].iloc[1] for n in names})}; {medians}. "
+             f"{each(dict(singletons.items()), share)} of all response tokens have exactly one valid continuation.")
+    build = (f"Tokenising all titles and building the trie took a median {each(col('build_s'), seconds)} on this "
+             "machine")
+    table7 = {n: v for n, v in col("paper_build_s").items() if not _isnan(v)}
+    if table7:
+        build += f", against {each(table7, seconds)} in Table 7"
+    fast = all(s < 1 for s in col("build_s").values())
+    build += f": {holds('well under a second, negligible next to training', fast)}."
+    batch = next(k for k in costs.columns if k.startswith("dense batch mask MB"))
+    lists = next(k for k in costs.columns if k.startswith("valid lists batch MB"))
+    memory = (f"Dense boolean masks for every catalogue response would take "
+              f"{each(col('dense catalogue masks MB'), megabytes)}; the trie's tensors take "
+              f"{each(col('trie tensors MB'), megabytes)}. For one batch of {batch.split('(')[1].rstrip(')')} the "
+              f"dense mask takes {each(col(batch), megabytes)}, the valid-token lists {each(col(lists), megabytes)}.")
+    return bullets(f"**The data.** {data}.", f"**AVT.** {avt}",
+                   f"**Where the valid sets are large.** {shape}", f"**Build time.** {build}", f"**Memory.** {memory}")
+
+
+# ------------------------------------------------------------------------------ chapter 02: LML = L1 + L2
+
+
+def decomposition_findings(table, grad_norms, l2_tail: dict, steps: int, tail: int = 10) -> str:
+    """Chapter 02's findings: the identity on one batch (``table``: :func:`llmrec.probes.decomposition_table`),
+    Figure 3 (``grad_norms``: :func:`llmrec.probes.grad_norm_summary`) and Figure 4 (``l2_tail``: the mean L2 of
+    the last ``tail`` of ``steps`` training steps when optimising LML and when optimising L2 only)."""
+    lml, l1 = table.loc["LML (eq. 1)", "dense"], table.loc["L1 (eq. 3)", "dense"]
+    gap = abs(table.loc["L1 + L2", "dense"] - lml)
+    fast = float((table["dense"] - table["fast"]).abs().max())
+    exact = max(gap, fast) <= 1e-4 * max(1.0, abs(lml))  # float32 rounding over a batch
+    identity = (f"**The identity {'holds' if exact else 'fails'} on a real batch**: L1 + L2 and LML are {sig(gap, 2)} apart in float32 "
+                f"(LML = {num(lml, 2)} nats per response token), and the fast path (valid tokens only) is within "
+                f"{sig(fast, 2)} of the dense teaching version. Before fine-tuning {share(l1 / lml)} of LML is "
+                f"$\\mathcal L^1$" + (": the untuned model puts most of its mass on tokens that continue no title."
+                                      if l1 > lml / 2 else "."))
+    ratio = grad_norms["ratio L1/L2"]
+    larger = (ratio > 1).all()
+    runs = listing(f"{num(r['ratio L1/L2'], 2)} on {n} ({count(r['logged steps'])} logged steps of "
+                   f"{count(r['of steps'])})" for n, r in grad_norms.iterrows())
+    figure3 = (f"**Figure 3{' reproduced' if larger else ' not reproduced'}.** The paper reports that "
+               f"$\\|\\nabla \\mathcal L^1\\|$ overwhelms $\\|\\nabla \\mathcal L^2\\|$. Our median ratio L1/L2 is "
+               f"{runs}: " + ("L1's gradient is the larger on every dataset; compare the size of the ratio with "
+                              "the paper's figure." if larger else "L1's gradient is not the larger everywhere."))
+    lml_l2, alone = l2_tail["optimise LML"], l2_tail["optimise L2 only"]
+    figure4 = (f"**Figure 4{' reproduced' if alone < lml_l2 else ' not reproduced'}.** The paper shows "
+               f"$\\mathcal L^2$ falling faster and lower when it is optimised alone. Mean $\\mathcal L^2$ over the "
+               f"last {tail} of {steps} steps: {num(alone, 2)} when optimising L2 only, {num(lml_l2, 2)} when "
+               "optimising LML.")
+    return bullets(identity, figure3, figure4)
+
+
+# ------------------------------------------------------------------------------ chapter 03: gradient weights
+
+
+def weight_findings(frame, small, by_tau, picked_w: float, threshold: float, first: int) -> str:
+    """Chapter 03's findings: ``frame`` (:func:`llmrec.probes.weight_frame`), ``small``
+    (:func:`llmrec.probes.small_weight_table` at ``threshold`` and ``first``), ``by_tau`` (mean and median MSL
+    weight over the tokens with |Z_valid| > 1, one column ``tau=<τ>`` per temperature) and ``picked_w`` (the
+    slider's position's MSL weight at τ = 1)."""
+    single = frame[frame.n_valid == 1]
+    row = small.set_index(["weights", "tokens"])
+    share_col, base_col = f"share of small w in first {first}", f"share of all tokens in first {first}"
+    multi = row.loc[("MSL", "|Z_valid| > 1")]
+    small_multi = frame.query("n_valid > 1 and w_msl < @threshold")
+    at_quote = int((small_multi.position == 0).sum())
+    figure5 = (f"**Figure 5.** LML's weights stay high (mean {num(row.loc[('LML', 'all tokens'), 'mean w'], 2)}; "
+               f"median {num(single.w_lml.median(), 2)} at the {count(len(single))} positions with a single valid "
+               f"token). MSL's are lower (mean {num(row.loc[('MSL', 'all tokens'), 'mean w'], 2)} over all "
+               f"{count(len(frame))} tokens), and every token with $|\\mathcal Z_{{valid}}| = 1$ "
+               f"({count(len(single))} of {count(len(frame))}) has P_valid = 1 and weight exactly 0.")
+    concentrated = multi[share_col] > multi[base_col]
+    statistic = (f"**The paper's 61% statistic.** Over all tokens {share(row.loc[('MSL', 'all tokens'), share_col])} "
+                 f"of the small MSL weights (w < {threshold:g}) are in the first {first} tokens. Restricted to tokens "
+                 f"with $|\\mathcal Z_{{valid}}| > 1$, {count(multi[f'w < {threshold:g}'])} weights are small and "
+                 f"{share(multi[share_col])} of them are in the first {first} tokens, against a base rate of "
+                 f"{share(multi[base_col])} of such tokens there: small weights are "
+                 f"{'more' if concentrated else 'not more'} concentrated at the start than the tokens themselves. "
+                 f"{count(at_quote)} of them are the opening quote (position 0).")
+    taus = [float(c.split("=")[1]) for c in by_tau.columns]
+    lo, hi = by_tau.columns[taus.index(1.0)] if 1.0 in taus else by_tau.columns[0], by_tau.columns[-1]
+    rises = by_tau.loc["mean", hi] > by_tau.loc["mean", lo]
+    temperature = (f"**Temperature.** The slider's position has w = {num(picked_w, 3)} at τ = 1. Over the batch "
+                   f"(positions with $|\\mathcal Z_{{valid}}| > 1$) the mean MSL weight "
+                   f"{'rises' if rises else 'does not rise'} with τ: {num(by_tau.loc['mean', lo], 2)} at "
+                   f"{lo.replace('tau=', 'τ = ')}, {num(by_tau.loc['mean', hi], 2)} at {hi.replace('tau=', 'τ = ')} "
+                   f"(median {num(by_tau.loc['median', lo], 2)} and {num(by_tau.loc['median', hi], 2)}).")
+    return bullets(figure5, statistic, temperature)

@@ -1,0 +1,85 @@
+"""The sentences a chapter writes from its numbers (:mod:`llmrec.experiments.narrative`): the values they quote
+and the words that depend on them."""
+
+import pandas as pd
+import pytest
+
+from llmrec.experiments import narrative as N
+
+
+def test_numbers_are_written_for_reading():
+    assert N.sig(7.15e-6, 2) == "7.2e−6" and N.sig(53.466) == "53.5" and N.sig(0.5714) == "0.571"
+    assert N.sig(760.0) == "760" and N.sig(1103.3) == "1,103" and N.count(11758) == "11,758"
+    assert N.share(0.677) == "68%" and N.seconds(0.571) == "0.57 s" and N.seconds(600) == "10 min"
+    assert N.megabytes(8795.9) == "8.6 GB" and N.megabytes(0.027) == "0.027 MB"
+    assert N.listing(["a"]) == "a" and N.listing(["a", "b", "c"]) == "a, b and c"
+
+
+@pytest.mark.parametrize("diff, lo, hi, verdict, words", [
+    (-2.18, -2.38, -2.0, "resolved", "MSL beats LML: −2.18 [−2.38, −2.00] nats"),
+    (1.93, 1.72, 2.15, "resolved", "MSL is worse than LML: +1.93 [+1.72, +2.15] nats"),
+    (0.1, -0.2, 0.4, "unresolved", "MSL and LML are not told apart: +0.10 [−0.20, +0.40] nats (unresolved)"),
+    (0.1, -0.0001, 0.4, "edge", "(unresolved at the edge)"),
+])
+def test_a_difference_is_better_or_worse_only_where_its_interval_resolves_it(diff, lo, hi, verdict, words):
+    assert words in N.compare("MSL", "LML", {"diff": diff, "lo": lo, "hi": hi, "verdict": verdict}, "nats")
+
+
+def test_higher_is_better_turns_the_words_around():
+    d = {"diff": 0.004, "lo": 0.001, "hi": 0.008, "verdict": "resolved"}
+    assert N.compare("A", "B", d, digits=4, lower_is_better=False).startswith("A beats B")
+
+
+def _costs(build_s):
+    c = pd.DataFrame({"toy": {"items": 11758, "build_s": build_s, "paper_build_s": 0.38, "AVT (train targets)": 53.466,
+                              "AVT (each item once)": 51.98, "paper_AVT": 54.38, "dense catalogue masks MB": 8795.9,
+                              "trie tensors MB": 3.834, "dense batch mask MB (8 windows)": 8.766,
+                              "valid lists batch MB (8 windows)": 0.027},
+                      "books": {"items": 6344, "build_s": 0.281, "paper_build_s": 0.17, "AVT (train targets)": 96.98,
+                                "AVT (each item once)": 92.9, "paper_AVT": 70.9, "dense catalogue masks MB": 4096.9,
+                                "trie tensors MB": 2.24, "dense batch mask MB (8 windows)": 5.859,
+                                "valid lists batch MB (8 windows)": 0.039}}).T
+    return c.rename_axis("dataset")
+
+
+def test_chapter_01_quotes_its_tables_and_judges_the_paper_by_them():
+    summary = pd.DataFrame({"items": [11758, 6344], "train windows": [5000, 30677], "valid windows": [4793, 4383],
+                            "test windows": [4794, 4383]}, index=["toy", "books"])
+    by_pos = pd.concat({"toy": pd.DataFrame({"mean": [2, 760, 14.9, 12.5], "median": [2, 760, 5, 1]}),
+                        "books": pd.DataFrame({"mean": [4, 1103.3, 169.7, 2], "median": [4, 1104, 19, 2]})}, axis=1)
+    singletons = pd.Series({"toy": 0.677, "books": 0.746})
+    text = N.trie_findings(summary, _costs(0.61), by_pos, singletons)
+    for quoted in ("11,758 items", "30,677 training windows", "53.5 (toy)", "54.38 on toy (ours is close to it)",
+                   "70.90 on books (ours is larger than it)", "760 (toy) and 1,103 (books)",
+                   "median is 1 from position 3 on", "stays above 1 over the first 4 positions", "68% (toy)",
+                   "0.61 s (toy)", "claim (well under a second, negligible next to training) holds", "8.6 GB (toy)"):
+        assert quoted in text, quoted
+    assert "does not hold here" in N.trie_findings(summary, _costs(1.4), by_pos, singletons)
+
+
+def test_chapter_02_says_reproduced_only_where_the_run_does():
+    table = pd.DataFrame({"dense": [4.496322, 3.782357, 0.713972, 4.496329], "fast": [4.49633, 3.782357, 0.713972,
+                          4.496329]}, index=["LML (eq. 1)", "L1 (eq. 3)", "L2 (eq. 4)", "L1 + L2"])
+    norms = pd.DataFrame({"logged steps": [16, 8], "of steps": [64, 32], "ratio L1/L2": [1.2672, 2.2513]},
+                         index=["toy", "books"])
+    text = N.decomposition_findings(table, norms, {"optimise LML": 1.0208, "optimise L2 only": 0.8794}, 64)
+    for quoted in ("identity holds", "7.0e−6 apart", "LML = 4.50 nats", "84% of LML", "Figure 3 reproduced", "1.27 on toy (16 logged "
+                   "steps of 64)", "Figure 4 reproduced", "last 10 of 64 steps: 0.88 when optimising L2 only, 1.02"):
+        assert quoted in text, quoted
+    norms.loc["books", "ratio L1/L2"] = 0.8
+    table.loc["L1 + L2", "dense"] += 0.01
+    text = N.decomposition_findings(table, norms, {"optimise LML": 0.8, "optimise L2 only": 0.9}, 64)
+    assert "identity fails" in text and "Figure 3 not reproduced" in text and "Figure 4 not reproduced" in text
+
+
+def test_chapter_03_counts_the_small_weights_of_its_frame():
+    frame = pd.DataFrame({"position": [0, 1, 2, 5, 6, 0], "n_valid": [2, 40, 3, 1, 1, 2],
+                          "w_lml": [0.9, 0.95, 0.5, 0.99, 0.97, 0.8], "w_msl": [0.01, 0.5, 0.05, 0.0, 0.0, 0.02]})
+    from llmrec import probes
+    small = probes.small_weight_table(frame, 0.1, 3)
+    by_tau = pd.DataFrame({"tau=1.0": {"mean": 0.56, "median": 0.76}, "tau=4.5": {"mean": 0.64, "median": 0.80}})
+    text = N.weight_findings(frame, small, by_tau, 0.006, 0.1, 3)
+    for quoted in ("single valid token", "(2 of 6)", "3 weights are small and 100% of them are in the first 3",
+                   "2 of them are the opening quote", "rises with τ: 0.56 at τ = 1.0, 0.64 at τ = 4.5",
+                   "w = 0.006 at τ = 1"):
+        assert quoted in text, quoted
