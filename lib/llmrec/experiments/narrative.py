@@ -217,3 +217,73 @@ def weight_findings(frame, small, by_tau, picked_w: float, threshold: float, fir
                    f"{lo.replace('tau=', 'τ = ')}, {num(by_tau.loc['mean', hi], 2)} at {hi.replace('tau=', 'τ = ')} "
                    f"(median {num(by_tau.loc['median', lo], 2)} and {num(by_tau.loc['median', hi], 2)}).")
     return bullets(figure5, statistic, temperature)
+
+
+# ------------------------------------------------------------------------------ chapter 06: the losses compared
+
+
+def _pair(paired, method: str, metric: str) -> dict:
+    return paired[(paired["method"] == method) & (paired["metric"] == metric)].iloc[0].to_dict()
+
+
+def comparison_findings(nll: dict, paired, evals: dict, ats: dict, bx, baseline: str = "LML") -> str:
+    """Chapter 06's findings: the likelihood of each method (``nll``: {name: (run, evaluation)}) and its paired
+    difference to ``baseline`` (``paired``: :func:`.tables.paired_table` rows of ``nll_valid`` and beam metrics),
+    the beam hits (``evals``), how ATS set τ (``ats``: the summary of :func:`llmrec.probes.ats_trace`), and beam
+    search against exact ranking (``bx``: :func:`.llm_losses.beam_vs_exact`)."""
+    from .tables import results_table
+
+    table = results_table(nll)
+    names = [n for n in table.index if n != baseline]
+    order = table["nll_valid"].sort_values().index
+    likelihood = (f"**Accuracy, by the likelihood** (−log P_valid of the target, nats, lower is better). In order: "
+                  + listing(f"{n} {num(table.loc[n, 'nll_valid'], 2)}" for n in order) + ". Against "
+                  f"{baseline} on the same {count(table.loc[baseline, 'n_users'])} users: "
+                  + "; ".join(compare(n, baseline, _pair(paired, n, "nll_valid"), "nats") for n in names) + ".")
+    beam_users = {n: ev["n_users"] for n, (_, ev) in evals.items()}
+    hits = {n: round(ev["summary"]["hr@10"] * ev["n_users"]) for n, (_, ev) in evals.items()}
+    beam = (f"Beam search (top 10) finds {each(hits, count)} of the {count(max(beam_users.values()))} test "
+            "targets; " + ("every paired NDCG@10 interval contains 0, so the figure states that NDCG@10 is unresolved"
+                           if all(_pair(paired, n, "ndcg@10")["verdict"] != "resolved" for n in names)
+                           else "see the paired table for which NDCG@10 differences are resolved") + ".")
+    no_root, steps = ats["steps without a root"], ats["steps"]
+    taus = {int(k.rsplit(" ", 1)[1]): v for k, v in ats.items() if k.startswith("tau at step ")}
+    trace = (f"**How ATS set τ.** Eq. (12) has no positive root at {count(no_root)} of the {count(steps)} steps "
+             f"({'all' if ats['of which Delta <= 0'] == no_root else count(ats['of which Delta <= 0'])} of them with "
+             f"Δ ≤ 0); {count(ats['roots below the lower clamp'])} roots fall below the lower clamp "
+             f"({ats['clamp'][0]:g}; median root {num(ats['median raw root'], 2)}). The smoothed τ: "
+             + listing(f"{num(t, 2)} at step {s}" for s, t in sorted(taus.items())) + ".")
+    cost = table["s/step"]
+    fastest = cost.idxmin()
+    costs = (f"**Cost** per training step on identical batches: {each(cost.to_dict(), lambda s: seconds(s))}; "
+             f"{fastest} is the fastest, " + listing(f"{n} {num(cost[n] / cost[fastest], 1)}×" for n in cost.index
+                                                    if n != fastest) + " its time.")
+    ranks = bx["exact rank"]
+    missed = int((bx["beam rank"] >= 10).sum())
+    exact = (f"**Ranking.** Beam search missed {count(missed)} of the {count(len(bx))} users of the exact comparison; "
+             f"their exact ranks run from {count(ranks.min())} to {count(ranks.max())}. The exact pass costs "
+             f"{num(bx['exact s/user'].iloc[0] / bx['beam s/user'].iloc[0], 1)}× a beam search per user "
+             f"({seconds(bx['exact s/user'].iloc[0])} against {seconds(bx['beam s/user'].iloc[0])}) and gives every "
+             "user a rank.")
+    return bullets(likelihood + " " + beam, trace, costs, exact)
+
+
+def laptop_comparison_findings(profile: str = "laptop") -> str:
+    """Chapter 06 under the committed ``laptop`` runs (``results/laptop/llm``): the likelihood and beam NDCG@10 of
+    LML, S-DPO and MSL + ATS, and each against LML on the same test users."""
+    from .doc_format import CHOOSE_BY, _compare, _evaluation, _llm_run
+
+    runs = {"LML": _llm_run("lml", profile=profile), "S-DPO": _llm_run("sdpo", profile=profile),
+            "MSL + ATS": _llm_run("msl-ats", profile=profile)}
+    nll = {n: _evaluation(r, "test", "likelihood") for n, r in runs.items()}
+    beam = {n: _evaluation(r, "test", "beam") for n, r in runs.items()}
+    lml = runs["LML"]
+    likelihood = "; ".join(compare(n, "LML", _compare(lml, r, "likelihood", CHOOSE_BY), "nats")
+                           for n, r in runs.items() if n != "LML")
+    ndcg = "; ".join(compare(n, "LML", _compare(lml, r, "beam", "ndcg@10"), digits=4, lower_is_better=False)
+                     for n, r in runs.items() if n != "LML")
+    return bullets(
+        f"−log P_valid on {count(nll['LML']['n_users'])} test users: "
+        + listing(f"{n} {num(e['summary'][CHOOSE_BY], 2)}" for n, e in nll.items()) + f". {likelihood}.",
+        f"Beam NDCG@10 on {count(beam['LML']['n_users'])} users: "
+        + listing(f"{n} {num(e['summary']['ndcg@10'])}" for n, e in beam.items()) + f". {ndcg}.")
