@@ -83,3 +83,29 @@ def test_chapter_03_counts_the_small_weights_of_its_frame():
                    "2 of them are the opening quote", "rises with τ: 0.56 at τ = 1.0, 0.64 at τ = 4.5",
                    "w = 0.006 at τ = 1"):
         assert quoted in text, quoted
+
+
+def _roots(m, sigma2, delta, disc, code_m, numeric):
+    rows = [{"statistics": s, "eta": e, "m": m if s == "paper" else code_m, "sigma2": sigma2, "delta": delta,
+             "discriminant": disc if s == "paper" else 40.0, "tau numeric": numeric if e == 0.25 else float("nan")}
+            for s in ("paper", "code") for e in (0.1, 0.25, 0.5)]
+    return pd.DataFrame(rows)
+
+
+def test_chapter_04_judges_the_gaussian_fit_and_the_roots_by_its_tables():
+    normal = pd.DataFrame({"n": [52113, 77758, 52709, 78213], "skew": [0.041, 0.198, -2.538, -2.055],
+                           "excess_kurtosis": [0.111, 0.146, 7.798, 4.544], "ks_distance": [0.009, 0.042, 0.19, 0.2]},
+                          index=["toy, standardised per position", "books, standardised per position",
+                                 "toy, raw pooled", "books, raw pooled"])
+    roots = {"toy": _roots(159.2, 20.8, -1.37, -151.0, 2, 130.9), "books": _roots(376.0, 26.8, 2.19, -238.3, 4, 8.26)}
+    roots["books"].loc[2, "discriminant"] = 1.0  # one eta with a real root on books
+    tokenwise = pd.DataFrame({"two roots and exact": [25, 26, 2], "median |(+)/exact - 1|": [0.011, 0.04, 0.057],
+                              "median |(-)/exact - 1|": [0.85, 0.75, 0.51], "(+) closer": [1.0, 1.0, 0.944]})
+    clamped = pd.DataFrame({"toy": {"paper: tau": 5.0, "code: tau": 1.703}, "books": {"paper: tau": 1.5, "code: tau": 1.5}})
+    text = N.ats_findings(normal, roots, tokenwise, clamped)
+    for quoted in ("are close to Gaussian", "skewness 0.04 (toy) and 0.20 (books)", "they are far from Gaussian",
+                   "negative for every η on toy and 2 of 3 η on books", "m ≈ 159 (toy) and 376 (books)",
+                   "τ = 5 (toy) and 1.5 (books) at η = 0.25", "exact τ of 131 (toy) and 8.3 (books)",
+                   "within 1%–6% of the exact", "closer one at 94%–100%", "the code's root is the right one",
+                   "m = 2 (toy) and 4 (books)", "τ = 1.70 (toy) and 1.50 (books)"):
+        assert quoted in text, quoted

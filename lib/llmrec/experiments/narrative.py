@@ -287,3 +287,61 @@ def laptop_comparison_findings(profile: str = "laptop") -> str:
         + listing(f"{n} {num(e['summary'][CHOOSE_BY], 2)}" for n, e in nll.items()) + f". {likelihood}.",
         f"Beam NDCG@10 on {count(beam['LML']['n_users'])} users: "
         + listing(f"{n} {num(e['summary']['ndcg@10'])}" for n, e in beam.items()) + f". {ndcg}.")
+
+
+# ------------------------------------------------------------------------------ chapter 04: Gaussian logits, ATS
+
+
+def _span(values, fmt=sig) -> str:
+    """"0.011" or "0.011-0.057": the range of ``values`` (one value when they agree to the digits shown)."""
+    lo, hi = fmt(min(values)), fmt(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def ats_findings(normal, roots: dict, tokenwise, clamped, eta: float = 0.25) -> str:
+    """Chapter 04's findings: ``normal`` (:func:`llmrec.probes.normality` rows "<dataset>, standardised per
+    position" and "<dataset>, raw pooled"), ``roots`` ({dataset: :func:`llmrec.probes.ats_root_table`}),
+    ``tokenwise`` (:func:`llmrec.probes.ats_tokenwise_summary` by dataset) and ``clamped`` (τ of
+    :func:`llmrec.core.losses.ats_temperature` at ``eta``, rows "paper: tau" and "code: tau", one column per
+    dataset)."""
+    names = list(roots)
+    std = {n: normal.loc[f"{n}, standardised per position"] for n in names}
+    raw = {n: normal.loc[f"{n}, raw pooled"] for n in names}
+    close = all(abs(r["skew"]) < 0.5 and abs(r["excess_kurtosis"]) < 1 and r["ks_distance"] < 0.05 for r in std.values())
+    far = any(abs(r["skew"]) > 1 or abs(r["excess_kurtosis"]) > 2 for r in raw.values())
+    gauss = (f"**Gaussian logits (Figure 8).** Standardised per position the valid-token logits are "
+             f"{'close to Gaussian' if close else 'not close to Gaussian'}: skewness "
+             f"{each({n: r['skew'] for n, r in std.items()}, lambda x: num(x, 2))}, excess kurtosis "
+             f"{each({n: r['excess_kurtosis'] for n, r in std.items()}, lambda x: num(x, 2))}, KS distance "
+             f"{each({n: r['ks_distance'] for n, r in std.items()}, lambda x: num(x, 3))} (0 for a perfect fit; with "
+             f"{_span([r['n'] for r in std.values()], count)} logits a test would reject any deviation, so judge the "
+             f"size). Pooled without standardising, as eq. (12)'s single μ and σ² do, they are "
+             f"{'far from Gaussian' if far else 'close to it too'}: skewness "
+             f"{each({n: r['skew'] for n, r in raw.items()}, lambda x: num(x, 1))}, excess kurtosis "
+             f"{each({n: r['excess_kurtosis'] for n, r in raw.items()}, lambda x: num(x, 1))}.")
+    paper = {n: t[t.statistics == "paper"] for n, t in roots.items()}
+    negative = {n: int((p.discriminant < 0).sum()) for n, p in paper.items()}
+    at = {n: p[p.eta == eta].iloc[0] for n, p in paper.items()}
+    pooled = (f"**Eq. (12) with the paper's pooled statistics.** The discriminant Δ² − 2Cσ² is negative for "
+              + listing(f"{'every' if k == len(paper[n]) else f'{k} of {len(paper[n])}'} η on {n}"
+                        for n, k in negative.items())
+              + f": m ≈ {each({n: a['m'] for n, a in at.items()}, lambda x: sig(x, 3))} valid tokens on average, "
+              f"σ² ≈ {each({n: a['sigma2'] for n, a in at.items()}, lambda x: sig(x, 2))}, Δ = "
+              f"{each({n: a['delta'] for n, a in at.items()}, lambda x: num(x, 1))}. After the code's clamp to "
+              f"[1.5, 5] ATS uses τ = {each(clamped.loc['paper: tau'].to_dict(), lambda x: sig(x, 2))} at η = "
+              f"{eta:g}, against the exact τ of {each({n: a['tau numeric'] for n, a in at.items()}, lambda x: sig(x, 2))}.")
+    closer = tokenwise["(+) closer"].dropna()
+    plus = tokenwise["median |(+)/exact - 1|"].dropna()
+    minus = tokenwise["median |(-)/exact - 1|"].dropna()
+    n_pos = tokenwise["two roots and exact"]
+    root = (f"**Which root, position by position.** Where eq. (11) has two real roots and the exact τ_t exists "
+            f"({_span(n_pos, count)} positions per dataset and η), the \"+\" root (the authors' code) lies within "
+            f"{_span(plus, share)} of the exact τ_t (median) and the \"−\" root printed in the paper "
+            f"{_span(minus, share)} off; the \"+\" root is the closer one at {_span(closer, share)} of those "
+            f"positions" + (": the code's root is the right one." if len(closer) and closer.min() > 0.5 else "."))
+    code = {n: t[(t.statistics == "code") & (t.eta == eta)].iloc[0] for n, t in roots.items()}
+    variants = (f"**Paper vs code statistics.** The code's variant (first response token only) estimates everything "
+                f"from the opening quote: m = {each({n: c['m'] for n, c in code.items()}, lambda x: sig(x, 3))}. At "
+                f"η = {eta:g} it gives τ = {each(clamped.loc['code: tau'].to_dict(), lambda x: sig(x, 3))} after the "
+                f"clamp, the paper's statistics {each(clamped.loc['paper: tau'].to_dict(), lambda x: sig(x, 3))}.")
+    return bullets(gauss, pooled, root, variants)
