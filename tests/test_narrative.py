@@ -109,3 +109,22 @@ def test_chapter_04_judges_the_gaussian_fit_and_the_roots_by_its_tables():
                    "within 1%–6% of the exact", "closer one at 94%–100%", "the code's root is the right one",
                    "m = 2 (toy) and 4 (books)", "τ = 1.70 (toy) and 1.50 (books)"):
         assert quoted in text, quoted
+
+
+def test_chapter_05_names_the_run_validation_chose_and_the_verdict_of_each_row():
+    sweep = pd.DataFrame([{"dataset": "toy", "tau": t, "split": s, "nll_valid": v, "lo": v - 0.3, "hi": v + 0.3,
+                           "users": 500, "beam": 0.0, "beam users": 48 if s == "test" else 24}
+                          for t, v in ((1.0, 12.24), (2.0, 13.46), (4.5, 21.34)) for s in ("valid", "test")])
+    table6 = pd.DataFrame({"vs LML": [0.0, 0.0, -2.18, 1.93, 0.1], "lo": [0, 0, -2.38, 1.72, -0.2],
+                           "hi": [0, 0, -2.0, 2.15, 0.4],
+                           "verdict": ["unresolved", "unresolved", "resolved", "resolved", "unresolved"],
+                           "test nll_full": [69.6, 69.6, 93.5, 82.9, 70.0], "run": ["a", "a", "b", "c", "d"]},
+                          index=["LML", "LML + tuning τ", "MSL (w/o τ)", "MSL (w/ ATS)", "MSL + α"])
+    text = N.tau_findings(sweep, table6, 1.0, "toy", 4.5)
+    for quoted in ("below 0.062 on 48 test users", "2 of the 3 paired likelihood intervals of Table 6 exclude 0 "
+                   "(not: MSL + α)", "12.24 [11.94, 12.54] nats at τ = 1", "validation chooses τ = 1",
+                   "optimum (4.5) is not reproduced", "less likely at this scale", "MSL (w/o τ) beats LML: −2.18",
+                   "MSL (w/ ATS) is worse than LML: +1.93", "MSL + α and LML are not told apart",
+                   "LML + tuning τ is the LML run itself"):
+        assert quoted in text, quoted
+    assert "reproduced by the likelihood" in N.tau_findings(sweep, table6, 4.5, "toy", 4.5)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from IPython.display import Markdown
 
-from .doc_format import MINUS, interval, num
+from .doc_format import MINUS, direction, interval, num
 
 UNRESOLVED = "unresolved"
 
@@ -345,3 +345,93 @@ def ats_findings(normal, roots: dict, tokenwise, clamped, eta: float = 0.25) -> 
                 f"η = {eta:g} it gives τ = {each(clamped.loc['code: tau'].to_dict(), lambda x: sig(x, 3))} after the "
                 f"clamp, the paper's statistics {each(clamped.loc['paper: tau'].to_dict(), lambda x: sig(x, 3))}.")
     return bullets(gauss, pooled, root, variants)
+
+
+# ------------------------------------------------------------------------------ chapter 05: the τ sweep, Table 6
+
+
+def tau_findings(sweep, table6, chosen_tau: float, dataset: str, paper_tau: float | None = None,
+                 baseline: str = "LML") -> str:
+    """Chapter 05's findings: the sweep (:func:`.llm_losses.sweep_frame` rows of ``dataset``), the τ validation
+    chose, the paper's best τ on that dataset (None: not published), and Table 6
+    (:func:`.llm_losses.ablation_frame`, its rows against ``baseline``)."""
+    rows = sweep[sweep["dataset"] == dataset]
+    test = rows[rows["split"] == "test"].sort_values("tau")
+    hits = float(rows["beam"].max())
+    users = int(test["beam users"].min())
+    beam = ("**Beam search.** " + (f"Beam NDCG is 0 for every run on both splits, so each value is only bounded: "
+                                   f"below {sig(3 / users, 2)} on {count(users)} test users (95%, rule of three). "
+                                   "The likelihood resolves what beam search cannot."
+                                   if hits == 0 else "Beam search finds some targets; its intervals are in the "
+                                   "sweep's table."))
+    same = [m for m in table6.index if m != baseline and table6.loc[m, "run"] == table6.loc[baseline, "run"]]
+    others = table6.drop(index=[baseline, *same])
+    resolved = [m for m, r in others.iterrows() if r["verdict"] == "resolved"]
+    beam += (f" On {count(test['users'].iloc[0])} users {count(len(resolved))} of the {count(len(others))} paired "
+             "likelihood intervals of Table 6 exclude 0" + (f" (not: {listing(m for m in others.index if m not in resolved)})"
+                                                             if len(resolved) < len(others) else "") + ".")
+    trend = test["nll_valid"].is_monotonic_increasing
+    agree = paper_tau is not None and float(chosen_tau) == float(paper_tau)
+    sweep_text = (f"**The τ sweep.** Test −log P_valid: " + listing(
+        f"{num(r['nll_valid'], 2)} [{num(r['lo'], 2)}, {num(r['hi'], 2)}] nats at τ = {r['tau']:g}"
+        for _, r in test.iterrows()) + f"; validation chooses τ = {float(chosen_tau):g}"
+        + (f", the paper's optimum ({paper_tau:g}) is {'reproduced' if agree else 'not reproduced'} by the likelihood"
+           if paper_tau is not None else "")
+        + (". A larger fixed τ makes the target less likely at this scale." if trend and len(test) > 1 else "."))
+    compared = "; ".join(compare(m, baseline, {"diff": r[f"vs {baseline}"], "lo": r["lo"], "hi": r["hi"],
+                                              "verdict": r["verdict"]}, "nats") for m, r in others.iterrows())
+    compared += "".join(f"; {m} is the {baseline} run itself (validation chose it)" for m in same)
+    table = f"**Table 6 against {baseline}** (test −log P_valid, paired on the same users): {compared}."
+    full = table6["test nll_full"].drop(index=same)
+    calib = (f"The full-vocabulary −log P of the target: {baseline} {num(full[baseline], 1)}, "
+             + listing(f"{m} {num(v, 1)}" for m, v in full.drop(index=baseline).items())
+             + (": MSL gives up what it does not train, the probability of leaving the catalogue."
+                if (full.drop(index=baseline) > full[baseline]).all() else "."))
+    return bullets(beam, sweep_text, table + " " + calib)
+
+
+def laptop_tau_findings(profile: str = "laptop") -> str:
+    """Chapter 05 under the committed ``laptop`` runs: Table 6 against LML on the likelihood and on beam NDCG@10,
+    and the sweep's first and last τ against each other on both."""
+    from .doc_format import CHOOSE_BY, _compare, _evaluation, _msl_sweep, _table6_runs
+
+    rows = _table6_runs(profile)
+    lml = rows.pop("LML")
+    n = _evaluation(lml, "test", "likelihood")["n_users"]
+    beam_users = _evaluation(lml, "test", "beam")["n_users"]
+    same = [m for m, r in rows.items() if r.name == lml.name]  # validation chose LML itself
+    rows = {m: r for m, r in rows.items() if m not in same}
+    likelihood = "; ".join(compare(m, "LML", _compare(lml, r, "likelihood", CHOOSE_BY), "nats") for m, r in rows.items())
+    likelihood += "".join(f"; {m} is the LML run itself" for m in same)
+    beam = [(m, _compare(lml, r, "beam", "ndcg@10")) for m, r in rows.items()]
+    beam_text = "; ".join(compare(m, "LML", d, digits=4, lower_is_better=False) for m, d in beam)
+    sweep = _msl_sweep(profile)
+    first, last = list(sweep)[0], list(sweep)[-1]
+    ndcg = {t: _evaluation(r, "test", "beam")["summary"]["ndcg@10"] for t, r in sweep.items()}
+    tau_beam = _compare(sweep[first], sweep[last], "beam", "ndcg@10")
+    tau_nll = _compare(sweep[first], sweep[last], "likelihood", CHOOSE_BY)
+    return bullets(
+        f"Test −log P_valid on {count(n)} users, against LML: {likelihood}.",
+        f"Beam NDCG@10 on {count(beam_users)} users, against LML: {beam_text}.",
+        f"Beam NDCG@10 by training temperature: " + listing(f"{num(v)} at τ = {t:g}" for t, v in ndcg.items())
+        + f". τ = {last:g} against τ = {first:g}: NDCG@10 {interval(tau_beam)}, −log P_valid "
+        f"{interval(tau_nll, 2)} nats" + _disagree(tau_nll, tau_beam))
+
+
+def _disagree(nll: dict, beam: dict) -> str:
+    """Whether the likelihood (lower is better) and a beam metric (higher is better) point the same way."""
+    if direction(nll) == 0 or beam["diff"] == 0 or (nll["diff"] > 0) != (beam["diff"] > 0):
+        return "."
+    return (": **the likelihood and beam search disagree about τ**." if direction(beam) != 0 else
+            ": beam search points the other way from the likelihood, without resolving it.")
+
+
+
+def evaluation_sizes(profile: str) -> str:
+    """How many users a profile evaluates, and with how many beams (from :mod:`llmrec.core.profiles`)."""
+    from ..core.profiles import profile as sizes
+
+    p = sizes(profile)
+    return (f"Under `{profile}`: the likelihood on {count(p['likelihood_users'])} users of each split; beam search "
+            f"with {count(p['eval_beams'])} beams on {count(p['eval_users'])} test users (NDCG@10), and with "
+            f"{count(p['valid_beams'])} beams on {count(p['valid_users'])} validation users.")
