@@ -242,15 +242,15 @@ def comparison_findings(nll: dict, paired, evals: dict, ats: dict, bx, baseline:
                   + "; ".join(compare(n, baseline, _pair(paired, n, "nll_valid"), "nats") for n in names) + ".")
     beam_users = {n: ev["n_users"] for n, (_, ev) in evals.items()}
     hits = {n: round(ev["summary"]["hr@10"] * ev["n_users"]) for n, (_, ev) in evals.items()}
-    beam = (f"Beam search (top 10) finds {each(hits, count)} of the {count(max(beam_users.values()))} test "
-            "targets; " + ("every paired NDCG@10 interval contains 0, so the figure states that NDCG@10 is unresolved"
+    beam = (f"Beam search finds {each(hits, count)} of the {count(max(beam_users.values()))} test targets in its "
+            "top 10; " + ("every paired NDCG@10 interval contains 0, so the figure states that NDCG@10 is unresolved"
                            if all(_pair(paired, n, "ndcg@10")["verdict"] != "resolved" for n in names)
                            else "see the paired table for which NDCG@10 differences are resolved") + ".")
     no_root, steps = ats["steps without a root"], ats["steps"]
     taus = {int(k.rsplit(" ", 1)[1]): v for k, v in ats.items() if k.startswith("tau at step ")}
     trace = (f"**How ATS set τ.** Eq. (12) has no positive root at {count(no_root)} of the {count(steps)} steps "
              f"({'all' if ats['of which Delta <= 0'] == no_root else count(ats['of which Delta <= 0'])} of them with "
-             f"Δ ≤ 0); {count(ats['roots below the lower clamp'])} roots fall below the lower clamp "
+             f"Δ ≤ 0); roots below the lower clamp: {count(ats['roots below the lower clamp'])} "
              f"({ats['clamp'][0]:g}; median root {num(ats['median raw root'], 2)}). The smoothed τ: "
              + listing(f"{num(t, 2)} at step {s}" for s, t in sorted(taus.items())) + ".")
     cost = table["s/step"]
@@ -435,3 +435,113 @@ def evaluation_sizes(profile: str) -> str:
     return (f"Under `{profile}`: the likelihood on {count(p['likelihood_users'])} users of each split; beam search "
             f"with {count(p['eval_beams'])} beams on {count(p['eval_users'])} test users (NDCG@10), and with "
             f"{count(p['valid_beams'])} beams on {count(p['valid_users'])} validation users.")
+
+
+# ------------------------------------------------------------------------------ chapter 07: the classic family
+
+
+def _higher(name: str, base: str, r) -> str:
+    """A row with diff, lo, hi and a verdict (or ``resolved``) of a metric where higher is better, in words."""
+    return compare(name, base, {"diff": r["diff"], "lo": r["lo"], "hi": r["hi"], "verdict": _verdict(r)}, digits=4,
+                   lower_is_better=False)
+
+
+def _verdict(r) -> str:
+    """A row's verdict: its ``verdict`` column, or from ``resolved`` where a table has only that."""
+    if "verdict" in r.index and isinstance(r["verdict"], str):
+        return r["verdict"]
+    return "resolved" if bool(r["resolved"]) else "unresolved"
+
+
+def classic_findings(losses, grid, cross, cross_ci, epochs_cap: int, baseline: str = "SASRec + CE") -> str:
+    """Chapter 07's findings under the chapter's profile: the quick schedule's SASRec + CE against the SCE grid
+    (``losses``: :func:`.classic_losses.compare_losses`, ``grid``: :func:`.classic_losses.sce_grid`, runs capped at
+    ``epochs_cap`` epochs) and the cross-family comparison on the LLM runs' users (``cross``, ``cross_ci``:
+    :func:`.sasrec_vs_llm.cross_family_table`)."""
+    ce = losses.query("model == 'sasrec' and loss == 'ce'").iloc[0]
+    k500 = grid[grid["K"] == grid["K"].max()]
+    schedule = (f"**The quick schedule.** SASRec + CE stops at epoch {count(ce['best_epoch'])} of at most "
+                f"{count(epochs_cap)} (NDCG@10 {num(ce['ndcg@10'])} on all test windows) while the SCE grid's cells "
+                f"reach {_span(grid['ndcg@10'], num)}"
+                + (f" (best epochs {_span(grid['best_epoch'], count)})" if "best_epoch" in grid else "")
+                + (": on these tables SCE's lead may be early stopping as much as the loss (the plateau runs below "
+                   "and the laptop protocol separate the two)." if ce["ndcg@10"] < grid["ndcg@10"].min() else ".")
+                + f" Full CE costs {seconds(ce['seconds_per_epoch'])} per epoch against "
+                f"{seconds(k500['seconds_per_epoch'].mean())} for SCE with K = {count(grid['K'].max())}.")
+    hits = {m: round(r["hr@10"] * r["n_users"]) for m, r in cross.iterrows()}
+    ndcg = cross_ci[cross_ci["metric"] == "ndcg@10"]
+    versus = "; ".join(_higher(r["method"], baseline, r) for _, r in ndcg.iterrows())
+    family = (f"**Against the LLM** (on the {count(cross['n_users'].max())} users the LLM runs can afford beam "
+              f"search on; SASRec + CE and + SCE trained to their plateau): the top 10 holds the target for "
+              f"{each(hits, count)} users. NDCG@10 against {baseline}: {versus}.")
+    return bullets(schedule, family)
+
+
+def protocol_findings(protocol, books=None, baseline: str = "SASRec + CE",
+                      losses=("SASRec + BCE", "SASRec + BPR", "SASRec + sampled softmax (K 500)",
+                              "SASRec + SCE (K 500, α 100)")) -> str:
+    """Chapter 07 under one protocol (the committed ``laptop`` grid, :func:`.classic_protocol.protocol_table` on
+    Toy and, where committed, ``books``): each of the SCE paper's losses and each departure from the reference
+    code against ``baseline``."""
+    def table(t, name):
+        base = t.loc[baseline]
+        rows = "; ".join(_higher(m, baseline, t.loc[m]) for m in losses if m in t.index)
+        return (f"On {name}: {baseline} reaches NDCG@10 {num(base['ndcg@10'])} (best epochs {base['best epochs']}, "
+                f"{seconds(base['s/run'])} per run); {rows}. SCE takes {seconds(t.loc[losses[-1], 's/run'])} per run."
+                if losses[-1] in t.index else "")
+    departures = [m for m in protocol.index if m != baseline and m not in losses]
+    moved = [m for m in departures if _verdict(protocol.loc[m]) == "resolved"]
+    changes = (f"Of the {count(len(departures))} departures from the reference SASRec code, {count(len(moved))} move "
+               "NDCG@10 beyond the interval's reach of 0" + (": " + "; ".join(_higher(m, baseline, protocol.loc[m])
+                                                                      for m in moved) if moved else "")
+               + ". The others are unresolved.")
+    return bullets(table(protocol, "Toy"), table(books, "Books") if books is not None else "", changes)
+
+
+# ------------------------------------------------------------------------------ chapter 08: Lite-LLM4Rec
+
+
+def _rows(paired, metric: str = "ndcg@10"):
+    """(method, row) of a paired table's ``metric`` rows (the method a column or the index)."""
+    t = paired[paired["metric"] == metric]
+    return [(r["method"] if "method" in r.index else m, r) for m, r in t.iterrows()]
+
+
+def lite_findings(table, vs_sasrec, ablation, cross, cross_ci, cost, main: str = "Lite-LLM4Rec",
+                  baseline: str = "SASRec + CE", paper_saved: float = 0.9728) -> str:
+    """Chapter 08's findings: inference cost (``cost``: ms/user and the time saved against beam search),
+    accuracy on every test window (``table``: :func:`.tables.accuracy_table`; ``vs_sasrec``: paired against
+    ``baseline``), the generative runs on the beam users (``cross``, ``cross_ci``: paired against ``main``) and
+    the ablations (``ablation``: paired against ``main``); ``paper_saved``: the paper's 97.28% less time."""
+    head = cost.loc[[i for i in cost.index if i.startswith("projection head")]]
+    every = head.loc[head["users"].idxmax()]
+    beam = cost.loc[[i for i in cost.index if i.startswith("constrained beam search")]].iloc[0]
+    exact = cost.loc[[i for i in cost.index if i.startswith("exact ranking")]].iloc[0]
+    saved = float(head["time saved vs beam"].min())
+    speed = (f"**Speed** (paper: {share(paper_saved, 2)} less inference time than generative LLM recommenders). The "
+             f"projection head ranks the whole catalogue in {sig(every['ms/user'], 2)} ms per user over "
+             f"{count(every['users'])} test windows, against {sig(beam['ms/user'], 3)} ms for {beam.name} and "
+             f"{seconds(exact['ms/user'] / 1000)} for {exact.name} on the same machine: "
+             f"{share(saved, 1)} less than beam search, so {holds('97.28% less', saved >= paper_saved)}.")
+    r, c = table.loc[main], table.loc[baseline]
+    epoch = (f", best epoch {count(c['best_epoch'])} of {count(c['epochs_run'])} run"
+             if "best_epoch" in c and c["best_epoch"] == c["best_epoch"] else "")
+    pairs = {(m, row["metric"]): row for m, row in ((row["method"], row) for _, row in vs_sasrec.iterrows())}
+    accuracy = (f"**Accuracy on every test window.** {main} reaches NDCG@10 {num(r['ndcg@10'])} "
+                f"[{num(r['ndcg@10 lo'])}, {num(r['ndcg@10 hi'])}] (HR@10 = Recall@10 {num(r['hr@10'])}), {baseline} "
+                f"{num(c['ndcg@10'])} [{num(c['ndcg@10 lo'])}, {num(c['ndcg@10 hi'])}]{epoch}. NDCG@10: "
+                + "; ".join(_higher(m, baseline, row) for (m, metric), row in pairs.items() if metric == "ndcg@10")
+                + f". HR@10: " + "; ".join(_higher(m, baseline, row) for (m, metric), row in pairs.items()
+                                          if metric == "hr@10") + ".")
+    ci = cross_ci.reset_index() if "method" not in cross_ci.columns else cross_ci
+    hits = {m: round(x["hr@10"] * x["n_users"]) for m, x in cross.iterrows()}
+    open_ = all(_verdict(row) != "resolved" for _, row in _rows(ci))
+    generative = (f"**Against the generative runs** (paper: +46.8% Recall@10). On the {count(cross['n_users'].max())} "
+                  f"beam users the top 10 holds the target for {each(hits, count)} users; "
+                  + ("every paired NDCG@10 interval against " + main + " contains 0, so the paper's margin is not "
+                     "checked at this budget." if open_ else "NDCG@10 against " + main + ": "
+                     + "; ".join(_higher(m, main, row) for m, row in _rows(ci)) + "."))
+    abl = "; ".join(_higher(m, main, row) + (" (its best epoch is the cap)" if bool(table.loc[m].get("best at cap"))
+                                             else "") for m, row in _rows(ablation))
+    ablations = f"**Ablations** (NDCG@10, variant − main run): {abl}." if abl else ""
+    return bullets(speed, accuracy, generative, ablations)
