@@ -141,7 +141,7 @@ def test_chapter_07_reads_the_schedule_and_the_cross_family_verdicts():
                              "verdict": ["unresolved", "unresolved"], "resolved": [False, False]})
     text = N.classic_findings(losses, grid, cross, cross_ci, 12)
     for quoted in ("stops at epoch 4 of at most 12 (NDCG@10 0.0036", "reach 0.0061–0.0082 (best epochs 12)",
-                   "early stopping as much as the loss", "5.8 s per epoch against 2.2 s for SCE with K = 500",
+                   "5.8 s per epoch against 2.2 s for SCE with K = 500",
                    "0 (LLM + LML) and 1 (SASRec + SCE) users", "LLM + LML and SASRec + CE are not told apart"):
         assert quoted in text, quoted
 
