@@ -109,6 +109,8 @@ def test_chapter_04_judges_the_gaussian_fit_and_the_roots_by_its_tables():
                    "within 1%–6% of the exact", "closer one at 94%–100%", "the code's root is the right one",
                    "m = 2 (toy) and 4 (books)", "τ = 1.70 (toy) and 1.50 (books)"):
         assert quoted in text, quoted
+    paper_only = {n: t[t.statistics == "paper"] for n, t in roots.items()}  # smoke: no first token with a choice
+    assert "has no position with more than one valid token" in N.ats_findings(normal, paper_only, tokenwise, clamped)
 
 
 def test_chapter_05_names_the_run_validation_chose_and_the_verdict_of_each_row():

@@ -294,8 +294,18 @@ def laptop_comparison_findings(profile: str = "laptop") -> str:
 
 def _span(values, fmt=sig) -> str:
     """"0.011" or "0.011-0.057": the range of ``values`` (one value when they agree to the digits shown)."""
+    values = list(values)
+    if not values:
+        return "–"
     lo, hi = fmt(min(values)), fmt(max(values))
     return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _at(rows, eta: float):
+    """The row of ``rows`` whose ``eta`` is nearest ``eta`` (None: no rows)."""
+    if rows.empty:
+        return None
+    return rows.loc[(rows["eta"] - eta).abs().idxmin()]
 
 
 def ats_findings(normal, roots: dict, tokenwise, clamped, eta: float = 0.25) -> str:
@@ -321,15 +331,17 @@ def ats_findings(normal, roots: dict, tokenwise, clamped, eta: float = 0.25) -> 
              f"{each({n: r['excess_kurtosis'] for n, r in raw.items()}, lambda x: num(x, 1))}.")
     paper = {n: t[t.statistics == "paper"] for n, t in roots.items()}
     negative = {n: int((p.discriminant < 0).sum()) for n, p in paper.items()}
-    at = {n: p[p.eta == eta].iloc[0] for n, p in paper.items()}
+    at = {n: _at(p, eta) for n, p in paper.items()}
+    shown = float(next(iter(at.values()))["eta"])  # ``eta``, or the nearest η the table has
     pooled = (f"**Eq. (12) with the paper's pooled statistics.** The discriminant Δ² − 2Cσ² is negative for "
-              + listing(f"{'every' if k == len(paper[n]) else f'{k} of {len(paper[n])}'} η on {n}"
+              + listing(f"{'every' if k == len(paper[n]) else 'no' if k == 0 else f'{k} of {len(paper[n])}'} η on {n}"
                         for n, k in negative.items())
               + f": m ≈ {each({n: a['m'] for n, a in at.items()}, lambda x: sig(x, 3))} valid tokens on average, "
               f"σ² ≈ {each({n: a['sigma2'] for n, a in at.items()}, lambda x: sig(x, 2))}, Δ = "
               f"{each({n: a['delta'] for n, a in at.items()}, lambda x: num(x, 1))}. After the code's clamp to "
               f"[1.5, 5] ATS uses τ = {each(clamped.loc['paper: tau'].to_dict(), lambda x: sig(x, 2))} at η = "
-              f"{eta:g}, against the exact τ of {each({n: a['tau numeric'] for n, a in at.items()}, lambda x: sig(x, 2))}.")
+              f"{eta:g}, against the exact τ of {each({n: a['tau numeric'] for n, a in at.items()}, lambda x: sig(x, 2))}"
+              + (f" at η = {shown:g}." if shown != eta else "."))
     closer = tokenwise["(+) closer"].dropna()
     plus = tokenwise["median |(+)/exact - 1|"].dropna()
     minus = tokenwise["median |(-)/exact - 1|"].dropna()
@@ -339,11 +351,14 @@ def ats_findings(normal, roots: dict, tokenwise, clamped, eta: float = 0.25) -> 
             f"{_span(plus, share)} of the exact τ_t (median) and the \"−\" root printed in the paper "
             f"{_span(minus, share)} off; the \"+\" root is the closer one at {_span(closer, share)} of those "
             f"positions" + (": the code's root is the right one." if len(closer) and closer.min() > 0.5 else "."))
-    code = {n: t[(t.statistics == "code") & (t.eta == eta)].iloc[0] for n, t in roots.items()}
-    variants = (f"**Paper vs code statistics.** The code's variant (first response token only) estimates everything "
-                f"from the opening quote: m = {each({n: c['m'] for n, c in code.items()}, lambda x: sig(x, 3))}. At "
-                f"η = {eta:g} it gives τ = {each(clamped.loc['code: tau'].to_dict(), lambda x: sig(x, 3))} after the "
-                f"clamp, the paper's statistics {each(clamped.loc['paper: tau'].to_dict(), lambda x: sig(x, 3))}.")
+    code = {n: _at(t[t.statistics == "code"], eta) for n, t in roots.items()}
+    code = {n: c for n, c in code.items() if c is not None}
+    variants = ("**Paper vs code statistics.** " + (
+        f"The code's variant (first response token only) estimates everything from the opening quote: m = "
+        f"{each({n: c['m'] for n, c in code.items()}, lambda x: sig(x, 3))}. At η = {eta:g} it gives τ = "
+        f"{each(clamped.loc['code: tau'].to_dict(), lambda x: sig(x, 3))} after the clamp, the paper's statistics "
+        f"{each(clamped.loc['paper: tau'].to_dict(), lambda x: sig(x, 3))}." if code else
+        "The code's variant (first response token only) has no position with more than one valid token here."))
     return bullets(gauss, pooled, root, variants)
 
 
@@ -460,7 +475,7 @@ def classic_findings(losses, grid, cross, cross_ci, epochs_cap: int, baseline: s
     :func:`.sasrec_vs_llm.cross_family_table`)."""
     ce = losses.query("model == 'sasrec' and loss == 'ce'").iloc[0]
     k500 = grid[grid["K"] == grid["K"].max()]
-    schedule = (f"**The quick schedule.** SASRec + CE stops at epoch {count(ce['best_epoch'])} of at most "
+    schedule = (f"**The profile's schedule.** SASRec + CE stops at epoch {count(ce['best_epoch'])} of at most "
                 f"{count(epochs_cap)} (NDCG@10 {num(ce['ndcg@10'])} on all test windows) while the SCE grid's cells "
                 f"reach {_span(grid['ndcg@10'], num)}"
                 + (f" (best epochs {_span(grid['best_epoch'], count)})" if "best_epoch" in grid else "")
