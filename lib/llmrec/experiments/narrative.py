@@ -176,7 +176,7 @@ def decomposition_findings(table, grad_norms, l2_tail: dict, steps: int, tail: i
     lml_l2, alone = l2_tail["optimise LML"], l2_tail["optimise L2 only"]
     figure4 = (f"**Figure 4{' reproduced' if alone < lml_l2 else ' not reproduced'}.** The paper shows "
                f"$\\mathcal L^2$ falling faster and lower when it is optimised alone. Mean $\\mathcal L^2$ over the "
-               f"last {tail} of {steps} steps: {num(alone, 2)} when optimising L2 only, {num(lml_l2, 2)} when "
+               f"last {min(tail, steps)} of {steps} steps: {num(alone, 2)} when optimising L2 only, {num(lml_l2, 2)} when "
                "optimising LML.")
     return bullets(identity, figure3, figure4)
 
@@ -338,7 +338,7 @@ def ats_findings(normal, roots: dict, tokenwise, clamped, eta: float = 0.25) -> 
                         for n, k in negative.items())
               + f": m ≈ {each({n: a['m'] for n, a in at.items()}, lambda x: sig(x, 3))} valid tokens on average, "
               f"σ² ≈ {each({n: a['sigma2'] for n, a in at.items()}, lambda x: sig(x, 2))}, Δ = "
-              f"{each({n: a['delta'] for n, a in at.items()}, lambda x: num(x, 1))}. After the code's clamp to "
+              f"{each({n: a['delta'] for n, a in at.items()}, lambda x: sig(x, 2))}. After the code's clamp to "
               f"[1.5, 5] ATS uses τ = {each(clamped.loc['paper: tau'].to_dict(), lambda x: sig(x, 2))} at η = "
               f"{eta:g}, against the exact τ of {each({n: a['tau numeric'] for n, a in at.items()}, lambda x: sig(x, 2))}"
               + (f" at η = {shown:g}." if shown != eta else "."))
