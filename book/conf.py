@@ -26,6 +26,7 @@ myst_heading_anchors = 3
 nb_execution_mode = "off"  # the book shows what the canonical batch computed; building it runs nothing
 nb_ipywidgets_js = {}  # no require.js / widget manager from a CDN: the explorers are replaced by a note below
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # a narrative cell's Markdown output (its sentences) with its $math$, as the text
 suppress_warnings = ["myst.header", "misc.highlighting_failure"]
 
 html_theme = "sphinx_book_theme"
