@@ -26,6 +26,7 @@ myst_heading_anchors = 3
 nb_execution_mode = "off"  # the book shows what the canonical batch computed; building it runs nothing
 nb_ipywidgets_js = {}  # no require.js / widget manager from a CDN: the explorers are replaced by a note below
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # a narrative cell's Markdown output (its sentences) with its $math$, as the text
 suppress_warnings = ["myst.header", "misc.highlighting_failure"]
 
 html_theme = "sphinx_book_theme"
@@ -65,6 +66,42 @@ def _static_explorers(app, docname: str, source: list[str]) -> None:
     source[0] = json.dumps(book)
 
 
+GLOSSARY_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)+docs/glossary\.md#([\w-]+)\)")
+
+
+def _glossary_terms(path: Path) -> dict[str, str]:
+    """{anchor: term} of the ``{glossary}`` in ``path``: a chapter links a term as ``[text](../docs/glossary.md#anchor)``,
+    the anchor being the term in lower case with every run of other characters than letters and digits a hyphen
+    ("P_valid" -> ``p-valid``, "NDCG@K" -> ``ndcgk``)."""
+    block = path.read_text().split("```{glossary}", 1)[1].split("```", 1)[0]
+    terms = [line.strip() for line in block.splitlines() if line.strip() and not line[0].isspace()]
+    return {re.sub(r"[^a-z0-9]+", "-", t.lower().replace("@", "")).strip("-"): t for t in terms}
+
+
+GLOSSARY = _glossary_terms(Path(__file__).resolve().parents[1] / "docs" / "glossary.md")
+
+
+def _glossary_links(app, docname: str, source: list[str]) -> None:
+    """In an executed chapter, each Markdown link to a glossary term (which reads as a link in JupyterLab and on a
+    code host) becomes the ``{term}`` role, which Sphinx resolves to the term's entry (a link to the page alone
+    would not find the entry's anchor, and its relative path is the source chapter's)."""
+    if not docname.startswith("notebooks/executed/"):
+        return
+    book = json.loads(source[0])
+
+    def term(m: re.Match) -> str:
+        if m.group(2) not in GLOSSARY:
+            raise ValueError(f"{docname}: a link to the glossary's #{m.group(2)}, which defines no such term "
+                             f"(its anchors: {', '.join(sorted(GLOSSARY))})")
+        return f"{{term}}`{m.group(1)} <{GLOSSARY[m.group(2)]}>`"
+
+    for cell in book.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["source"] = GLOSSARY_LINK.sub(term, text)
+    source[0] = json.dumps(book)
+
+
 REDIRECT = ('<!DOCTYPE html>\n<meta charset="utf-8">\n<meta http-equiv="refresh" content="0; url=book/index.html">\n'
             '<title>llmrec-study</title>\n<a href="book/index.html">llmrec-study</a>\n')
 
@@ -79,4 +116,5 @@ def setup(app):
     app.connect("build-finished", _redirect)
     app.connect("source-read", _static_explorers)
     app.connect("source-read", _chapter_links)
+    app.connect("source-read", _glossary_links)
     app.set_html_assets_policy("always")  # MathJax on every page: the sidebar's chapter titles hold equations

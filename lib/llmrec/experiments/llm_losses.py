@@ -70,7 +70,7 @@ def chosen_on_valid(profile: str, candidates: dict) -> tuple:
 def ablation_frame(rows: dict[str, tuple[dict, str]], profile: str, baseline: str = "LML") -> pd.DataFrame:
     """Table 6: {method: (evaluation, what was chosen)} -> validation and test ``nll_valid``, the paired 95%
     interval of (method - baseline) on test ``nll_valid`` (users resampled; negative: more likely than the
-    baseline), test ``nll_full`` and the beam metrics on test."""
+    baseline) and its ``verdict`` (resolved, unresolved, edge), test ``nll_full`` and the beam metrics on test."""
     vm = valid_metric(profile)
     base = rows[baseline][0]["test nll"]
     out = []
@@ -79,7 +79,7 @@ def ablation_frame(rows: dict[str, tuple[dict, str]], profile: str, baseline: st
         d = compare_by_user(base, t, CHOOSE_BY)
         out.append({"method": name, "valid nll_valid": e["valid nll"]["summary"][CHOOSE_BY] if "valid nll" in e else None,
                     "test nll_valid": t["summary"][CHOOSE_BY], f"vs {baseline}": d["diff"], "lo": d["lo"],
-                    "hi": d["hi"], "test nll_full": t["summary"]["nll_full"],
+                    "hi": d["hi"], "verdict": d["verdict"], "test nll_full": t["summary"]["nll_full"],
                     f"valid {vm}": e["valid"]["summary"][vm] if "valid" in e else None,
                     "test ndcg@10": e["test"]["summary"]["ndcg@10"], "test hr@10": e["test"]["summary"]["hr@10"],
                     "chosen": note, "run": str(e["run"])})
