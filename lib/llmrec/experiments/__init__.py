@@ -12,6 +12,9 @@
 * :mod:`.sasrec_vs_llm`: SASRec beside the LLM recommenders on the same users (chapters 07-08);
 * :mod:`.lite_vs_sasrec`: Lite-LLM4Rec, its ablations and its inference cost beside SASRec and the LLM
   (chapter 08);
+* :mod:`.transfer`: do the conclusions transfer? each paper's headline claim judged per dataset (holds, reversed,
+  unresolved) from paired intervals and seeds, on the committed results or on any dataset (chapter 09, ``llmrec
+  verdicts``); :mod:`.transfer_runs`: the runs behind it (the arms, the committed reference, what to train);
 * :mod:`.tables`: the tables of evaluated runs: metrics, paired intervals against a baseline;
 * :mod:`.published`: the committed results under ``results/<profile>/``: export, read back, provenance.
 
