@@ -375,3 +375,45 @@ def plot_interval_table(table: pd.DataFrame, metric: str = "ndcg@10", title: str
     ax.set(title=title, xlabel=f"{metric.upper()} (95% bootstrap interval over users)")
     fig.tight_layout()
     return fig
+
+
+def plot_transfer(table: pd.DataFrame, title: str = ""):
+    """Chapter 09's verdicts (a table of :func:`llmrec.experiments.transfer.transfer_table`): a panel per metric, a
+    row per claim, a point per dataset: the paired difference (method − baseline) turned so that > 0 is the
+    direction the paper reports (``expects``: a likelihood's "lower" is flipped), with its 95% interval; filled
+    where the verdict is resolved (holds or reversed), hollow where it is unresolved."""
+    names = {"nll_valid": "likelihood of the target (nats)", "ndcg@10": "NDCG@10", "hr@10": "HR@10"}
+    metrics = [m for m in names if m in set(table["metric"])]
+    datasets = list(dict.fromkeys(table["dataset"]))
+    claims = list(dict.fromkeys(table["claim"]))[::-1]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 3, 0.42 * len(claims) + 1.9),
+                             sharey=True, squeeze=False)
+    seen = {}
+    for ax, m in zip(axes[0], metrics):
+        rows = table[table["metric"] == m]
+        for j, ds in enumerate(datasets):
+            g = rows[rows["dataset"] == ds].dropna(subset=["diff"])
+            if g.empty:
+                continue
+            s = np.where(g["expects"] == "lower", -1.0, 1.0)
+            d, lo, hi = s * g["diff"], np.minimum(s * g["lo"], s * g["hi"]), np.maximum(s * g["lo"], s * g["hi"])
+            y = np.array([claims.index(c) for c in g["claim"]]) + 0.18 * (j - (len(datasets) - 1) / 2)
+            ax.errorbar(d, y, xerr=[d - lo, hi - d], fmt="none", capsize=3, color=f"C{j}")
+            solid = g["verdict"].isin(["holds", "reversed"]).to_numpy()
+            ax.scatter(d[solid], y[solid], color=f"C{j}", zorder=3)
+            ax.scatter(d[~solid], y[~solid], facecolor="white", edgecolor=f"C{j}", zorder=3)
+            seen[ds] = plt.Line2D([], [], marker="o", ls="", color=f"C{j}")
+        ax.axvline(0, color="grey", lw=1)
+        ax.locator_params(axis="x", nbins=4)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set(title=names[m], xlabel="method − baseline\n(> 0: the paper's direction)")
+        if not rows["diff"].notna().any():
+            ax.text(0.5, 0.5, "no run", transform=ax.transAxes, ha="center", va="center", color="grey")
+    axes[0][0].set_yticks(np.arange(len(claims)), claims)
+    axes[0][0].set_ylim(-0.6, len(claims) - 0.4)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=len(seen), frameon=False,
+                   title="filled: resolved (holds or reversed); hollow: unresolved")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.14 if seen else 0, 1, 1))
+    return fig
