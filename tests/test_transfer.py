@@ -160,12 +160,21 @@ def test_a_claim_without_committed_runs_says_so(tmp_path, monkeypatch):
     assert set(table["verdict"]) == {"no committed run"} and table["diff"].isna().all()
     assert "no run of Lite-LLM4Rec" in table["note"].iloc[0]
     assert table.attrs["computed"] == ["popularity"] and not (tmp_path / "runs").exists()
-    assert T.where_it_holds(table, "lite-sasrec") == \
-        "Lite-LLM4Rec beats SASRec + CE (NDCG@10, method − baseline): no committed run on toy."
+    assert T.where_it_holds(table, "lite-sasrec", ("ndcg@10", "hr@10")) == ("Lite-LLM4Rec beats SASRec + CE (method "
+                                                                           "− baseline). NDCG@10: no committed run on "
+                                                                           "toy. HR@10: no committed run on toy.")
     with pytest.raises(ValueError, match="reference"):
         T.transfer_table("synthetic", "smoke", source="reference")
     with pytest.raises(ValueError, match="publish"):
         T.transfer_table("toy", publish=True)
+
+
+def test_the_docs_quote_the_committed_reference():
+    """README.md and docs/transfer.md hold the committed reference's table and sentences as update_docs writes them
+    (after new committed results: python -c "from llmrec.experiments import transfer; transfer.update_docs()")."""
+    assert T.update_docs(check=True) == []
+    text = (ROOT / "docs" / "transfer.md").read_text()
+    assert text.count("<!-- transfer: ") == 2 and "| Lite-LLM4Rec beats SASRec + CE | NDCG@10 | toy | " in text
 
 
 # ------------------------------------------------------------------------------------------------ llmrec verdicts

@@ -17,12 +17,14 @@ on every dataset by paired intervals over users and by its seeds.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..core.io import atomic_write, repo_root
 from ..core.metrics import compare_by_user, entry_values, user_bootstrap
 from ..core.profiles import dataset_for
 from ..core.results import TableRecord, entry_from_evaluation, write_record
@@ -193,6 +195,12 @@ def transfer_table(dataset: str | None = None, profile: str = "quick", seeds=Non
     return table
 
 
+def reference_table(keys=None) -> pd.DataFrame:
+    """The committed reference on every shipped dataset (Toy, then Books) in one table: what the chapters, the
+    README and the book quote (nothing trains)."""
+    return pd.concat([transfer_table(ds, keys=keys) for ds in SHIPPED], ignore_index=True)
+
+
 def _arm_seeds(name: str, metric: str, evals: dict, seeds) -> dict:
     if ARMS[name].family == "popularity":
         return {None: evals[(name, seeds[0])][metric]}
@@ -261,32 +269,45 @@ def verdict_grid(table: pd.DataFrame) -> pd.DataFrame:
                          sort=False)
 
 
-def _seeds_text(row) -> str:
+def _seeds_text(row: dict) -> str:
     """``3 seeds``, or ``1 seed of Lite-LLM4Rec against 3 of SASRec + CE``."""
-    m, _, b = row.seeds.partition(" vs ")
+    m, _, b = row["seeds"].partition(" vs ")
     plural = f"{m} seed" + ("" if m == "1" else "s")
-    return f"{plural} of {row.method} against {b} of {row.baseline}" if b else plural
+    return f"{plural} of {row['method']} against {b} of {row['baseline']}" if b else plural
 
 
-def where_it_holds(table: pd.DataFrame, key: str, metric: str = "ndcg@10") -> str:
-    """One sentence, from the table's numbers: where claim ``key`` holds, is reversed, is unresolved and has no run,
-    on ``metric``, with each difference, interval and seed count, and where HR@10 and NDCG@10 disagree."""
-    t = table[(table["key"] == key) & (table["metric"] == metric)]
-    if t.empty:
-        raise ValueError(f"no rows of claim {key!r} on {metric} in this table")
+def _cell_text(row: dict) -> str:
+    """A dataset's cell of a sentence: ``toy (+0.0034 [+0.0013, +0.0053], 3 seeds; the seed mean: holds)``."""
+    if not isinstance(row["seeds"], str):
+        return row["dataset"]
+    mean = f"; the seed mean: {row['seed-mean verdict']}" if row["seed-mean verdict"] != row["verdict"] else ""
+    return (f"{row['dataset']} ({interval_text(row['diff'], row['lo'], row['hi'], row['metric'])}, "
+            f"{_seeds_text(row)}{mean})")
+
+
+def where_it_holds(table: pd.DataFrame, key: str, metrics=("ndcg@10",)) -> str:
+    """Sentences from the table's numbers: where claim ``key`` holds, is reversed, is unresolved and has no run, on
+    each of ``metrics`` (a name or several), with each difference, interval and seed count (and the seed mean's
+    verdict where it differs), and where NDCG@10 and HR@10 disagree."""
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    rows = table[table["key"] == key]
     parts = []
-    for verdict, g in t.groupby("verdict", sort=False):
-        where = ", ".join(f"{r.dataset} ({interval_text(r.diff, r.lo, r.hi, metric)}, {_seeds_text(r)})"
-                          if isinstance(r.seeds, str) else r.dataset for r in g.itertuples())
-        parts.append(f"{verdict} on {where}")
-    return (f"{t['claim'].iloc[0]} ({NAMES.get(metric, metric)}, method − baseline): " + "; ".join(parts) + "."
-            + "".join(f" On {r.dataset}, {r.note}." for r in t.itertuples() if r.note and isinstance(r.seeds, str)))
+    for metric in metrics:
+        t = rows[rows["metric"] == metric]
+        if t.empty:
+            raise ValueError(f"no rows of claim {key!r} on {metric} in this table")
+        parts.append(f"{NAMES.get(metric, metric)}: " + "; ".join(
+            f"{verdict} on " + ", ".join(_cell_text(r) for r in g.to_dict("records"))
+            for verdict, g in t.groupby("verdict", sort=False)) + ".")
+    notes = dict.fromkeys(f"On {r['dataset']}, {r['note']}." for r in rows.to_dict("records")
+                          if r["note"] and isinstance(r["seeds"], str))
+    return " ".join([f"{rows['claim'].iloc[0]} (method − baseline).", *parts, *notes])
 
 
 def findings(table: pd.DataFrame, metrics=("nll_valid", "ndcg@10")) -> list[str]:
-    """:func:`where_it_holds` for every claim of the table on each of ``metrics`` it is judged by."""
-    return [where_it_holds(table, key, m) for key in dict.fromkeys(table["key"]) for m in metrics
-            if ((table["key"] == key) & (table["metric"] == m)).any()]
+    """:func:`where_it_holds` for every claim of the table, on those of ``metrics`` it is judged by."""
+    return [where_it_holds(table, key, [m for m in metrics if ((table["key"] == key) & (table["metric"] == m)).any()])
+            for key in dict.fromkeys(table["key"])]
 
 
 def save_table(table: pd.DataFrame, path: str | Path | None = None) -> Path:
@@ -300,3 +321,45 @@ def save_table(table: pd.DataFrame, path: str | Path | None = None) -> Path:
                          "the paired difference, its 95% interval over users, the seeds and the verdict",
                          dataset=str(ds), profile=how, rows=rows, meta=dict(table.attrs), provenance=provenance_record())
     return write_record(path, record)
+
+
+# ------------------------------------------------------------------------------------------------ the docs
+
+# A generated block of a page: "<!-- transfer: WHAT -->" ... "<!-- /transfer -->", WHAT one of "table", "findings"
+# or a claim's key (its sentence on NDCG@10 and HR@10)
+BLOCK = re.compile(r"(<!-- transfer: (?P<what>[\w-]+) -->\n)(?P<text>.*?)(<!-- /transfer -->)", re.S)
+PAGES = ("README.md", "docs/transfer.md")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """:func:`show`'s table as a Markdown table."""
+    t = show(table)
+    lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in t.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def generated(what: str, table: pd.DataFrame) -> str:
+    """The text of a generated block (see :data:`BLOCK`) from ``table``."""
+    if what == "table":
+        return markdown(table)
+    if what == "findings":
+        return "".join(f"* {s}\n" for s in findings(table))
+    return where_it_holds(table, what, RANKING) + "\n"
+
+
+def update_docs(pages=PAGES, table: pd.DataFrame | None = None, check: bool = False) -> list[Path]:
+    """Rewrite the generated blocks of ``pages`` (paths from the repository root) from ``table`` (default: the
+    committed reference, :func:`reference_table`); returns the pages that changed. With ``check`` nothing is
+    written: the pages whose blocks are out of date are returned (a test asks for none)."""
+    table = reference_table() if table is None else table
+    changed = []
+    for page in pages:
+        path = repo_root() / page
+        text = path.read_text(encoding="utf-8")
+        new = BLOCK.sub(lambda m: m.group(1) + generated(m.group("what"), table) + m.group(4), text)
+        if new != text:
+            changed.append(path)
+            if not check:
+                atomic_write(path, new.encode("utf-8"))
+    return changed

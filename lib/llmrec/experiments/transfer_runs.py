@@ -55,14 +55,15 @@ def _llm(name: str, loss: str) -> Arm:
     return Arm(name, "llm", {"loss": loss}, "laptop", ("laptop/llm",))  # make results-llm
 
 
-def _sasrec(name: str) -> Arm:  # the classic protocol's variant, at the rate it chose on validation
+def sasrec_arm(name: str) -> Arm:
+    """SASRec as the classic protocol's variant ``name`` (:data:`.classic_protocol.PROTOCOL_VARIANTS`)."""
     return Arm(name, "seqrec", PROTOCOL_VARIANTS[name], "laptop", ("laptop/07_classic",))  # make results-classic
 
 
 SCE = "SASRec + SCE (K 500, α 100)"
 ARMS = {a.name: a for a in (
     _llm("LML", "lml"), _llm("MSL + ATS", "msl-ats"), _llm("MSL + α", "msl-alpha"), _llm("S-DPO", "sdpo"),
-    _sasrec("SASRec + CE"), _sasrec("SASRec + BCE"), _sasrec("SASRec + BPR"), _sasrec(SCE),
+    sasrec_arm("SASRec + CE"), sasrec_arm("SASRec + BCE"), sasrec_arm("SASRec + BPR"), sasrec_arm(SCE),
     Arm("Lite-LLM4Rec", "lite", {}, "quick", ("quick/08_lite",)),  # make results-lite
     Arm("popularity", "popularity"),
 )}
@@ -189,14 +190,15 @@ def transfer_path(arm: Arm, dataset: str, seed: int) -> Path:
 
 # Seconds on the 2-core VM (docs/results.md, 2026-11-30) per unit of a run's work: the printed estimate and the
 # progress bar's weights (the bar's time left is this estimate scaled by the pace measured so far)
-COST = {"llm step": 0.5, "sdpo step": 3.5, "beam user": 0.7, "likelihood user": 0.1,
+COST = {"llm step": 0.5, "sdpo step": 3.5, "beam user": 0.7, "likelihood user": 0.05, "frozen window": 0.3,
         "sasrec epoch per 1k windows": {"ce": 0.75, "sce": 0.3, "sampled-softmax": 0.3, "bce": 0.1, "bpr": 0.1},
         "lite epoch per 1k windows per block": 2.0, "item": 0.005}
 
 
 def estimate_seconds(arm: Arm, profile: str, dataset: str) -> float:
     """What training and evaluating ``arm`` at ``profile`` on ``dataset`` costs on 2 CPU cores, roughly
-    (:data:`COST`; early stopping is taken to end a run halfway to its epoch cap)."""
+    (:data:`COST`; early stopping is taken to end a run halfway to its epoch cap; the LML run of a seed pays for
+    the frozen blocks' cache of its windows and evaluated users, which the seed's other LLM runs share)."""
     if arm.family == "popularity":
         return 1.0
     ds = load_dataset(dataset)
@@ -207,8 +209,10 @@ def estimate_seconds(arm: Arm, profile: str, dataset: str) -> float:
         sdpo = arm.over["loss"] == "sdpo"
         n = min(windows, (p["sdpo_n_train"] if sdpo else None) or p["n_train"])
         steps = min(math.ceil(n / p["batch_size"]), p.get("max_steps") or math.inf) * p["epochs"]
+        likelihood = (p["likelihood_users"] or len(ds.test)) + p["n_valid_users"] * p["epochs"]
+        frozen = n + (p["likelihood_users"] or len(ds.test)) if arm.over["loss"] == "lml" else 0  # the seed's first
         return (steps * COST["sdpo step" if sdpo else "llm step"] + (p["eval_users"] or len(ds.test))
-                * COST["beam user"] + (p["likelihood_users"] or len(ds.test)) * COST["likelihood user"])
+                * COST["beam user"] + likelihood * COST["likelihood user"] + frozen * COST["frozen window"])
     epochs = PLATEAU["epochs"] / 2 if arm.family == "seqrec" else cfg["epochs"] / 2 + 1
     if arm.family == "seqrec":
         return epochs * windows / 1000 * COST["sasrec epoch per 1k windows"][arm.over["loss"]]
