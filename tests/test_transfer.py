@@ -128,7 +128,7 @@ def _llm_record(loss: str):
 
 
 def test_the_committed_toy_table_gives_the_numbers_of_the_committed_records():
-    table = T.transfer_table("toy", keys=["lite-sasrec", "msl-ats"])
+    table = T.transfer_table("toy", keys=["lite-sasrec", "msl-ats", "lite-popularity"])
     assert table.attrs["source"] == "committed" and table.attrs["trained"] == [] and table.attrs["found"] == []
     row = table.query("key == 'lite-sasrec' and metric == 'ndcg@10'").iloc[0]
     lite = _ndcg(RESULTS / "quick" / "08_lite" / "toy-lite-llm4rec.json")
@@ -143,6 +143,8 @@ def test_the_committed_toy_table_gives_the_numbers_of_the_committed_records():
     assert nll["diff"] == pytest.approx(means[1] - means[0]) and nll["expects"] == "lower"
     assert nll["baseline mean"] == pytest.approx(means[0]) and nll["windows"] == 1000
     assert table.query("key == 'msl-ats' and metric != 'nll_valid'")["windows"].tolist() == [500, 500]
+    pop = table.query("key == 'lite-popularity' and metric == 'ndcg@10'").iloc[0]  # computed, as committed
+    assert pop["baseline mean"] == pytest.approx(_ndcg(RESULTS / "quick" / "08_lite" / "toy-popularity.json").mean())
     sentence = T.where_it_holds(table, "lite-sasrec")
     assert f"{row['verdict']} on toy ({T.interval_text(row['diff'], row['lo'], row['hi'], 'ndcg@10')}" in sentence
     assert "1 seed of Lite-LLM4Rec against 3 of SASRec + CE" in sentence

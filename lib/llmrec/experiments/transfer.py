@@ -139,6 +139,7 @@ def disagreement(verdicts: dict[str, str]) -> str:
         return ""
     return f"NDCG@10 and HR@10 disagree ({v['ndcg@10']} / {v['hr@10']})"
 
+
 # ------------------------------------------------------------------------------------------------ the table
 
 SOURCES = ("committed", "train", "reference")
@@ -221,8 +222,9 @@ def claim_rows(claim: Claim, dataset: str, evals: dict, seeds, source: str) -> l
                          "note": f"no run of {missing} with seeds {list(seeds)}"})
             continue
         r = compare_seeds(a, b, metric)
-        rows.append({**row, "seeds": f"{r['seeds_b']}" if r["seeds_a"] == r["seeds_b"] else
-                     f"{r['seeds_b']} vs {r['seeds_a']}", "baseline mean": r["a"], "method mean": r["b"],
+        same = r["seeds_a"] == r["seeds_b"] == len(r["per_seed"])  # the same seeds on both sides
+        rows.append({**row, "seeds": f"{r['seeds_b']}" if same else f"{r['seeds_b']} vs {r['seeds_a']}",
+                     "baseline mean": r["a"], "method mean": r["b"],
                      "diff": r["diff"], "lo": r["lo"], "hi": r["hi"],
                      "seed diffs": [p["diff"] for p in r["per_seed"].values()],
                      "verdict": r["verdict"], "seed-mean verdict": r["mean_verdict"], "windows": r["n"],
