@@ -255,6 +255,9 @@ def train_jobs(todo: list[Job], device: str | None = None, progress: bool = True
     nothing_trains = all(j.arm.family == "popularity" for j in todo)
     bar = tqdm(total=round(sum(est)), unit="s", smoothing=0, disable=nothing_trains or not progress_bars(progress),
                bar_format="{l_bar}{bar}| estimated {n_fmt}/{total_fmt} s [{elapsed}<{remaining}] {postfix}")
+    if not bar.disable:
+        bar.write(f"{len(todo)} runs to train, or to find in the run cache: about {sum(est) / 60:.0f} min on 2 CPU "
+                  "cores if none is there (the time left is corrected by the pace measured)")
     t0 = time.perf_counter()
     for i, (job, e) in enumerate(zip(todo, est)):
         bar.set_postfix_str(f"run {i + 1}/{len(todo)}: {job.label}")
