@@ -191,15 +191,15 @@ def test_verdicts_trains_saves_and_finds_its_runs_again(runs_dir, tmp_path, monk
     monkeypatch.setenv("LLMREC_RUNS", str(runs_dir))
     out = tmp_path / "verdicts.json"
     args = ["verdicts", "--dataset", "synthetic", "--profile", "smoke", "--quiet", "--out", str(out)]
-    assert main([*args, "--claims", "sce"]) == 0
+    assert main([*args, "--claims", "ce-bce"]) == 0
     first = capsys.readouterr().out
-    assert "2 runs trained, 0 found" in first and "SCE ranks at least as well as full CE" in first
+    assert "2 runs trained, 0 found" in first and "CE beats BCE (SASRec)" in first
     rows = read_record(out).rows
     assert [r["metric"] for r in rows] == ["ndcg@10", "hr@10"] and all(r["verdict"] in T.VERDICTS for r in rows)
-    assert main([*args, "--claims", "sce", "ce-bce"]) == 0  # resumed: only BCE is new
+    assert main([*args, "--claims", "ce-bce", "ce-bpr"]) == 0  # resumed: only BPR is new
     assert "1 runs trained, 2 found" in capsys.readouterr().out
     assert len(read_record(out).rows) == 4
-    assert main([*args, "--claims", "sce", "--publish"]) == 2
+    assert main([*args, "--claims", "ce-bce", "--publish"]) == 2
     assert "--reference" in capsys.readouterr().err
 
 
