@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,7 +258,7 @@ def train_jobs(todo: list[Job], device: str | None = None, progress: bool = True
                bar_format="{l_bar}{bar}| estimated {n_fmt}/{total_fmt} s [{elapsed}<{remaining}] {postfix}")
     if not bar.disable:
         bar.write(f"{len(todo)} runs to train, or to find in the run cache: about {sum(est) / 60:.0f} min on 2 CPU "
-                  "cores if none is there (the time left is corrected by the pace measured)")
+                  "cores if none is there (the time left is corrected by the pace measured)", file=sys.stderr)
     t0 = time.perf_counter()
     for i, (job, e) in enumerate(zip(todo, est)):
         bar.set_postfix_str(f"run {i + 1}/{len(todo)}: {job.label}")
