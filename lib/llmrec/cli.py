@@ -102,6 +102,7 @@ def _verdicts(args) -> int:
     if args.publish and not args.reference:
         raise ValueError("--publish commits the reference runs of toy or books: give --reference too (a table of "
                          "your own data is saved under runs/verdicts/)")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one bar: no "Loading weights" for each run
     from .experiments import transfer
 
     t0 = time.perf_counter()
