@@ -251,10 +251,10 @@ def train_jobs(todo: list[Job], device: str | None = None, progress: bool = True
     weighted by :func:`estimate_seconds` with the time left; with ``publish`` each run is committed as a results
     record at :func:`transfer_path` as it finishes. Returns {(arm name, seed): {metric: evaluation}} and, under
     ``"_stats"``, the runs trained, found and computed (popularity) and the seconds it took."""
-    est = [estimate_seconds(j.arm, j.profile, j.dataset) for j in todo]
+    est = [max(1, round(estimate_seconds(j.arm, j.profile, j.dataset))) for j in todo]
     out, stats = {}, {"trained": [], "found": [], "computed": [], "seconds": 0.0}
     nothing_trains = all(j.arm.family == "popularity" for j in todo)
-    bar = tqdm(total=round(sum(est)), unit="s", smoothing=0, disable=nothing_trains or not progress_bars(progress),
+    bar = tqdm(total=sum(est), unit="s", smoothing=0, disable=nothing_trains or not progress_bars(progress),
                bar_format="{l_bar}{bar}| estimated {n_fmt}/{total_fmt} s [{elapsed}<{remaining}] {postfix}")
     if not bar.disable:
         bar.write(f"{len(todo)} runs to train, or to find in the run cache: about {sum(est) / 60:.0f} min on 2 CPU "
@@ -267,9 +267,9 @@ def train_jobs(todo: list[Job], device: str | None = None, progress: bool = True
         fresh = run is not None and (run / "done.json").stat().st_mtime >= started
         stats["computed" if run is None else "trained" if fresh else "found"].append(job.label)
         if fresh:
-            bar.update(round(e))
+            bar.update(e)
         else:  # found in the run cache: it no longer counts in the work left
-            bar.total -= round(e)
+            bar.total -= e
             bar.refresh()
         if publish and run is not None:
             write_record(transfer_path(job.arm, job.dataset, job.seed), run_record(
