@@ -101,6 +101,10 @@ def test_ndcg_and_hr_disagreeing_is_said():
         "NDCG@10 and HR@10 disagree (holds / unresolved)"
     assert T.disagreement({"ndcg@10": "holds", "hr@10": "holds", "nll_valid": "reversed"}) == ""
     assert T.disagreement({"nll_valid": "holds"}) == ""
+    evals = {(arm, 0): {"ndcg@10": ranks_entry([50] * 20), "hr@10": ranks_entry([50] * 20)}
+             for arm in ("SASRec + CE", "Lite-LLM4Rec")}
+    rows = T.claim_rows(T.claims(["lite-sasrec"])[0], "toy", evals, (0,), "train")
+    assert [r["note"] for r in rows] == ["no target in either arm's top 10 on these windows"] * 2
 
 
 def test_claims_are_data_with_a_direction_from_the_paper():

@@ -228,7 +228,8 @@ def claim_rows(claim: Claim, dataset: str, evals: dict, seeds, source: str) -> l
                      "diff": r["diff"], "lo": r["lo"], "hi": r["hi"],
                      "seed diffs": [p["diff"] for p in r["per_seed"].values()],
                      "verdict": r["verdict"], "seed-mean verdict": r["mean_verdict"], "windows": r["n"],
-                     "users": r["n_users"], "note": ""})
+                     "users": r["n_users"], "note": "no target in either arm's top 10 on these windows"
+                     if metric in RANKING and r["a"] == r["b"] == 0 else ""})
     note = disagreement({r["metric"]: r["verdict"] for r in rows})
     return [{**r, "note": r["note"] or note} for r in rows]
 
