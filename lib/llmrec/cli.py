@@ -1,4 +1,4 @@
-"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures|verdicts``.
+"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures|tables|verdicts``.
 
 The modules that import torch, transformers or peft are imported inside the subcommands that need them, so
 ``--help`` and ``check`` answer in about a second. An error is one line on stderr (exit status 2) naming what
@@ -124,6 +124,12 @@ def pd_options():
     import pandas as pd
 
     return pd.option_context("display.width", None, "display.max_colwidth", None, "display.max_rows", None)
+
+
+def _tables(args) -> int:
+    from .experiments.doc_tables import tables_command
+
+    return tables_command(check=args.check)
 
 
 def positive(typ, zero: bool = False):
@@ -273,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default=None, help="where to save the table (default runs/verdicts/<dataset>-<how>.json)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_verdicts)
+
+
+    g = sub.add_parser("tables", help="write the results tables and numbers of README.md and docs/*.md from the "
+                                      "committed results/ and bench/*.json (their generated regions only)")
+    g.add_argument("--check", action="store_true",
+                   help="write nothing: print a diff of each page that differs, exit status 1 if any does")
+    g.set_defaults(func=_tables)
     return ap
 
 

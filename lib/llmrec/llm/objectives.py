@@ -3,7 +3,8 @@
 A batch holds, for every response position, the hidden-state position that
 predicts it and Z_valid(y_<t) (the trie's valid next tokens); the fast path
 projects the hidden states only onto those tokens (:func:`valid_logits`),
-the dense teaching forms in :mod:`llmrec.core.losses` take full logits.
+the dense teaching forms in :mod:`llmrec.core.losses` take full logits, and so
+does a loss function of the user's (:func:`dense_logits`, :mod:`llmrec.core.custom_loss`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..core import losses as L
+from ..core.custom_loss import configure
 from ..core.tensors import eval_mode, pad_sequences
 from .config import TrainConfig
 from .model import blocks, trainable
@@ -101,6 +103,17 @@ def valid_logits(model, batch: Batch, full: bool, full_tau: float = 1.0) -> L.Va
                            full=full, first=batch.first, full_tau=full_tau)
 
 
+def dense_logits(hidden: torch.Tensor, weight: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dense teaching form of a batch's response positions: their logits over the whole vocabulary (N, |V|,
+    float32) from ``hidden`` (N, d) and the output embedding ``weight`` (|V|, d), and the boolean mask of each
+    position's valid tokens Z_valid(y_<t) (N, |V|)."""
+    logits = (hidden @ weight.to(hidden.dtype).T).float()
+    valid = torch.zeros_like(logits, dtype=torch.bool)
+    rows = torch.arange(len(logits), device=logits.device)[:, None].expand_as(batch.valid_tokens)
+    valid[rows[batch.valid_mask], batch.valid_tokens[batch.valid_mask]] = True
+    return logits, valid
+
+
 def sequence_logprob(model, batch: Batch) -> torch.Tensor:
     """log pi(y | x) of every sequence of the batch under the full softmax (for S-DPO)."""
     v = valid_logits(model, batch, full=True)
@@ -125,9 +138,16 @@ def component_grad_norms(l1: torch.Tensor, l2: torch.Tensor, params) -> dict[str
 
 
 class LossComputer:
-    """Computes the configured loss on a batch and the quantities worth logging."""
+    """Computes the configured loss on a batch and the quantities worth logging.
 
-    def __init__(self, cfg: TrainConfig):
+    A configuration whose loss is ``custom:<name>`` needs its function, ``loss_fn`` (a function or a
+    :class:`~llmrec.core.custom_loss.CustomLoss`): it is called as ``loss_fn(logits, valid, targets)`` on the
+    batch's dense teaching form (:func:`dense_logits`; the targets are the response tokens) in place of a
+    built-in loss, and the same quantities are logged (L1, L2 and the gradient weights at tau = 1).
+    """
+
+    def __init__(self, cfg: TrainConfig, loss_fn=None):
+        cfg, self.custom = configure(cfg, loss_fn)  # loss_fn's configuration and CustomLoss (None: a built-in loss)
         self.cfg = cfg
         self.ats = L.ATSController(cfg.eta, cfg.ats_root, cfg.ats_positions, cfg.ats_clamp, cfg.ats_ema) \
             if cfg.loss == "msl-ats" else None
@@ -141,7 +161,9 @@ class LossComputer:
         cfg = self.cfg
         if cfg.loss == "sdpo":
             return self.sdpo(model, batch, ref_model)
-        if cfg.loss == "lml-tau":
+        if self.custom is not None:
+            loss, v = self.custom_loss(model, batch)
+        elif cfg.loss == "lml-tau":
             v = valid_logits(model, batch, full=True, full_tau=cfg.tau)
             loss = L.lml_loss(v, tau=cfg.tau)
         else:
@@ -172,6 +194,16 @@ class LossComputer:
         log["w_mean"] = float(np.nanmean(L.gradient_weights(v, tau=log.get("tau", 1.0)).cpu().numpy()))
         self.calls += 1
         return loss, log
+
+    def custom_loss(self, model, batch: Batch) -> tuple[torch.Tensor, L.ValidLogits]:
+        """The user's loss on the batch's dense logits, and the valid logits the log is computed from."""
+        h, weight = response_hidden(model, batch), output_weight(model)
+        logits, valid = dense_logits(h, weight, batch)
+        loss = self.custom(logits, valid, batch.targets)
+        v = L.project_valid(h, weight, batch.valid_tokens, batch.valid_mask, batch.target_index, first=batch.first)
+        if self.needs_full():
+            v.lse_all = torch.logsumexp(logits, -1)
+        return loss, v
 
     def sdpo(self, model, batch: Batch, ref_model) -> tuple[torch.Tensor, dict]:
         logp = sequence_logprob(model, batch)
