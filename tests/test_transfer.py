@@ -175,12 +175,17 @@ def test_a_claim_without_committed_runs_says_so(tmp_path, monkeypatch):
         T.transfer_table("toy", publish=True)
 
 
-def test_the_docs_quote_the_committed_reference():
-    """README.md and docs/transfer.md hold the committed reference's table and sentences as update_docs writes them
-    (after new committed results: python -c "from llmrec.experiments import transfer; transfer.update_docs()")."""
-    assert T.update_docs(check=True) == []
+def test_the_pages_quote_the_committed_reference():
+    """README.md, the book's introduction and docs/transfer.md quote the committed reference through llmrec tables'
+    regions (tests/test_tables.py holds every region to the records; after new results: python -m llmrec tables)."""
+    from llmrec.experiments import doc_transfer
+
+    sentence = T.where_it_holds(doc_transfer._reference(), "lite-sasrec", R.RANKING)
+    for page in ("README.md", "book/index.md"):
+        assert f"<!-- llmrec:value transfer_claims lite-sasrec -->{sentence}<!-- llmrec:end -->" in \
+            (ROOT / page).read_text(), page
     text = (ROOT / "docs" / "transfer.md").read_text()
-    assert text.count("<!-- transfer: ") == 2 and "| Lite-LLM4Rec beats SASRec + CE | NDCG@10 | toy | " in text
+    assert "<!-- llmrec:table transfer_reference -->\n| claim " in text and "| Lite-LLM4Rec beats SASRec + CE " in text
 
 
 # ------------------------------------------------------------------------------------------------ llmrec verdicts

@@ -103,10 +103,14 @@ def _verdicts(args) -> int:
         raise ValueError("--publish commits the reference runs of toy or books: give --reference too (a table of "
                          "your own data is saved under runs/verdicts/)")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one bar: no "Loading weights" for each run
-    from .experiments import transfer
+    from .experiments import transfer, transfer_runs
 
     t0 = time.perf_counter()
     source = "reference" if args.reference else "train" if args.train else None
+    if args.plan:
+        *_, todo = transfer.plan(dataset, args.profile, args.seeds, source, args.claims, args.publish)
+        print(transfer_runs.describe(todo))
+        return 0
     table = transfer.transfer_table(dataset, args.profile, args.seeds, source, args.device, args.claims,
                                     progress=not args.quiet, publish=args.publish)
     with pd_options():
@@ -277,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--publish", action="store_true",
                    help="with --reference: commit each run as it finishes under results/<profile>/transfer/")
     v.add_argument("--out", default=None, help="where to save the table (default runs/verdicts/<dataset>-<how>.json)")
+    v.add_argument("--plan", action="store_true",
+                   help="train nothing: list the runs the command would train, each with its estimate on 2 CPU cores")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_verdicts)
 

@@ -17,19 +17,18 @@ on every dataset by paired intervals over users and by its seeds.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..core.io import atomic_write, repo_root
 from ..core.metrics import compare_by_user, entry_values, user_bootstrap
 from ..core.profiles import dataset_for
 from ..core.results import TableRecord, entry_from_evaluation, write_record
 from ..core.rundir import runs_root
 from .published import provenance_record, slug
+from .tables import for_reader
 from .transfer_runs import ARMS, RANKING, REFERENCE_SEEDS, SCE, committed_record, eval_keys, jobs, train_jobs
 
 
@@ -148,21 +147,12 @@ COLUMNS = ("claim", "key", "paper", "dataset", "metric", "expects", "baseline", 
            "users", "note")
 
 
-def transfer_table(dataset: str | None = None, profile: str = "quick", seeds=None, source: str | None = None,
-                   device: str | None = None, keys=None, progress: bool = False, publish: bool = False
-                   ) -> pd.DataFrame:
-    """Every claim of ``keys`` (None: :data:`CLAIMS`) on ``dataset``: one row per claim and metric with both arms'
-    means, the seed-mean difference (method − baseline) and its paired 95% interval over users, the per-seed
-    differences, the verdict of every seed (``verdict``, :func:`claim_verdict`) and of the seed mean, and a note
-    where NDCG@10 and HR@10 disagree.
-
-    ``source``: ``"committed"`` (the default for Toy and Books) reads the committed reference runs, each arm at its
-    reference profile, and trains nothing (a cell without one says "no committed run"); ``"train"`` (the default
-    for any other dataset, e.g. a prepared folder) trains every arm at ``profile`` with ``seeds`` (default: seed 0)
-    or finds it in the run cache; ``"reference"`` trains the reference runs that are not committed (with
-    ``publish``: commits each as it finishes). ``dataset`` goes through :func:`~llmrec.core.profiles.dataset_for`
-    (under ``smoke``: the synthetic catalogue). How many runs were trained, found and computed, and the seconds,
-    are in the table's ``attrs``."""
+def plan(dataset: str | None = None, profile: str = "quick", seeds=None, source: str | None = None, keys=None,
+         publish: bool = False) -> tuple:
+    """What :func:`transfer_table` with these arguments reads and trains, before anything trains: (the dataset,
+    the source, the seeds, the claims, {(arm, seed): {metric: evaluation}} of the committed runs it reads, and the
+    :class:`~.transfer_runs.Job` list it trains or finds in the run cache; :func:`.transfer_runs.describe` says
+    what they cost)."""
     ds = dataset_for(profile, dataset)
     source = source or ("committed" if ds in SHIPPED else "train")
     if source not in SOURCES:
@@ -186,6 +176,25 @@ def transfer_table(dataset: str | None = None, profile: str = "quick", seeds=Non
                                                        for m, k in wanted.items()}
         todo = [j for j in todo if (j.arm.name, j.seed) not in evals
                 and (source == "reference" or j.arm.family == "popularity")]
+    return ds, source, seeds, chosen, evals, todo
+
+
+def transfer_table(dataset: str | None = None, profile: str = "quick", seeds=None, source: str | None = None,
+                   device: str | None = None, keys=None, progress: bool = False, publish: bool = False
+                   ) -> pd.DataFrame:
+    """Every claim of ``keys`` (None: :data:`CLAIMS`) on ``dataset``: one row per claim and metric with both arms'
+    means, the seed-mean difference (method − baseline) and its paired 95% interval over users, the per-seed
+    differences, the verdict of every seed (``verdict``, :func:`claim_verdict`) and of the seed mean, and a note
+    where NDCG@10 and HR@10 disagree.
+
+    ``source``: ``"committed"`` (the default for Toy and Books) reads the committed reference runs, each arm at its
+    reference profile, and trains nothing (a cell without one says "no committed run"); ``"train"`` (the default
+    for any other dataset, e.g. a prepared folder) trains every arm at ``profile`` with ``seeds`` (default: seed 0)
+    or finds it in the run cache; ``"reference"`` trains the reference runs that are not committed (with
+    ``publish``: commits each as it finishes). ``dataset`` goes through :func:`~llmrec.core.profiles.dataset_for`
+    (under ``smoke``: the synthetic catalogue). How many runs were trained, found and computed, and the seconds,
+    are in the table's ``attrs``."""
+    ds, source, seeds, chosen, evals, todo = plan(dataset, profile, seeds, source, keys, publish)
     trained = train_jobs(todo, device, progress, publish)
     stats = trained.pop("_stats")
     evals.update(trained)
@@ -243,33 +252,35 @@ def _digits(metric: str) -> int:
     return 2 if metric in LOWER_IS_BETTER else 4
 
 
+def _signed(x: float, metric: str) -> str:
+    return f"{x:+.{_digits(metric)}f}".replace("-", "−")
+
+
 def interval_text(diff: float, lo: float, hi: float, metric: str) -> str:
     """``+0.0034 [+0.0012, +0.0057]`` (a likelihood in nats: two decimals)."""
-    d = _digits(metric)
-    return f"{diff:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]" + (" nats" if metric in LOWER_IS_BETTER else "")
+    return (f"{_signed(diff, metric)} [{_signed(lo, metric)}, {_signed(hi, metric)}]"
+            + (" nats" if metric in LOWER_IS_BETTER else ""))
 
 
 def show(table: pd.DataFrame) -> pd.DataFrame:
-    """The table to read: claim, metric, dataset, the difference [95% interval] (method − baseline, seed mean),
-    seeds, the range of the per-seed differences, the verdict (every seed) and the note."""
-    out = []
-    for _, r in table.iterrows():
-        has = isinstance(r.get("seeds"), str)
-        spread = r["seed diffs"] if has and len(r["seed diffs"]) > 1 else None
-        out.append({"claim": r["claim"], "metric": NAMES.get(r["metric"], r["metric"]), "dataset": r["dataset"],
-                    "method − baseline [95%]": interval_text(r["diff"], r["lo"], r["hi"], r["metric"]) if has else "",
-                    "seeds": r["seeds"] if has else "",
-                    "per seed": f"{min(spread):+.{_digits(r['metric'])}f} to {max(spread):+.{_digits(r['metric'])}f}"
-                    if spread else "", "verdict": r["verdict"],
-                    "seed-mean verdict": r["seed-mean verdict"] if has else "", "note": r["note"]})
-    return pd.DataFrame(out)
+    """The table as a reader sees it (:func:`llmrec.experiments.tables.for_reader`): claim, measure, dataset, the
+    difference of the seed means (method − baseline) and its 95% interval in one column, seeds, the range of the
+    per-seed differences, the verdict (every seed), the seed mean's, and the note; "–" where a cell has no run."""
+    def spread(r) -> str | None:
+        d = r["seed diffs"] if isinstance(r["seeds"], str) else None
+        return f"{_signed(min(d), r['metric'])} to {_signed(max(d), r['metric'])}" if d and len(d) > 1 else None
+
+    frame = table[["claim", "metric", "dataset", "diff", "lo", "hi", "seeds"]].assign(
+        **{"per seed": [spread(r) for r in table.to_dict("records")], "verdict": table["verdict"],
+           "seed-mean verdict": table["seed-mean verdict"], "note": table["note"]})
+    return for_reader(frame)
 
 
 def verdict_grid(table: pd.DataFrame) -> pd.DataFrame:
-    """Claim and metric x dataset -> verdict."""
-    t = table.assign(metric=table["metric"].map(lambda m: NAMES.get(m, m)))
-    return t.pivot_table(index=["claim", "metric"], columns="dataset", values="verdict", aggfunc="first",
-                         sort=False)
+    """Claim and metric x dataset -> verdict (:func:`llmrec.experiments.tables.for_reader` puts the measures in
+    words)."""
+    return table.pivot_table(index=["claim", "metric"], columns="dataset", values="verdict", aggfunc="first",
+                             sort=False)
 
 
 def _seeds_text(row: dict) -> str:
@@ -324,45 +335,3 @@ def save_table(table: pd.DataFrame, path: str | Path | None = None) -> Path:
                          "the paired difference, its 95% interval over users, the seeds and the verdict",
                          dataset=str(ds), profile=how, rows=rows, meta=dict(table.attrs), provenance=provenance_record())
     return write_record(path, record)
-
-
-# ------------------------------------------------------------------------------------------------ the docs
-
-# A generated block of a page: "<!-- transfer: WHAT -->" ... "<!-- /transfer -->", WHAT one of "table", "findings"
-# or a claim's key (its sentence on NDCG@10 and HR@10)
-BLOCK = re.compile(r"(<!-- transfer: (?P<what>[\w-]+) -->\n)(?P<text>.*?)(<!-- /transfer -->)", re.S)
-PAGES = ("README.md", "docs/transfer.md")
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """:func:`show`'s table as a Markdown table."""
-    t = show(table)
-    lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
-    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in t.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-def generated(what: str, table: pd.DataFrame) -> str:
-    """The text of a generated block (see :data:`BLOCK`) from ``table``."""
-    if what == "table":
-        return markdown(table)
-    if what == "findings":
-        return "".join(f"* {s}\n" for s in findings(table))
-    return where_it_holds(table, what, RANKING) + "\n"
-
-
-def update_docs(pages=PAGES, table: pd.DataFrame | None = None, check: bool = False) -> list[Path]:
-    """Rewrite the generated blocks of ``pages`` (paths from the repository root) from ``table`` (default: the
-    committed reference, :func:`reference_table`); returns the pages that changed. With ``check`` nothing is
-    written: the pages whose blocks are out of date are returned (a test asks for none)."""
-    table = reference_table() if table is None else table
-    changed = []
-    for page in pages:
-        path = repo_root() / page
-        text = path.read_text(encoding="utf-8")
-        new = BLOCK.sub(lambda m: m.group(1) + generated(m.group("what"), table) + m.group(4), text)
-        if new != text:
-            changed.append(path)
-            if not check:
-                atomic_write(path, new.encode("utf-8"))
-    return changed

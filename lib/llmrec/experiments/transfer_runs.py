@@ -7,7 +7,8 @@ the committed reference results or trained (and found again in the run cache) at
   configuration it is (the records of ``results/`` are matched by their whole configuration, so a run made with
   other options is never taken for it);
 * :func:`jobs` and :func:`train_jobs`: the runs a table needs, each once, trained under one progress bar with the
-  time left (:func:`estimate_seconds`), each optionally committed as it finishes (:func:`transfer_path`).
+  time left (:func:`estimate_seconds`; :func:`describe` lists them with their cost before any trains), each
+  optionally committed as it finishes (:func:`transfer_path`).
 """
 
 from __future__ import annotations
@@ -246,19 +247,37 @@ def jobs(dataset: str, profile: str | None, seeds, names) -> list[Job]:
             for a in arms for s in (seeds if a.family != "popularity" else seeds[:1])]
 
 
+def estimates(todo: list[Job]) -> list[int]:
+    """:func:`estimate_seconds` of each job, in whole seconds (at least 1)."""
+    return [max(1, round(estimate_seconds(j.arm, j.profile, j.dataset))) for j in todo]
+
+
+def _summary(todo: list[Job], est: list[int]) -> str:
+    return (f"{len(todo)} runs to train, or to find in the run cache: about {sum(est) / 60:.0f} min on 2 CPU cores if "
+            "none is there")
+
+
+def describe(todo: list[Job]) -> str:
+    """What :func:`train_jobs` would train, one line per run with its estimate on 2 CPU cores, then the total
+    (``llmrec verdicts --plan``: nothing trains)."""
+    est = estimates(todo)
+    lines = [f"{job.label} on {job.dataset}: " + ("computed from the training windows" if
+             job.arm.family == "popularity" else f"about {e / 60:.0f} min") for job, e in zip(todo, est)]
+    return "\n".join([*lines, _summary(todo, est) if todo else "nothing to train"])
+
+
 def train_jobs(todo: list[Job], device: str | None = None, progress: bool = True, publish: bool = False) -> dict:
     """Train and evaluate ``todo`` (each found again in the run cache when it is there), under one progress bar
     weighted by :func:`estimate_seconds` with the time left; with ``publish`` each run is committed as a results
     record at :func:`transfer_path` as it finishes. Returns {(arm name, seed): {metric: evaluation}} and, under
     ``"_stats"``, the runs trained, found and computed (popularity) and the seconds it took."""
-    est = [max(1, round(estimate_seconds(j.arm, j.profile, j.dataset))) for j in todo]
+    est = estimates(todo)
     out, stats = {}, {"trained": [], "found": [], "computed": [], "seconds": 0.0}
     nothing_trains = all(j.arm.family == "popularity" for j in todo)
     bar = tqdm(total=sum(est), unit="s", smoothing=0, disable=nothing_trains or not progress_bars(progress),
                bar_format="{l_bar}{bar}| estimated {n_fmt}/{total_fmt} s [{elapsed}<{remaining}] {postfix}")
     if not bar.disable:
-        bar.write(f"{len(todo)} runs to train, or to find in the run cache: about {sum(est) / 60:.0f} min on 2 CPU "
-                  "cores if none is there (the time left is corrected by the pace measured)", file=sys.stderr)
+        bar.write(f"{_summary(todo, est)} (the time left is corrected by the pace measured)", file=sys.stderr)
     t0 = time.perf_counter()
     for i, (job, e) in enumerate(zip(todo, est)):
         bar.set_postfix_str(f"run {i + 1}/{len(todo)}: {job.label}")
