@@ -1,11 +1,13 @@
 """Chapter 09's reference table on the pages (:mod:`.doc_tables`): do the papers' headline claims hold on Toy and
 Books? The table and its sentences are :func:`.transfer.reference_table` of the committed records, read once per
-``python -m llmrec tables``; nothing trains."""
+``python -m llmrec tables``; nothing trains. What ``llmrec verdicts`` costs on a 10,000-window dataset comes from
+``bench/transfer_cost.json`` (``bench/transfer_cost.py --time``)."""
 
 from __future__ import annotations
 
 import functools
 
+from ..core.io import read_json, repo_root
 from . import transfer
 from .doc_format import markdown, table, values
 from .transfer_runs import RANKING
@@ -36,3 +38,25 @@ def transfer_claims() -> dict[str, str]:
     """Each claim's sentence on NDCG@10 and HR@10 (:func:`.transfer.where_it_holds`), by the claim's key."""
     table_ = _reference()
     return {key: transfer.where_it_holds(table_, key, RANKING) for key in dict.fromkeys(table_["key"])}
+
+
+@values
+def transfer_cost() -> dict[str, str]:
+    """What ``llmrec verdicts`` cost on ``bench/transfer_cost.py``'s 10,000-window dataset, by device ("cpu",
+    "cuda"): the minutes measured, the machine, the runs and the estimate, from ``bench/transfer_cost.json``;
+    "not measured yet" where it holds no such measurement."""
+    path = repo_root() / "bench" / "transfer_cost.json"
+    measured = read_json(path) if path.exists() else {}
+    out = {}
+    for device in ("cpu", "cuda"):
+        m = measured.get(device)
+        if m is None:
+            out[device] = f"not measured yet on {'a GPU' if device == 'cuda' else 'the CPU'} (`python " \
+                          f"bench/transfer_cost.py --time{' --device cuda' if device == 'cuda' else ''}`)"
+            continue
+        where = m["machine"]["cuda"] if device == "cuda" else f"{m['machine']['cpus']} CPU cores"
+        out[device] = (f"{m['seconds'] / 60:.0f} min on {where} ({m['dataset']['train windows']:,} training "
+                       f"windows, {m['dataset']['items']:,} items; {m['trained']} runs trained, "
+                       f"{m['found in the run cache']} found in the run cache; estimated {m['estimate_s'] / 60:.0f} "
+                       f"min; {m['when'][:10]})")
+    return out
