@@ -228,3 +228,54 @@ def test_a_published_reference_run_is_found_as_committed(runs_dir, tmp_path, mon
         [None if r == np.inf else r for r in out[("SASRec + CE", 0)]["ndcg@10"]["ranks"]]
     assert R.committed_record(arm, "synthetic", 1, keys) is None  # another seed is another run
     assert json.loads(path.read_text())["extra"]["run"] == rec.extra["run"]
+
+
+def test_plan_lists_the_runs_to_train_with_their_estimate_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
+    assert main(["verdicts", "--dataset", "synthetic", "--profile", "smoke", "--claims", "ce-bce", "lite-popularity",
+                 "--plan"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "popularity on synthetic: computed from the training windows"
+    assert [line.split(",")[0] for line in lines[1:-1]] == ["SASRec + BCE", "SASRec + CE", "Lite-LLM4Rec"]
+    assert lines[-1].startswith("4 runs to train, or to find in the run cache: about ")
+    assert not (tmp_path / "runs").exists()
+    *_, todo = T.plan("toy", keys=["lite-sasrec"], source="reference")
+    planned = {(j.arm.name, j.seed) for j in todo}
+    for seed in R.REFERENCE_SEEDS:  # the reference's runs that are not committed, and only those
+        assert R.committed_record(R.ARMS["SASRec + CE"], "toy", seed) is not None
+        committed = R.committed_record(R.ARMS["Lite-LLM4Rec"], "toy", seed) is not None
+        assert (("Lite-LLM4Rec", seed) in planned) != committed and ("SASRec + CE", seed) not in planned
+
+
+def test_the_cost_on_the_pages_comes_from_the_benchmark(tmp_path, monkeypatch):
+    from llmrec.experiments import doc_transfer
+
+    monkeypatch.setattr(doc_transfer, "repo_root", lambda: tmp_path)
+    doc_transfer.transfer_cost.cache_clear()
+    assert doc_transfer.transfer_cost()["cpu"].startswith("not measured yet on the CPU")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "transfer_cost.json").write_text(json.dumps({"cpu": {
+        "machine": {"cpus": 2, "cuda": None}, "when": "2026-12-05 12:00:00", "dataset": {"train windows": 10000,
+                                                                                        "items": 5664},
+        "trained": 10, "found in the run cache": 0, "estimate_s": 1200, "seconds": 1500.0}}))
+    doc_transfer.transfer_cost.cache_clear()
+    cost = doc_transfer.transfer_cost()
+    assert cost["cpu"] == ("25 min on 2 CPU cores (10,000 training windows, 5,664 items; 10 runs trained, 0 found in "
+                           "the run cache; estimated 20 min; 2026-12-05)")
+    assert cost["cuda"].startswith("not measured yet on a GPU")
+    doc_transfer.transfer_cost.cache_clear()
+
+
+def test_the_figure_draws_each_claim_in_its_methods_colour():
+    from matplotlib.colors import to_hex
+
+    from llmrec import plots
+    from llmrec.core.labels import LOSS_COLOURS
+
+    table = T.transfer_table("toy", keys=["lite-sasrec", "ce-bce"])
+    fig = plots.plot_transfer(table)
+    ticks = {t.get_text(): to_hex(t.get_color()).upper() for t in fig.axes[0].get_yticklabels()}
+    assert ticks == {"Lite-LLM4Rec beats SASRec + CE": LOSS_COLOURS["lite"], "CE beats BCE (SASRec)": LOSS_COLOURS["ce"]}
+    points = {to_hex(c.get_edgecolor()[0]).upper() for ax in fig.axes for c in ax.collections}
+    assert points == {LOSS_COLOURS["lite"], LOSS_COLOURS["ce"]}
+    assert [ax.get_title() for ax in fig.axes] == ["NDCG@10", "HR@10"]
