@@ -1,0 +1,54 @@
+"""SASRec's default chosen on validation (issue 26 item 1): the candidates are the measured departures singly
+and combined, trained on validation only, resumable, and the table chooses the best seed mean."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from llmrec import runs
+from llmrec.experiments import sasrec_default as S
+from llmrec.experiments.classic_protocol import PROTOCOL_VARIANTS
+
+
+def test_the_candidates_are_the_departures_singly_and_combined():
+    singles = {n: {k: v for k, v in o.items() if k != "loss"} for n, o in PROTOCOL_VARIANTS.items() if n.startswith("CE, ")}
+    assert S.CANDIDATES[S.TODAY] == {}
+    assert all(S.CANDIDATES[n.removeprefix("CE, ")] == o for n, o in singles.items())
+    combined = [n for n in S.CANDIDATES if " + " in n]
+    assert len(combined) == 4  # three pairs and all three
+    for name in combined:  # a combination holds each of its parts' changes
+        for part in name.split(" + "):
+            assert S.CANDIDATES[part].items() <= S.CANDIDATES[name].items()
+    configs = [S.candidate_config("laptop", "toy", n, 0, 0.01) for n in S.CANDIDATES]
+    assert len({tuple(sorted(c.items())) for c in configs}) == len(S.CANDIDATES)  # every candidate is its own run
+    # today's default is the protocol's SASRec + CE: the same run
+    from llmrec.experiments.profile_runs import seqrec_config
+    assert configs[0] == seqrec_config("laptop", "toy", loss="ce", seed=0, lr=0.01)
+
+
+def test_the_table_chooses_the_best_seed_mean_and_says_its_margin():
+    rows = [("a", 0.10), ("a", 0.12), (S.TODAY, 0.11), (S.TODAY, 0.115), ("b", 0.13), ("b", 0.116)]
+    frame = pd.DataFrame([{"candidate": c, "seed": i % 2, "valid ndcg@10": v, "best epoch": 3, "s/run": 1.0}
+                          for i, (c, v) in enumerate(rows)])
+    t = S.selection_table(frame)
+    assert S.chosen(t) == "b" and t["chosen"].sum() == 1
+    assert math.isclose(t.loc["b", "margin"], 0.123 - 0.1125)
+    assert t.loc["b", "beyond spread"] and not t.loc["a", "beyond spread"]  # b's worst seed beats today's best
+    assert (t.loc["a", "min"], t.loc["a", "max"]) == (0.10, 0.12)
+
+
+def test_default_selection_trains_validation_only_and_resumes(tmp_path, monkeypatch):
+    names = (S.TODAY, "Adam beta2 0.999")
+    evaluated = []
+    real = runs.evaluate
+    monkeypatch.setattr(runs, "evaluate", lambda *a, **k: evaluated.append(a) or real(*a, **k))
+    t = S.default_selection("smoke", "synthetic", names=names, seeds=(0, 1), folder=tmp_path, progress=False)
+    assert not evaluated  # no test window: the choice is made on validation
+    assert list(t.index) == list(names) and (t["seeds"] == 2).all() and t["chosen"].sum() == 1
+    assert len(list(tmp_path.glob("synthetic-*-seed-*.json"))) == 4
+    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = S.default_selection("smoke", "synthetic", names=names, seeds=(0, 1), folder=tmp_path, train=False)
+    pd.testing.assert_frame_equal(again, t)
+    with pytest.raises(FileNotFoundError, match="default-selection"):
+        S.default_selection("smoke", "synthetic", names=("post-LN blocks",), folder=tmp_path, train=False)
