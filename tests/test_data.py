@@ -144,3 +144,29 @@ def test_usable_cpus_respects_a_cgroup_quota(tmp_path):
     quota.write_text("50000 100000\n")
     assert usable_cpus(quota) == 1
     assert usable_cpus(tmp_path / "missing") == pinned
+
+
+def test_a_user_subset_keeps_whole_users_renumbers_items_and_is_reproducible(tmp_path):
+    """bench/transfer_cost.py's dataset: Books users drawn until their training windows reach the target, each
+    user with all of its windows, the items they name numbered 1..N with their titles, the same every time."""
+    from llmrec.data.dataset import save_dataset, user_subset
+
+    books = load_dataset("books")
+    small = user_subset(books, 2_000, seed=0)
+    users = set(small.train["user_id"])
+    assert 2_000 <= len(small.train) < 2_000 + books.train.groupby("user_id").size().max()
+    for split in ("train", "valid", "test"):  # whole users: every window of each chosen user, no other user's
+        full = books.split(split)
+        assert len(small.split(split)) == full["user_id"].isin(users).sum()
+        assert set(small.split(split)["user_id"]) <= users
+    assert sorted(small.items) == list(range(1, len(small.items) + 1))
+    old = books.train[books.train["user_id"].isin(users)].reset_index(drop=True)  # same order, old ids
+    assert [small.items[t] for t in small.train["target"]] == [books.items[t] for t in old["target"]]
+    assert [[small.items[i] for i in h] for h in small.train["history"][:50]] == \
+        [[books.items[i] for i in h] for h in old["history"][:50]]
+    again = user_subset(books, 2_000, seed=0)
+    assert again.train.equals(small.train) and again.items == small.items
+    assert set(user_subset(books, 2_000, seed=1).train["user_id"]) != users
+    assert load_dataset(save_dataset(small, tmp_path / small.name)).summary() == small.summary()  # passes the checks
+    with pytest.raises(ValueError, match="train_windows"):
+        user_subset(books, 0)

@@ -1,4 +1,4 @@
-"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures|tables``.
+"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures|tables|verdicts``.
 
 The modules that import torch, transformers or peft are imported inside the subcommands that need them, so
 ``--help`` and ``check`` answer in about a second. An error is one line on stderr (exit status 2) naming what
@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 
 from .core.profiles import PROFILES, canonical, dataset_for, profile, train_config
@@ -93,6 +94,40 @@ def _figures(args) -> int:
 
     return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish,
                      dataset=args.dataset)
+
+
+def _verdicts(args) -> int:
+    dataset = dataset_for(args.profile, args.dataset)
+    load_dataset(dataset)  # the data's check, before torch is even imported
+    if args.publish and not args.reference:
+        raise ValueError("--publish commits the reference runs of toy or books: give --reference too (a table of "
+                         "your own data is saved under runs/verdicts/)")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one bar: no "Loading weights" for each run
+    from .experiments import transfer, transfer_runs
+
+    t0 = time.perf_counter()
+    source = "reference" if args.reference else "train" if args.train else None
+    if args.plan:
+        *_, todo = transfer.plan(dataset, args.profile, args.seeds, source, args.claims, args.publish)
+        print(transfer_runs.describe(todo))
+        return 0
+    table = transfer.transfer_table(dataset, args.profile, args.seeds, source, args.device, args.claims,
+                                    progress=not args.quiet, publish=args.publish)
+    with pd_options():
+        print(transfer.show(table).to_string(index=False))
+    path = transfer.save_table(table, args.out)
+    a, minutes = table.attrs, (time.perf_counter() - t0) / 60
+    how = "the committed reference results" if a["source"] == "committed" else f"profile {a['profile']}"
+    print(f"{a['dataset']}, {how}: {len(a['trained'])} runs trained, {len(a['found'])} found in the run cache; "
+          f"{minutes:.1f} min in all; the table: {path}")
+    return 0
+
+
+def pd_options():
+    """pandas printing the whole table, whatever the terminal's width."""
+    import pandas as pd
+
+    return pd.option_context("display.width", None, "display.max_colwidth", None, "display.max_rows", None)
 
 
 def _tables(args) -> int:
@@ -226,6 +261,31 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--publish", action=argparse.BooleanOptionalAction, default=None,
                    help="write figures into the committed figures/ (default: only for --profile quick on the cpu)")
     f.set_defaults(func=_figures)
+
+    v = sub.add_parser("verdicts", help="do the papers' conclusions transfer? each headline claim on a dataset: the "
+                                        "paired difference [95%% interval], seeds and verdict (trains what is missing)")
+    v.add_argument("--dataset", required=True, help=f"{', '.join(DATASETS)} or a prepared folder (toy and books: "
+                   "read from the committed reference results unless --train)")
+    v.add_argument("--profile", default="quick", type=_profile, choices=sorted(PROFILES),
+                   help="the profile every run is trained at (default quick)")
+    v.add_argument("--device", default=None)
+    v.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="default: 0 when training; the reference's 0 1 2 for toy and books")
+    v.add_argument("--claims", nargs="+", default=None, metavar="KEY",
+                   help="only these claims (default: every one of llmrec.experiments.transfer.CLAIMS)")
+    v.add_argument("--train", action="store_true", help="train toy or books at --profile instead of reading "
+                                                        "their committed reference results")
+    v.add_argument("--reference", action="store_true",
+                   help="toy or books: train the committed reference's missing runs (each arm at its reference "
+                        "profile, seeds 0 1 2); hours on 2 CPU cores")
+    v.add_argument("--publish", action="store_true",
+                   help="with --reference: commit each run as it finishes under results/<profile>/transfer/")
+    v.add_argument("--out", default=None, help="where to save the table (default runs/verdicts/<dataset>-<how>.json)")
+    v.add_argument("--plan", action="store_true",
+                   help="train nothing: list the runs the command would train, each with its estimate on 2 CPU cores")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=_verdicts)
+
 
     g = sub.add_parser("tables", help="write the results tables and numbers of README.md and docs/*.md from the "
                                       "committed results/ and bench/*.json (their generated regions only)")

@@ -459,3 +459,56 @@ def plot_interval_table(table: pd.DataFrame, metric: str = "ndcg@10", title: str
     ax.set(title=title, xlabel=f"{measure(metric)} (95% bootstrap interval over users)")
     fig.tight_layout()
     return fig
+
+
+DATASET_MARKERS = ("o", "s", "^", "D", "v")  # chapter 09: one marker per dataset (the colour is the method's loss)
+
+
+def plot_transfer(table: pd.DataFrame, title: str = ""):
+    """Chapter 09's verdicts (a table of :func:`llmrec.experiments.transfer.transfer_table`): a panel per measure,
+    a row per claim, a point per dataset (one marker each): the paired difference (method − baseline) turned so
+    that > 0 is the direction the paper reports (``expects``: a likelihood's "lower" is flipped), with its 95%
+    interval, in the colour of the method's loss (:func:`llmrec.core.labels.loss_colour`, as in every chapter);
+    filled where the verdict is resolved (holds or reversed), hollow where it is unresolved."""
+    metrics = [m for m in ("nll_valid", "ndcg@10", "hr@10") if m in set(table["metric"])]
+    datasets = list(dict.fromkeys(table["dataset"]))
+    claims = list(dict.fromkeys(table["claim"]))[::-1]
+    colour = {c: loss_colour(m) for c, m in zip(table["claim"], table["method"])}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 3, 0.42 * len(claims) + 1.9),
+                             sharey=True, squeeze=False)
+    seen = {}
+    for ax, m in zip(axes[0], metrics):
+        rows = table[table["metric"] == m]
+        for j, ds in enumerate(datasets):
+            marker = DATASET_MARKERS[j % len(DATASET_MARKERS)]
+            g = rows[rows["dataset"] == ds].dropna(subset=["diff"])
+            if g.empty:
+                continue
+            s = np.where(g["expects"] == "lower", -1.0, 1.0)
+            d, a, b = (s * g[c].to_numpy(float) for c in ("diff", "lo", "hi"))
+            lo, hi = np.minimum(a, b), np.maximum(a, b)
+            y = np.array([claims.index(c) for c in g["claim"]]) + 0.18 * (j - (len(datasets) - 1) / 2)
+            colours = [colour[c] for c in g["claim"]]
+            solid = g["verdict"].isin(["holds", "reversed"]).to_numpy()
+            for k in range(len(g)):
+                ax.errorbar(d[k], y[k], xerr=[[d[k] - lo[k]], [hi[k] - d[k]]], fmt="none", capsize=3,
+                            color=colours[k])
+                ax.scatter(d[k], y[k], marker=marker, zorder=3, edgecolor=colours[k],
+                           facecolor=colours[k] if solid[k] else "white")
+            seen[ds] = plt.Line2D([], [], marker=marker, ls="", color="0.3")
+        ax.axvline(0, color="grey", lw=1)
+        ax.locator_params(axis="x", nbins=4)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set(title=measure(m), xlabel="method − baseline\n(> 0: the paper's direction)")
+        if not rows["diff"].notna().any():
+            ax.text(0.5, 0.5, "no run", transform=ax.transAxes, ha="center", va="center", color="grey")
+    axes[0][0].set_yticks(np.arange(len(claims)), claims)
+    for label in axes[0][0].get_yticklabels():
+        label.set_color(colour[label.get_text()])
+    axes[0][0].set_ylim(-0.6, len(claims) - 0.4)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=len(seen), frameon=False,
+                   title="each claim in its method's colour; filled: resolved (holds or reversed); hollow: unresolved")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.14 if seen else 0, 1, 1))
+    return fig

@@ -156,3 +156,23 @@ def chronological_split(windows: pd.DataFrame, ratios: Sequence[int] = (8, 1, 1)
 
 
 # ----------------------------------------------------------------------------- reading raw files
+
+
+def user_subset(ds: Dataset, train_windows: int, seed: int = 0, name: str | None = None) -> Dataset:
+    """A smaller dataset of whole users: ``ds``'s users in a seeded random order, taken until their training
+    windows reach ``train_windows``, each with all of its windows in every split, and the items those windows name,
+    numbered 1..N in their old order (a reproducible stand-in for a reader's dataset of that size: ``bench/transfer_cost.py``)."""
+    if train_windows <= 0:
+        raise ValueError(f"train_windows must be > 0, got {train_windows}")
+    counts = ds.train.groupby("user_id").size()
+    order = np.random.default_rng(seed).permutation(counts.index.to_numpy())
+    reach = np.searchsorted(np.cumsum(counts.loc[order].to_numpy()), train_windows) + 1
+    users = set(order[:reach].tolist())
+    frames = {s: ds.split(s)[ds.split(s)["user_id"].isin(users)].reset_index(drop=True) for s in SPLITS}
+    named = sorted({int(i) for f in frames.values() for h, t in zip(f["history"], f["target"]) for i in (*h, t)})
+    new_id = {old: new for new, old in enumerate(named, start=1)}  # ids 1..N, as every folder has them
+    for f in frames.values():
+        f["history"] = [[new_id[int(i)] for i in h] for h in f["history"]]
+        f["target"] = [new_id[int(i)] for i in f["target"]]
+    return Dataset(name or f"{ds.name}-{len(frames['train'])}", {new_id[i]: ds.items[i] for i in named},
+                   frames["train"], frames["valid"], frames["test"], ds.domain)

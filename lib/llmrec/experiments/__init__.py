@@ -12,10 +12,13 @@
 * :mod:`.sasrec_vs_llm`: SASRec beside the LLM recommenders on the same users (chapters 07-08);
 * :mod:`.lite_vs_sasrec`: Lite-LLM4Rec, its ablations and its inference cost beside SASRec and the LLM
   (chapter 08);
+* :mod:`.transfer`: do the conclusions transfer? each paper's headline claim judged per dataset (holds, reversed,
+  unresolved) from paired intervals and seeds, on the committed results or on any dataset (chapter 09, ``llmrec
+  verdicts``); :mod:`.transfer_runs`: the runs behind it (the arms, the committed reference, what to train);
 * :mod:`.tables`: the tables of evaluated runs: metrics, paired intervals against a baseline;
 * :mod:`.published`: the committed results under ``results/<profile>/``: export, read back, provenance;
-* :mod:`.doc_tables`: the results tables and numbers of README.md and docs/*.md, made from the committed
-  results into the pages' generated regions (:mod:`.doc_regions`): ``python -m llmrec tables``.
+* :mod:`.doc_tables`: the results tables and numbers of README.md, the book's introduction and docs/*.md, from the
+  committed results into the pages' generated regions (:mod:`.doc_regions`): ``python -m llmrec tables``.
 
 A chapter asks for ``profile_runs.llm_run(profile, "lml", dataset)``; the run cache (keyed by the full
 configuration) makes every chapter that asks for the same run get the same trained model, so nothing trains

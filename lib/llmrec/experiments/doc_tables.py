@@ -1,10 +1,10 @@
-"""The results tables and the run-derived numbers of README.md and docs/*.md, made from the committed results
-records (``results/``, :mod:`llmrec.core.results`) and the benchmarks' JSON (``bench/*.json``):
+"""The results tables and the run-derived numbers of README.md, the book's introduction and docs/*.md, made from
+the committed results records (``results/``, :mod:`llmrec.core.results`) and the benchmarks' JSON (``bench/*.json``):
 ``python -m llmrec tables`` (``make tables``) writes them into the pages' generated regions
 (:mod:`.doc_regions`), ``--check`` only compares and names each page that differs. The generators live by
 what they show: :mod:`.doc_llm` (chapters 05, 06 and 08), :mod:`.doc_classic` (chapter 07 and the quick batch's
-tables), :mod:`.doc_bench` (``bench/*.json``), the chapters' times here; :mod:`.doc_format` holds the registry,
-the formatting and the committed records they share.
+tables), :mod:`.doc_bench` (``bench/*.json``), :mod:`.doc_transfer` (chapter 09), the chapters' times here;
+:mod:`.doc_format` holds the registry, the formatting and the committed records they share.
 
 Every region's generator is a function here: a **table** (:data:`TABLES`, a function of no arguments that returns
 Markdown) or a **group of values** (:data:`VALUES`, a function that returns {key: text}; a page quotes one with
@@ -25,6 +25,7 @@ from . import doc_bench  # noqa: F401 (its tables and values register themselves
 from .doc_classic import _classic_lrs, _classic_runs, _protocol
 from .doc_format import TABLES, VALUES, _COMPARED, _records, markdown, seconds, table
 from .doc_llm import _lite_runs
+from .doc_transfer import _reference
 from .doc_regions import fill, regions
 
 # ------------------------------------------------------------------------------------------ the chapters
@@ -75,14 +76,15 @@ def render(kind: str, name: str, key: str | None) -> str:
 
 
 def pages(root: str | Path | None = None) -> list[Path]:
-    """README.md and docs/*.md of the checkout ``root`` (default: this one)."""
+    """README.md, the book's introduction and docs/*.md of the checkout ``root`` (default: this one)."""
     root = Path(root or repo_root())
-    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.exists()]
+    return [p for p in [root / "README.md", root / "book" / "index.md", *sorted((root / "docs").glob("*.md"))]
+            if p.exists()]
 
 
 def _forget() -> None:
     """Drop what earlier calls read or computed (records, comparisons, groups of values): each run reads anew."""
-    for fn in (*VALUES.values(), _records, _lite_runs, _classic_runs, _classic_lrs, _protocol):
+    for fn in (*VALUES.values(), _records, _lite_runs, _classic_runs, _classic_lrs, _protocol, _reference):
         fn.cache_clear()
     _COMPARED.clear()
 
