@@ -51,6 +51,8 @@ $(VENV)/.installed-widgets: $(STAMP) $(LOCK)/widgets.txt
 
 install: $(STAMP)
 
+# Every chapter in order (llmrec.chapters), each with retrain=True: nothing committed is read; the canonical
+# batch (PROFILE=quick, DEVICE=cpu) also publishes its runs to results/quick/, which a chapter opened alone reads.
 figures: $(STAMP)
 	$(PY) -m llmrec figures --profile $(PROFILE) --device $(DEVICE)
 
@@ -79,7 +81,7 @@ results-lite: $(STAMP)
 	mkdir -p runs/executed
 	LLMREC_PUBLISH_FIGURES=$$([ "$(PROFILE)" = quick ] && echo 1 || echo 0) $(VENV)/bin/papermill -k python3 \
 		--cwd notebooks notebooks/08_lite_llm4rec.ipynb runs/executed/08_lite_llm4rec-$(PROFILE).ipynb \
-		-p profile $(PROFILE) -p device $(DEVICE) -p export_results True
+		-p profile $(PROFILE) -p device $(DEVICE) -p export_results True -p retrain True
 
 # Chapters 05 and 06's reference results under the laptop profile (LLM runs on 2,000 windows for 2 epochs, the
 # better epoch by validation likelihood; beam search on 500 test users, the likelihood on 1,000): trained into the
@@ -89,7 +91,7 @@ results-llm: $(STAMP)
 	mkdir -p runs/executed
 	for nb in 05_tau_sweep_ablation 06_training_comparison; do \
 		LLMREC_FIGURES=$(CURDIR)/figures/laptop $(VENV)/bin/papermill -k python3 --cwd notebooks notebooks/$$nb.ipynb \
-			runs/executed/$$nb-laptop.ipynb -p profile laptop -p device $(DEVICE) -p export_results True || exit 1; \
+			runs/executed/$$nb-laptop.ipynb -p profile laptop -p device $(DEVICE) -p export_results True -p retrain True || exit 1; \
 	done
 
 # Chapter 07's reference results under the laptop protocol (patience 5, at most 50 epochs): each loss's learning

@@ -123,7 +123,8 @@ def test_chapter_sizes_must_be_positive(nb, size, tmp_path, monkeypatch):
 
 def test_llm_chapters_publish_their_runs_and_redraw_them_without_training(tmp_path, monkeypatch):
     """Chapters 05 and 06 with export_results publish their runs (no weights); with `results` they redraw every
-    table and figure from them with an empty run cache, and nothing is trained or evaluated."""
+    table and figure from them with an empty run cache, and nothing is trained or evaluated; by default they
+    read them beneath the run cache."""
     import papermill as pm
 
     monkeypatch.setenv("LLMREC_RESULTS", str(tmp_path / "results"))
@@ -144,6 +145,17 @@ def test_llm_chapters_publish_their_runs_and_redraw_them_without_training(tmp_pa
             assert (tmp_path / "figures-results" / f"{name}.png").stat().st_size > 1000, name
     assert not (tmp_path / "empty-runs").exists()  # nothing trained, nothing evaluated
     assert sorted(p.name for p in (tmp_path / "results" / "smoke" / "llm").iterdir()) == published
+    # by default (retrain=False) a chapter reads the committed runs beneath an empty run cache: 05 trains nothing;
+    # 06 trains only the two runs whose weights its explorer needs, under their committed names
+    monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "fresh-runs"))
+    monkeypatch.setenv("LLMREC_FIGURES", str(tmp_path / "figures-default"))
+    pm.execute_notebook(str(nbs[0]), str(tmp_path / f"default-{nbs[0].name}"), cwd=str(NB_DIR), progress_bar=False,
+                        kernel_name="python3", parameters={"profile": "smoke"})
+    assert not (tmp_path / "fresh-runs").exists()
+    pm.execute_notebook(str(nbs[1]), str(tmp_path / f"default-{nbs[1].name}"), cwd=str(NB_DIR), progress_bar=False,
+                        kernel_name="python3", parameters={"profile": "smoke"})
+    trained = sorted(p.name for p in (tmp_path / "fresh-runs").iterdir())
+    assert len(trained) == 2 and all(f"{name}.json" in published for name in trained)
 
 
 def test_clean_executed_removes_progress_residue_only():

@@ -6,6 +6,10 @@ committed ``notebooks/executed/`` (the book renders them; a code host shows them
 committed ``figures/`` for the canonical batch, under ``runs/figures/`` for any other. Executed copies are cleaned
 (:func:`clean_executed`): no progress-bar residue, no timestamps or machine paths, so that a re-run that changes no
 result changes no byte but the commit and the chapter's seconds.
+Every batch re-makes its chapters from the run cache alone (``retrain=True`` where a chapter declares it: the
+committed quick runs that a chapter otherwise reads by default are not read); the canonical batch also
+publishes each chapter's runs as results records without weights (``export_results=True``: ``results/quick/``),
+the run cache that a chapter opened alone reads by default (:func:`llmrec.experiments.published.standalone`).
 A failing chapter is reported and the batch goes on; the exit status is
 non-zero when any chapter failed. Trained runs are shared through the run
 cache (``runs/``), so a chapter that needs a model another chapter trained
@@ -44,6 +48,16 @@ def chapters(notebooks: Path | None = None, only: list[str] | None = None) -> li
     return found
 
 
+BATCH = {"retrain": True}  # what every batch passes to the chapters that declare it: re-make, read nothing committed
+CANONICAL = {"export_results": True}  # and the canonical batch: publish the runs (results/quick/)
+
+
+def chapter_parameters(nb: Path, parameters: dict, extras: dict) -> dict:
+    """``parameters`` and those of ``extras`` that the chapter ``nb`` declares in its parameters cell."""
+    declared = pm.inspect_notebook(str(nb))
+    return {**parameters, **{k: v for k, v in extras.items() if k in declared}}
+
+
 def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | None = None,
               notebooks: Path | None = None, out_dir: Path | None = None, kernel: str = "python3",
               publish: bool | None = None, dataset: str | None = None, cell_timeout: int | None = None) -> int:
@@ -52,8 +66,10 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     ``dataset`` (a name or a prepared folder) is every chapter's one ``dataset`` parameter; None leaves each
     chapter's own (Toy, with Books where it compares). A folder is checked first (:func:`llmrec.data.load_dataset`):
     one with a problem is a :class:`~llmrec.data.DataError` before any chapter starts. ``publish`` (default: only for the canonical ``quick``
-    profile on the CPU, on the chapters' own datasets) writes the figures into the committed ``figures/``; any
-    other batch writes them under ``runs/figures/`` (see :func:`llmrec.plots.figures_dir`). ``cell_timeout``
+    profile on the CPU, on the chapters' own datasets) writes the figures into the committed ``figures/`` and the
+    chapters' runs into ``results/quick/`` (:data:`CANONICAL`); any other batch writes its figures under
+    ``runs/figures/`` (see :func:`llmrec.plots.figures_dir`) and publishes no run. Every batch retrains
+    (:data:`BATCH`). ``cell_timeout``
     (seconds): a cell that runs longer fails its chapter, naming the cell, instead of holding the batch.
 
     The kernels get ``OMP_NUM_THREADS`` = :func:`~llmrec.core.io.usable_cpus` unless it is set: torch would
@@ -76,7 +92,8 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = chapters(notebooks, only)
     with kernel_environment(env):
-        results = _execute(todo, parameters, out_dir, kernel, cell_timeout)
+        extras = {**BATCH, **(CANONICAL if publish else {})}
+        results = _execute(todo, parameters, out_dir, kernel, cell_timeout, extras)
     return _summary(results, profile, out_dir)
 
 
@@ -95,11 +112,13 @@ def kernel_environment(env: dict[str, str]):
                 os.environ[k] = v
 
 
-def _execute(todo: list[Path], parameters: dict, out_dir: Path, kernel: str,
-             cell_timeout: int | None) -> list[tuple[str, float, str | None]]:
-    """Execute each chapter into ``out_dir``; (name, seconds, error or None) for each."""
+def _execute(todo: list[Path], common: dict, out_dir: Path, kernel: str, cell_timeout: int | None,
+             extras: dict) -> list[tuple[str, float, str | None]]:
+    """Execute each chapter into ``out_dir`` with the ``common`` parameters and those of ``extras`` it declares;
+    (name, seconds, error or None) for each."""
     results = []
     for nb in todo:
+        parameters = chapter_parameters(nb, common, extras)
         print(f"[figures] {nb.name} ({', '.join(f'{k}={v}' for k, v in parameters.items())}) ...", flush=True)
         t0 = time.perf_counter()
         err = None

@@ -17,6 +17,9 @@ from .core.io import read_json
 from .core.metrics import compare_entries
 from .core.recommender import Recommender, evaluate as evaluate_recommender
 
+WATCHERS: list = []  # called with each run trained, found or evaluated (experiments.published.standalone's export)
+
+
 def config_of(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "config.json"
     if not path.exists():
@@ -36,13 +39,40 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     the run's key holds its source, so an edited function is a new run.
     """
     custom = {} if loss_fn is None else {"loss_fn": loss_fn}  # a family registered without the option works too
-    return families.get(family_of(config)).load("train")(config, run_dir=run_dir, progress=progress, **custom)
+    run = families.get(family_of(config)).load("train")(config, run_dir=run_dir, progress=progress, **custom)
+    _touched(run)
+    return run
+
+
+def _touched(run: Path) -> None:
+    """Tell each of :data:`WATCHERS` of a run trained, found or evaluated here (a committed one: nothing new)."""
+    if not rundir.is_committed(run):
+        for watch in WATCHERS:
+            watch(run)
+
+
+def materialise(run_dir: str | Path, progress: bool = True) -> Path:
+    """A run with its weights: ``run_dir`` itself, or for a committed run (:func:`llmrec.core.rundir.is_committed`:
+    its records hold no weights) the same configuration trained in the run cache (found there when it was
+    trained before), under the same name. Results mode (``use_committed``) trains nothing: an error."""
+    if not rundir.is_committed(run_dir):
+        return Path(run_dir)
+    if rundir.read_only():
+        raise FileNotFoundError(f"{run_dir}: a committed run holds no weights, and nothing is trained in results "
+                                "mode; run without `results` to train it")
+    print(f"{Path(run_dir).name}: its committed record holds no weights; training it in the run cache")
+    return train(config_of(run_dir), run_dir=rundir.writable(run_dir), progress=progress)
 
 
 def base_weights(run_dir: str | Path) -> dict | None:
     """The fingerprints of the pretrained weights installed now under the names a run's configuration gives
     (None for a family that starts from none: seqrec)."""
-    config = config_of(run_dir)
+    return config_weights(config_of(run_dir))
+
+
+def config_weights(config: dict) -> dict | None:
+    """The fingerprints of the pretrained weights a configuration starts from, those installed now (None for a
+    family that starts from none)."""
     family = families.get(family_of(config))
     return None if family.weights is None else family.load("weights")(config)
 
@@ -61,7 +91,9 @@ def adopt(run_dir: str | Path) -> dict:
 
 def load(run_dir: str | Path, embed: str = "llm") -> Recommender:
     """The trained recommender of a finished run (its best validation epoch), refused when the pretrained
-    weights it was trained on are not those installed now under the same names (:func:`rundir.check_identity`)."""
+    weights it was trained on are not those installed now under the same names (:func:`rundir.check_identity`).
+    A committed run is trained in the run cache first (:func:`materialise`)."""
+    run_dir = materialise(run_dir)
     if not rundir.is_done(run_dir):
         raise FileNotFoundError(f"{run_dir}: no finished training run here (missing done.json)")
     weights = base_weights(run_dir)
@@ -90,7 +122,9 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
              beam_score: str = "full") -> dict:
     """Evaluate a finished run on ``n_users`` seeded windows of ``split`` (all when None); cached in
     ``metrics.json`` under :func:`metrics_key`. ``mode`` defaults to the family's (LLM: beam, seqrec: full);
-    ``beam_score`` scores an LLM's beams by the full-vocabulary log-softmax or by log P_valid (``"valid"``)."""
+    ``beam_score`` scores an LLM's beams by the full-vocabulary log-softmax or by log P_valid (``"valid"``).
+    A committed run's evaluation is read from its record; one it lacks needs the weights: the run is trained in
+    the run cache first (:func:`materialise`), except in results mode (an error)."""
     mode = mode or families.get(family_of(config_of(run_dir))).default_mode
     if beam_score not in ("full", "valid") or (beam_score != "full" and mode != "beam"):
         raise ValueError(f"beam_score {beam_score!r}: 'full' or 'valid', and 'valid' only for LLM beam search "
@@ -102,12 +136,15 @@ def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, 
     if rundir.read_only():
         raise FileNotFoundError(f"{run_dir}: no evaluation {key!r} among the committed results (it has "
                                 f"{sorted(rundir.load_metrics(run_dir))}; nothing is evaluated in results mode)")
+    if rundir.is_committed(run_dir):
+        return evaluate(materialise(run_dir, progress), split, mode, n_users, k, force, progress, embed, beam_score)
     rec = load(run_dir, embed=embed)
     if beam_score != "full":
         rec.beam_score = beam_score
     out = evaluate_recommender(rec, rec.ds.split(split), mode, n_users, k, progress=progress)
     out["split"] = split
     rundir.save_metrics(run_dir, key, out)
+    _touched(Path(run_dir))
     return out
 
 

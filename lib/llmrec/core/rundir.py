@@ -25,6 +25,11 @@ A run directory holds:
 
 Every file and folder is written atomically and as strict JSON, without NaN or infinity
 (:mod:`llmrec.core.io`).
+
+Beneath the run cache may lie **committed layers** (:func:`use_fallback`): folders of finished runs unpacked from
+committed results records (no weights). A run that the run cache does not hold finished is taken from the first
+layer that holds it under the same folder name (the same configuration, data and weights: the same key), and
+nothing is ever written there (:func:`is_committed`): a run missing from every layer trains in the run cache.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from .provenance import versions
 
 
 _COMMITTED: Path | None = None  # set by use_committed: the run cache is a folder of committed results, read only
+_FALLBACK: tuple[Path, ...] = ()  # set by use_fallback: committed run folders read beneath the run cache
 
 
 def runs_root() -> Path:
@@ -71,6 +77,46 @@ def use_committed(folder: str | Path | None) -> None:
 def read_only() -> bool:
     """True while the run cache is a committed results folder (:func:`use_committed`)."""
     return _COMMITTED is not None
+
+
+def use_fallback(folders=()) -> None:
+    """Read finished runs from the committed ``folders`` (each a folder of run folders without weights, as
+    :func:`llmrec.core.results.unpack` writes them) beneath the run cache, for the rest of the process: a run the
+    run cache does not hold finished is found there under its own folder name (:func:`find_run`) and never
+    written (:func:`is_committed`); a run that no folder holds trains in the run cache as usual. An empty
+    sequence turns the layers off."""
+    global _FALLBACK
+    missing = [str(f) for f in folders if not Path(f).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no committed runs folder {missing}")
+    _FALLBACK = tuple(Path(f).resolve() for f in folders)
+
+
+def fallback_layers() -> tuple[Path, ...]:
+    """The committed layers beneath the run cache (:func:`use_fallback`), first searched first."""
+    return _FALLBACK
+
+
+def is_committed(run_dir: str | Path) -> bool:
+    """True for a run folder of committed results (results mode's, or a committed layer's): read, never written."""
+    parent = Path(run_dir).resolve().parent
+    return parent in _FALLBACK or (_COMMITTED is not None and parent == _COMMITTED.resolve())
+
+
+def writable(run_dir: str | Path) -> Path:
+    """The run cache's folder of the same name as ``run_dir`` (where a committed run trains when its weights are
+    needed)."""
+    return runs_root() / Path(run_dir).name
+
+
+def _committed_twin(path: Path, config: dict) -> Path | None:
+    """The first committed layer's finished run named as ``path`` (the same key) with this configuration."""
+    stored = json.loads(dumps(config))
+    for layer in _FALLBACK:
+        twin = layer / path.name
+        if is_done(twin) and (twin / "config.json").exists() and read_json(twin / "config.json") == stored:
+            return twin
+    return None
 
 
 def config_key(config: dict) -> str:
@@ -113,6 +159,8 @@ def find_run(config: dict, identity: dict | None = None, root: str | Path | None
 
     In results mode the identity holds no weights (:func:`with_weights`): the committed folder of the
     configuration and data is found with or without a weights suffix (an error if there are several).
+    Otherwise a run not finished in the run cache is taken from a committed layer that holds it under the same
+    name (:func:`use_fallback`).
     """
     legacy = run_dir_for(config, _without_weights(identity), root)
     if read_only():
@@ -122,6 +170,9 @@ def find_run(config: dict, identity: dict | None = None, root: str | Path | None
                              f"{[p.name for p in found]}")
         return found[0] if found else legacy
     path = run_dir_for(config, identity, root)
+    twin = None if root is not None or is_done(path) else _committed_twin(path, config)
+    if twin is not None:
+        return twin
     if path == legacy or path.exists() or not legacy.exists():
         return path
     old = read_json(legacy / "identity.json").get(WEIGHTS) if (legacy / "identity.json").exists() else None
@@ -172,9 +223,10 @@ def open_run(run_dir: str | Path, config: dict, identity: dict | None = None) ->
     run_dir = Path(run_dir)
     config = json.loads(dumps(config, where=run_dir / "config.json"))  # as stored: tuples become lists
     path, ipath = run_dir / "config.json", run_dir / "identity.json"
-    if read_only() and not (path.exists() and read_json(path) == config and is_done(run_dir)):
+    if (read_only() or is_committed(run_dir)) and not (path.exists() and read_json(path) == config
+                                                       and is_done(run_dir)):
         raise FileNotFoundError(f"run {run_dir.name} is not among the committed results in {run_dir.parent} "
-                                f"(nothing is trained in results mode); its configuration: {config}")
+                                f"(nothing is trained there); its configuration: {config}")
     if identity is not None and (ipath.exists() or path.exists()):
         check_identity(run_dir, read_json(ipath) if ipath.exists() else None, identity)
     if path.exists():
@@ -248,7 +300,10 @@ def is_done(run_dir: str | Path) -> bool:
 
 
 def save_metrics(run_dir: str | Path, key: str, entry: dict) -> None:
-    """Add (or replace) the evaluation ``key`` in ``metrics.json``; the rank of a missed target is ``null`` there."""
+    """Add (or replace) the evaluation ``key`` in ``metrics.json``; the rank of a missed target is ``null`` there.
+    A committed run (:func:`is_committed`) is refused."""
+    if is_committed(run_dir):
+        raise PermissionError(f"{run_dir} is a committed run: nothing is written there")
     p = Path(run_dir) / "metrics.json"
     data = {**load_metrics(run_dir), key: entry}  # earlier entries too: files written before held Infinity
     write_json(p, {k: {**e, "ranks": [None if r == math.inf else r for r in e["ranks"]]} if "ranks" in e else e

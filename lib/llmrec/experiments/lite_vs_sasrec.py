@@ -11,6 +11,7 @@ from .. import runs
 from ..core.profiles import dataset_for
 from ..core.recommender import evaluate as evaluate_recommender
 from ..seqrec import Popularity
+from . import published
 from .profile_runs import lite_config
 from .sasrec_vs_llm import sasrec_plateau
 
@@ -78,3 +79,21 @@ def inference_cost(lite_run: str | Path, llm_run: str | Path, split: str = "test
     beam = t["ms/user"].iloc[1]
     t["time saved vs beam"] = 1 - t["ms/user"] / beam
     return t
+
+
+def committed_study(folder: str | Path, dataset: str, config: dict, ablations: bool = True, beam_users: int = 16,
+                    exact_users: int = 2) -> bool:
+    """True when ``folder`` (``results/<profile>/08_lite/``, written by chapter 08 with ``export_results``) holds
+    the study these parameters make: the main run's record under its key (``config``, the data and the
+    pretrained weights now: :func:`.published.holds_run`; its ablations differ from it by one option each and were
+    made in the same batch), a record of every ablation (``ablations``: all of them, as published) and the
+    inference cost timed on ``beam_users`` and ``exact_users``. Chapter 08 then shows those tables without
+    training (its ``results``)."""
+    folder = Path(folder)
+    cost = folder / f"{published.slug(dataset)}-inference-cost.json"
+    if not (ablations and cost.exists() and published.holds_run(folder, dataset, "Lite-LLM4Rec", config)):
+        return False
+    if not all((folder / f"{published.slug(dataset)}-{published.slug(n)}.json").exists() for n in LITE_VARIANTS):
+        return False
+    return list(published.read_table(folder, dataset, "inference-cost")["users"])[:3] == [beam_users, beam_users,
+                                                                                          exact_users]

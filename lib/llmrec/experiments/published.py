@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import runs
 from ..core import rundir
-from ..core.io import cache_root, publish_dir, repo_root
+from ..core.io import cache_root, dumps, publish_dir, repo_root
 from ..core.provenance import provenance  # commit, date, machine, versions
 from ..core.results import (Provenance, RunRecord, TableRecord, entry_from_evaluation, evaluation_from_entry,
                             read_record, run_record, unpack, write_record)
@@ -28,6 +28,21 @@ def results_root() -> Path:
     return Path(env) if env else repo_root() / "results"
 
 
+def unpacked(folder: str | Path, label: str) -> Path:
+    """The run records of ``folder`` written out as run folders without weights (:func:`~llmrec.core.results.unpack`),
+    once per content of the folder, under ``.cache/results/<label>-<digest>/``: a run cache to read."""
+    files = sorted(Path(folder).glob("*.json"))
+    digest = hashlib.sha1(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:12]
+    out = cache_root() / "results" / f"{label}-{digest}"
+    if not out.is_dir():
+        with publish_dir(out) as tmp:
+            for path in files:
+                record = read_record(path)
+                if record.kind == "run":
+                    unpack(record, tmp / path.stem)
+    return out
+
+
 def use_results(results: str | None, part: str = "llm") -> Path | None:
     """``-p results <profile>`` in chapters 05 and 06: from here on, LLM runs and their evaluations are read from
     the committed records of ``results/<profile>/<part>/`` (finished runs without their weights, see
@@ -38,38 +53,55 @@ def use_results(results: str | None, part: str = "llm") -> Path | None:
     folder = results_root() / results / part
     if not folder.is_dir():
         raise FileNotFoundError(f"no committed results folder {folder}")
-    files = sorted(folder.glob("*.json"))
-    digest = hashlib.sha1(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:12]
-    unpacked = cache_root() / "results" / f"{results}-{part}-{digest}"
-    if not unpacked.is_dir():
-        with publish_dir(unpacked) as tmp:
-            for path in files:
-                record = read_record(path)
-                if record.kind == "run":
-                    unpack(record, tmp / path.stem)
-    rundir.use_committed(unpacked)
+    rundir.use_fallback(())
+    rundir.use_committed(unpacked(folder, f"{results}-{part}"))
     return folder
 
 
+RUN_PARTS = ("llm", "seqrec", "lite")  # results/<profile>/<family>/: the committed runs a chapter reads by default
+
+
+def standalone(profile: str, retrain: bool = False, export: bool = False, what: str = "") -> list[Path]:
+    """A chapter's run cache (its ``retrain`` and ``export_results`` parameters): with ``retrain`` False, the
+    committed records of ``results/<profile>/{llm,seqrec,lite}/`` (the canonical batch's runs, without weights)
+    lie beneath the run cache (:func:`llmrec.core.rundir.use_fallback`): a run found there under its key (the same
+    configuration, data and weights) is read, nothing trained or evaluated for it; any other run trains in the run
+    cache as usual, and one whose weights are needed is trained there (:func:`llmrec.runs.materialise`). With
+    ``retrain`` True, the run cache alone. ``export``: each run this process trains, finds or evaluates in the run
+    cache is published (:func:`export_run`) as it is touched. Returns the committed folders read."""
+    rundir.use_committed(None)
+    folders = [] if retrain else [f for f in (results_root() / profile / part for part in RUN_PARTS)
+                                  if f.is_dir() and any(f.glob("*.json"))]
+    rundir.use_fallback([unpacked(f, f"{profile}-{f.name}") for f in folders])
+    runs.WATCHERS[:] = [lambda run: export_run(run, profile, what=what)] if export else []
+    return folders
+
+
+def export_run(run: str | Path, profile: str, folder: str | Path | None = None, what: str = "") -> Path | None:
+    """Publish one finished run of ``profile`` from the run cache into ``folder`` (default
+    ``results/<profile>/<family>/``) as a results record named as in the run cache (:mod:`llmrec.core.results`:
+    configuration, identity, training facts, every evaluation with its per-user ranks or likelihoods, the
+    training log, provenance), never its weights; None (nothing written) for a run of another profile, a
+    committed run or one not finished."""
+    cfg = runs.config_of(run)
+    if cfg.get("profile") != profile or rundir.is_committed(run) or not rundir.is_done(run):
+        return None
+    folder = Path(folder or results_root() / profile / runs.family_of(cfg))
+    folder.mkdir(parents=True, exist_ok=True)
+    record = run_record(run, name=Path(run).name, what=what, profile=profile, provenance=provenance(),
+                        dataset_fingerprint=dataset_fingerprint(cfg["dataset"]))
+    return write_record(folder / f"{Path(run).name}.json", record)
+
+
 def export_llm_results(profile: str, folder: str | Path | None = None, what: str = "") -> list[Path]:
-    """Publish every LLM run of ``profile`` this process trained or found (:func:`.profile_runs.llm_run`) into
-    ``folder`` (default ``results/<profile>/llm/``), one results record per run named as in the run cache
-    (:mod:`llmrec.core.results`: configuration, identity, training facts, every evaluation with its per-user ranks
-    or likelihoods, the training log, provenance); never the weights. :func:`use_results` reads them back as a
-    run cache."""
+    """Publish every LLM run of ``profile`` this process trained or found in the run cache
+    (:func:`.profile_runs.llm_run`) into ``folder`` (default ``results/<profile>/llm/``) (:func:`export_run`);
+    :func:`use_results` reads them back as a run cache."""
     if rundir.read_only():
         raise RuntimeError("results mode: the runs were read from committed results; there is nothing to export")
     folder = Path(folder or results_root() / profile / "llm")
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, run in profile_runs.LLM_RUNS.items():
-        cfg = runs.config_of(run)
-        if cfg.get("profile") != profile:
-            continue
-        record = run_record(run, name=name, what=what, profile=profile, provenance=provenance(),
-                            dataset_fingerprint=dataset_fingerprint(cfg["dataset"]))
-        out.append(write_record(folder / f"{name}.json", record))
-    return out
+    found = (export_run(run, profile, folder, what) for run in profile_runs.LLM_RUNS.values())
+    return [p for p in found if p is not None]
 
 
 def provenance_record() -> Provenance:
@@ -104,6 +136,20 @@ def export_runs(evals: dict, folder: str | Path, profile: str, dataset: str, wha
                                extra={"order": order}, provenance=provenance_record())
         out.append(write_record(folder / f"{slug(dataset)}-{slug(name)}.json", record))
     return out
+
+
+def holds_run(folder: str | Path, dataset: str, name: str, config: dict) -> bool:
+    """True when ``folder`` holds the record :func:`export_runs` wrote of run ``name`` on ``dataset`` and that run
+    has ``config``, the data's content now and the pretrained weights installed now: its key, so that the tables
+    published beside it are those this configuration would make."""
+    path = Path(folder) / f"{slug(dataset)}-{slug(name)}.json"
+    if not path.exists():
+        return False
+    record = read_record(path)
+    weights = runs.config_weights(config)
+    return (record.kind == "run" and record.config == json.loads(dumps(config))
+            and record.dataset_fingerprint == dataset_fingerprint(dataset)
+            and (weights is None or (record.identity or {}).get(rundir.WEIGHTS) == weights))
 
 
 def read_runs(folder: str | Path, dataset: str) -> dict:

@@ -43,7 +43,7 @@ from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
 
 from ..core import custom_loss, rundir
-from ..core.io import progress_bars, publish_dir, write_json
+from ..core.io import progress_bars, publish_dir, read_json, write_json
 from ..core.recommender import evaluate
 from ..core.metrics import ndcg_at_k
 from ..data import dataset_fingerprint, load_dataset, sample_windows
@@ -84,9 +84,22 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     run_dir = Path(run_dir) if run_dir else rundir.find_run(cfg.to_dict(), identity)
     if rundir.open_run(run_dir, cfg.to_dict(), identity):
         return run_dir
+    if cfg.loss == "sdpo":
+        _reference_with_weights(cfg.sdpo_ref, progress)
     custom_loss.record(run_dir, custom)
     with rundir.attempt(run_dir):
         return _fit(cfg, run_dir, progress, stop_after_epoch, evaluate_fn or _default_validation, custom)
+
+
+def _reference_with_weights(ref: str, progress: bool) -> None:
+    """S-DPO starts from its reference run's adapter: a reference the run cache lacks but a committed layer holds
+    (:func:`llmrec.core.rundir.use_fallback`: no weights) is trained in the run cache first, under its name."""
+    if Path(ref).exists() or len(Path(ref).parts) != 1 or rundir.is_done(rundir.runs_root() / ref):
+        return
+    for layer in rundir.fallback_layers():
+        if rundir.is_done(layer / ref):
+            train(read_json(layer / ref / "config.json"), run_dir=rundir.runs_root() / ref, progress=progress)
+            return
 
 
 def base_weights(config: TrainConfig | dict) -> dict:
