@@ -2,7 +2,6 @@
 exercise of the chapter quoted and answered after it, and every notebook executing under ``profile=smoke``."""
 
 import json
-import os
 import re
 from pathlib import Path
 
