@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmrec.chapters import _is_progress, chapters
+from llmrec.chapters import BATCH, CANONICAL, _is_progress, chapter_parameters, chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = chapters(ROOT / "notebooks")
@@ -28,7 +28,9 @@ def test_each_executed_chapter_is_its_source_run_by_the_canonical_batch(source):
     done, src = nbformat.read(path, as_version=4), nbformat.read(source, as_version=4)
     assert without_injected(done) == without_injected(src), \
         f"{path.name} was executed from another version of {source.name}: run make figures (profile quick)"
-    assert done.metadata["papermill"]["parameters"] == {"profile": "quick", "device": "cpu"}
+    # the canonical batch's parameters: quick on the CPU, and retrain / export_results where the chapter has them
+    assert done.metadata["papermill"]["parameters"] == chapter_parameters(
+        source, {"profile": "quick", "device": "cpu"}, {**BATCH, **CANONICAL})
     assert done.metadata["llmrec"]["versions"]["commit"] and done.metadata["llmrec"]["seconds"] > 0
     assert not {"start_time", "end_time", "duration", "input_path", "output_path"} & set(done.metadata["papermill"])
     for i, cell in enumerate(done.cells):
