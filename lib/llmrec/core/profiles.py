@@ -15,8 +15,8 @@
 * ``laptop``: one overnight run on 2 CPU cores: LLM runs on 2,000 windows for 2 epochs (the better epoch
   kept by the likelihood of 500 validation users), beam search on 500 test users, the likelihood on 1,000; classic models to their plateau (patience 5, at most 50 epochs);
   Lite-LLM4Rec with 4 blocks, at most 15 epochs.
-* ``paper``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128 via
-  accumulation, all test users, 10 beams) on a GPU. Its old name ``full`` (which also names the ranking of every
+* ``paper``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128: 8 batches of 16, in as
+  few forwards as the GPU's memory holds, all test users, 10 beams) on a GPU. Its old name ``full`` (which also names the ranking of every
   item) is still accepted, with a warning (:func:`canonical`).
 
 Each profile holds one sub-table per family (``llm``, ``seqrec``: overrides
@@ -62,9 +62,10 @@ PROFILES = {
     },
     "paper": {
         "dataset": "toy",
+        # batch 128 = 8 accumulated batches of 16; on a GPU as many of them share a forward as its memory holds
         "llm": dict(model="smollm2-135m", layers=None, lora_layers=None, n_train=10_000, epochs=10, batch_size=16,
-                    grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
-                    dtype="bfloat16", device="cuda"),
+                    grad_accum=8, micro_batch="auto", max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4,
+                    max_history=10, dtype="bfloat16", device="cuda"),
         "seqrec": {},  # the SCE authors' setting
         "lite": dict(rec_layers=30, epochs=50, patience=5, batch_size=256, device="cuda"),  # the whole SmolLM2
         "eval": dict(eval_users=None, valid_users=None, eval_beams=10, exact_users=20, likelihood_users=None,
