@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_check)
 
     b = sub.add_parser("bench", help="benchmarks (side by side in one run)")
-    b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "decode", "all"])
+    b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "decode", "train", "all"])
     b.add_argument("--out", default=None, help="write the whole result here (default: bench/<name>.json each)")
     b.set_defaults(func=_bench)
 
