@@ -157,3 +157,13 @@ def test_compiled_blocks_train_as_the_plain_ones(runs_dir, monkeypatch):
     assert plain != compiled
     a, b = ([r["loss"] for r in rundir.read_log(run) if "loss" in r] for run in (plain, compiled))
     assert len(a) == 2 and all(math.isfinite(x) for x in a) and np.allclose(a, b, rtol=1e-5)
+
+
+def test_the_command_line_sets_micro_batch_and_compile(capsys, runs_dir):
+    from llmrec.cli import build_parser, main
+
+    args = build_parser().parse_args(["train", "--micro-batch", "auto", "--compile"])
+    assert (args.micro_batch, args.compile) == ("auto", True)
+    assert build_parser().parse_args(["train", "--micro-batch", "16"]).micro_batch == 16
+    assert main(["train", "--profile", "smoke", "--loss", "lml", "--micro-batch", "12", "--no-eval"]) == 2
+    assert "micro_batch must be 'auto', None or a multiple of batch_size (8)" in capsys.readouterr().err

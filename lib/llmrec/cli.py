@@ -120,7 +120,8 @@ def _profile(name: str) -> str:
     return name
 
 
-TYPES = {"positive int": positive(int), "positive float": positive(float), "count": positive(int, zero=True)}
+TYPES = {"positive int": positive(int), "positive float": positive(float), "count": positive(int, zero=True),
+         "positive int or auto": lambda text: text if text == "auto" else positive(int)(text)}
 
 
 def _argparse(opt: families.Option, fam: families.Family) -> dict:
