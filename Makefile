@@ -6,8 +6,8 @@ PROFILE ?= quick
 DEVICE ?= cpu
 STAMP  := $(VENV)/.installed
 
-.PHONY: all figures test lab bench book check-book check-widgets check-widgets-latest install lock lock-upgrade clean-runs \
-	results-lite results-classic results-llm
+.PHONY: all figures test lab bench book check-book check-widgets check-widgets-latest install lock lock-upgrade \
+	clean-runs results-lite results-classic results-llm tables
 
 all: figures
 
@@ -104,6 +104,11 @@ results-classic: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m llmrec bench all
+
+# The results tables and run-derived numbers of README.md and docs/*.md, from the committed results/ and
+# bench/*.json (docs/results.md); `python -m llmrec tables --check` (tests/test_tables.py) fails on drift.
+tables: $(STAMP)
+	$(PY) -m llmrec tables
 
 # The chapters' explorers in JupyterLab in headless Chromium (bench/check_widgets.py), with the locked JupyterLab.
 # Without a Chromium (CHROMIUM=/path, or chromium on the PATH) it says so and exits 0, before installing anything.

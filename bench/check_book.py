@@ -7,7 +7,7 @@ typeset by the bundled MathJax with no MathJax error. The report (each page: ima
 goes to ``--out`` (default ``book/_build/check.json``).
 
 Chromium is found as ``make check-widgets`` finds it (``bench/check_widgets.py``: ``$CHROMIUM``, a known name on
-the PATH, or a Playwright build); without one the check says why it is skipped and exits 0.
+the PATH, or a Playwright build); without one the check says why it is skipped and exits 0 (``bench/check_widgets.py``'s ``chromium_or_status``).
 
     python bench/check_book.py [--html book/_build/html] [--out FILE] [--page-limit 30]
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_widgets import CHROMIUM_ARGS, SKIP, find_chromium  # noqa: E402 (bench/ is not a package)
+from check_widgets import CHROMIUM_ARGS, chromium_or_status  # noqa: E402 (bench/ is not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 # what the page reports once MathJax is done: equations in the source, typeset ones, MathJax errors, images
@@ -118,14 +118,9 @@ def main(argv=None) -> int:
     if not (html / "index.html").is_file():
         print(f"check-book: error: {html}/index.html: no book there (make book builds it)", file=sys.stderr)
         return 2
-    try:
-        chromium = find_chromium()
-    except FileNotFoundError as e:
-        print(f"check-book: error: {e}", file=sys.stderr)
-        return 2
+    chromium, status = chromium_or_status("check-book")
     if chromium is None:
-        print(SKIP)
-        return 0
+        return status
     try:
         import playwright  # noqa: F401
     except ImportError:

@@ -85,6 +85,20 @@ def find_chromium(env: dict | None = None, home: Path | None = None) -> Path | N
     return next((b for b in builds if os.access(b, os.X_OK)), None)
 
 
+def chromium_or_status(prog: str) -> tuple[Path | None, int | None]:
+    """(the Chromium, None), or (None, the exit status) after printing why there is none: a ``$CHROMIUM`` that is
+    not an executable file is a setup error (2), no Chromium at all a skip (0)."""
+    try:
+        chromium = find_chromium()
+    except FileNotFoundError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return None, 2
+    if chromium is None:
+        print(SKIP)
+        return None, 0
+    return chromium, None
+
+
 # ----------------------------------------------------------------------------- the notebooks and the server
 
 
@@ -539,14 +553,9 @@ def main(argv=None) -> int:
                     help="name every installed version that differs from requirements/widgets.txt and, when a "
                          "chapter fails, which of them broke it (each put back to its locked version in turn)")
     args = ap.parse_args(argv)
-    try:
-        chromium = find_chromium()
-    except FileNotFoundError as e:
-        print(f"check-widgets: error: {e}", file=sys.stderr)
-        return 2
+    chromium, status = chromium_or_status("check-widgets")
     if chromium is None:
-        print(SKIP)
-        return 1 if args.which_chromium else 0
+        return 1 if args.which_chromium and status == 0 else status
     if args.which_chromium:
         print(chromium)
         return 0

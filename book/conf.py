@@ -9,6 +9,7 @@ myst-nb and not Jupyter Book 2 or MkDocs: docs/book.md.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 project = "llmrec-study"
@@ -39,6 +40,16 @@ EXPLORER_NOTE = ("*An interactive explorer (ipywidgets) is here in the notebook;
                  "Open the chapter in JupyterLab (`make lab`) to use it.*")
 
 
+CHAPTER_LINK = re.compile(r"(\]\((?:\.\./)*notebooks/)(\d\d_[\w-]+\.ipynb)")
+
+
+def _chapter_links(app, docname: str, source: list[str]) -> None:
+    """In the book, a page's link to a chapter's source notebook (``notebooks/NN_x.ipynb``, right on a code host)
+    leads to the chapter with its outputs (``notebooks/executed/NN_x.ipynb``)."""
+    if docname.startswith(("docs/", "book/")):
+        source[0] = CHAPTER_LINK.sub(r"\1executed/\2", source[0])
+
+
 def _static_explorers(app, docname: str, source: list[str]) -> None:
     """Replace each widget output of an executed chapter with a note: its state needs a kernel (or a CDN's widget
     manager) that an offline static book does not have, and its text form (``VBox(children=...)``) says nothing."""
@@ -67,4 +78,5 @@ def _redirect(app, exception) -> None:
 def setup(app):
     app.connect("build-finished", _redirect)
     app.connect("source-read", _static_explorers)
+    app.connect("source-read", _chapter_links)
     app.set_html_assets_policy("always")  # MathJax on every page: the sidebar's chapter titles hold equations

@@ -77,3 +77,14 @@ def test_the_book_shows_a_note_in_place_of_each_explorer():
     untouched = [json.dumps(book)]
     conf._static_explorers(None, "docs/results", untouched)  # only executed chapters are rewritten
     assert untouched == [json.dumps(book)]
+
+
+def test_the_book_links_a_page_to_the_chapter_with_its_outputs():
+    sys.path.insert(0, str(ROOT / "book"))
+    try:
+        import conf
+    finally:
+        sys.path.remove(str(ROOT / "book"))
+    page = ["see [chapter 07](../notebooks/07_classic_sce.ipynb) and [the data](../data/README.md)"]
+    conf._chapter_links(None, "docs/glossary", page)
+    assert page == ["see [chapter 07](../notebooks/executed/07_classic_sce.ipynb) and [the data](../data/README.md)"]

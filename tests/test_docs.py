@@ -16,6 +16,8 @@ so that the test fails on drift, not on prose:
   output). A checked path must exist, or be git-ignored (an output a command makes, e.g.
   ``notebooks/executed/``). Markdown link and image targets must exist, relative to the page that holds them,
   and a ``#fragment`` on a link to a page must name one of its headings (GitHub's anchors).
+* **MyST directives.** The body of a directive fence (```` ```{glossary} ````, ```` ```{note} ````) is read as
+  Markdown by the same rules; a ```` ```{code-cell} ```` is code.
 * **Never checked:** URLs (``scheme:``); paths outside those folders (``runs/…``, ``~/.cache/llmrec``, a run
   directory's ``checkpoints/``); anything with a placeholder or a glob: ``<…>``, ``*``, ``?``, ``[``, ``{``, ``$``,
   ``…`` or ``...``, or a path part in capitals (``FOLDER``, ``RUN``, ``PATH``).
@@ -41,7 +43,7 @@ import llmrec
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 150
-ROOT_DIRS = ("bench", "data", "docs", "figures", "lib", "notebooks", "results", "tests")
+ROOT_DIRS = ("bench", "data", "docs", "figures", "instructor", "lib", "notebooks", "results", "tests")
 SUFFIXES = {"py", "json", "jsonl", "md", "csv", "gz", "png", "ipynb", "toml", "yml", "yaml", "txt", "pt"}
 TOP_MODULES = {m.name for m in pkgutil.iter_modules(llmrec.__path__)}
 
@@ -50,6 +52,7 @@ FULL_NAME = re.compile(r"(?<![\w./-])llmrec(?:\.[A-Za-z_]\w*)+")
 LEADING_NAME = re.compile(r"(?:llmrec\.)?([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
 PLACEHOLDER = re.compile(r"[<>*?\[\]{}$…]|\.\.\.|(?:^|/)[A-Z][A-Z0-9_]*(?:/|$)")
 PARSER = MarkdownIt("commonmark").enable("table")
+MYST_DIRECTIVE = re.compile(r"\{(?!code)[\w-]+\}")  # ```{glossary}, ```{note}: Markdown inside; not {code-cell}
 
 
 def is_file_name(dotted: str) -> bool:
@@ -101,6 +104,10 @@ def pieces(text: str) -> tuple[list[str], list[str], list[str]]:
     """The page's inline code spans, fenced or indented code blocks, and link / image targets."""
     spans, blocks, targets = [], [], []
     for tok in PARSER.parse(text):
+        if tok.type == "fence" and MYST_DIRECTIVE.match(tok.info):  # a MyST directive's body is Markdown
+            for mine, inner in zip((spans, blocks, targets), pieces(tok.content)):
+                mine.extend(inner)
+            continue
         if tok.type in ("fence", "code_block"):
             blocks.append(tok.content)
         for child in tok.children or []:
@@ -191,6 +198,11 @@ Paths: `lib/llmrec/lite/`, `notebooks/executed/` (ignored output), `results/nope
 python -m llmrec prepare --out data/films      # an output, not checked
 papermill notebooks/99_gone.ipynb out.ipynb
 ```
+
+```{glossary}
+term
+  Read as Markdown: `core.metrics.no_such`, [a chapter](../notebooks/00_none.ipynb), [ok](library.md).
+```
 """
     assert sorted(problems(text, page)) == sorted([
         "name llmrec.core.metrics.ndcg_at_100: llmrec.core.metrics has no 'ndcg_at_100'",
@@ -201,4 +213,6 @@ papermill notebooks/99_gone.ipynb out.ipynb
         "path results/nope/: no such file or folder (and not an ignored output)",
         "link docs/nothing.md: missing",
         "link docs/library.md#nope: no such heading",
+        "name llmrec.core.metrics.no_such: llmrec.core.metrics has no 'no_such'",
+        "link notebooks/00_none.ipynb: missing",
     ])

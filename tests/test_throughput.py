@@ -30,8 +30,9 @@ def smoke(**kw):
     return train_config("smoke", **{**base, **kw})
 
 
-def step_gradients(cfg: dict, monkeypatch) -> tuple[list[list[torch.Tensor]], list[dict]]:
-    """Train ``cfg``; the gradient at every optimiser step (LoRA parameters, in order) and the log."""
+def step_gradients(cfg: dict, monkeypatch, loss_fn=None) -> tuple[list[list[torch.Tensor]], list[dict]]:
+    """Train ``cfg`` (with ``loss_fn``); the gradient at every optimiser step (LoRA parameters, in order) and the
+    log."""
     grads, real = [], torch.optim.AdamW.step
 
     def record(opt, *a, **k):
@@ -39,8 +40,9 @@ def step_gradients(cfg: dict, monkeypatch) -> tuple[list[list[torch.Tensor]], li
         return real(opt, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", record)
-    run = train(cfg, progress=False)
+    run = train(cfg, progress=False, loss_fn=loss_fn)
     monkeypatch.setattr(torch.optim.AdamW, "step", real)
+    assert loss_fn is None or run.name.startswith(f"synthetic-tiny-custom_{loss_fn.__name__}-")
     return grads, [r for r in rundir.read_log(run) if "loss" in r]
 
 
@@ -167,3 +169,26 @@ def test_the_command_line_sets_micro_batch_and_compile(capsys, runs_dir):
     assert build_parser().parse_args(["train", "--micro-batch", "16"]).micro_batch == 16
     assert main(["train", "--profile", "smoke", "--loss", "lml", "--micro-batch", "12", "--no-eval"]) == 2
     assert "micro_batch must be 'auto', None or a multiple of batch_size (8)" in capsys.readouterr().err
+
+
+def eq9_msl(logits, valid, targets):
+    """MSL (eq. 9) at tau = 2 written from its equation: the mean over the positions with more than one valid
+    token of -tau log softmax(f / tau) over the valid tokens."""
+    tau = 2.0
+    f = (logits / tau).masked_fill(~valid, -math.inf)
+    nll = -tau * (f.gather(1, targets[:, None])[:, 0] - torch.logsumexp(f, -1))
+    return nll[valid.sum(-1) > 1].mean()
+
+
+def test_a_loss_function_of_ones_own_in_fewer_forwards_has_the_gradient_of_accumulation(runs_dir, monkeypatch):
+    """``loss_fn``: each logical batch of a shared forward gets the function on its own positions only, so the
+    step's gradient and the logged losses are accumulation's."""
+    cfg = smoke(loss="msl", tau=2.0, batch_size=4, grad_accum=4, max_steps=2, n_train=32, log_grad_norms=0)
+    base, base_log = step_gradients(cfg, monkeypatch, eq9_msl)
+    fused, fused_log = step_gradients({**cfg, "micro_batch": 16}, monkeypatch, eq9_msl)
+    assert len(base) == len(fused) == 2 and len(base_log) == len(fused_log) == 8
+    assert np.allclose([r["loss"] for r in fused_log], [r["loss"] for r in base_log], rtol=1e-5, atol=1e-6)
+    for a, b in zip(base, fused):
+        for x, y in zip(a, b):
+            assert torch.allclose(x, y, rtol=1e-4, atol=1e-5 * float(x.abs().max()))
+    assert any(g.abs().sum() > 0 for g in base[-1])

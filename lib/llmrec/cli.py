@@ -1,4 +1,4 @@
-"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures``.
+"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures|tables``.
 
 The modules that import torch, transformers or peft are imported inside the subcommands that need them, so
 ``--help`` and ``check`` answer in about a second. An error is one line on stderr (exit status 2) naming what
@@ -93,6 +93,12 @@ def _figures(args) -> int:
 
     return run_batch(profile=args.profile, device=args.device, only=args.only, publish=args.publish,
                      dataset=args.dataset)
+
+
+def _tables(args) -> int:
+    from .experiments.doc_tables import tables_command
+
+    return tables_command(check=args.check)
 
 
 def positive(typ, zero: bool = False):
@@ -221,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--publish", action=argparse.BooleanOptionalAction, default=None,
                    help="write figures into the committed figures/ (default: only for --profile quick on the cpu)")
     f.set_defaults(func=_figures)
+
+    g = sub.add_parser("tables", help="write the results tables and numbers of README.md and docs/*.md from the "
+                                      "committed results/ and bench/*.json (their generated regions only)")
+    g.add_argument("--check", action="store_true",
+                   help="write nothing: print a diff of each page that differs, exit status 1 if any does")
+    g.set_defaults(func=_tables)
     return ap
 
 

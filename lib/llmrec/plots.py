@@ -1,4 +1,9 @@
-"""Every figure of the chapters, one plotting style, and atomic figure saving into ``figures/``."""
+"""Every figure of the chapters, one plotting style, and atomic figure saving into ``figures/``.
+
+One vocabulary for every chapter (:mod:`llmrec.core.labels`): each loss in one colour (:data:`LOSS_COLOURS`) and
+named as the chapters name it (:data:`LOSS_NAMES`), each axis in words with its unit, and each figure's title
+naming the paper's figure or table it reproduces.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,21 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
+from matplotlib.colors import to_rgb
 from matplotlib.patches import FancyArrowPatch
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import Image, Markdown
 from scipy import stats
 
 from .core.io import atomic_write, read_json, repo_root
 from .core.metrics import entry_values, mean_interval, no_hit_bound
-from .core import losses as L
+from .core import labels, losses as L
+from .core.profiles import profile as profile_sizes
+from .core.labels import LOSS_COLOURS, LOSS_NAMES, loss_colour, loss_name, loss_of, measure  # noqa: F401
+from .runs import config_of
 from .probes import gaussian_p_valid, log_frame, mean_p_valid, normality, select_positions
 
 
@@ -34,6 +45,13 @@ def setup_style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
+def _shade(colour: str, k: int, n: int) -> tuple:
+    """The ``k``-th of ``n`` shades of one loss's colour (the last is the colour itself): one loss at several
+    settings (SCE at several α) stays recognisably that loss."""
+    rgb = np.array(to_rgb(colour))
+    return tuple(rgb + (1 - rgb) * 0.55 * (n - 1 - k) / max(n - 1, 1))
+
+
 def save_figure(fig, name: str, dpi: int = 120) -> Path:
     """Write ``<name>.png`` into :func:`figures_dir` atomically and return its path (the chapter prints it)."""
     buf = io.BytesIO()
@@ -43,9 +61,28 @@ def save_figure(fig, name: str, dpi: int = 120) -> Path:
     return path
 
 
+def reference_figure(name: str, profile: str, dataset: str, reference: str = "laptop") -> list:
+    """What to show beside a chapter's figure ``name`` drawn under ``profile`` where the committed ``reference``
+    results evaluate beam search on more users (``quick``: 48 test users, on which no run hits a target): a caption
+    that says which results it shows and ``figures/<reference>/<name>.png`` (drawn from ``results/<reference>/llm/``
+    by the chapter run with ``-p results <reference>``), for ``display(*...)``; nothing where this run is at least
+    that large, is on another dataset than the reference's or the reference has no such figure."""
+    ours, ref = profile_sizes(profile), profile_sizes(reference)
+    path = repo_root() / "figures" / reference / f"{name}.png"
+    if (dataset != ref["dataset"] or ours["eval_users"] is None or ours["eval_users"] >= ref["eval_users"]
+            or not path.exists()):
+        return []
+    caption = (f"**Beside it, the committed `{reference}` reference** (`figures/{reference}/{name}.png`, drawn from "
+               f"`results/{reference}/llm/` by this chapter with `-p results {reference}`): the same runs at "
+               f"{ref['n_train']:,} training windows × {ref['epochs']} epochs, the likelihood on "
+               f"{ref['likelihood_users']:,} users and beam search on {ref['eval_users']:,} test users, where the "
+               f"`{profile}` run above has {ours['eval_users']:,}.")
+    return [Markdown(caption), Image(filename=str(path))]
+
+
 def plot_valid_set_sizes(sizes: dict[str, pd.DataFrame], max_position: int = 20):
-    """Figure for chapter 01: mean and median |Z_valid| by response position, and the cumulative share of
-    token instances with |Z_valid| <= k (log x)."""
+    """Chapter 01 (the valid sets behind Table 4's AVT): mean and median |Z_valid| by response position, and the
+    cumulative share of token instances with |Z_valid| <= k (log x)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for k, (name, df) in enumerate(sizes.items()):
         by = df[df.position < max_position].groupby("position").n_valid
@@ -54,10 +91,11 @@ def plot_valid_set_sizes(sizes: dict[str, pd.DataFrame], max_position: int = 20)
         x = np.sort(df.n_valid.to_numpy())
         b.step(x, np.arange(1, len(x) + 1) / len(x), where="post", lw=2, color=f"C{k}",
                label=f"{name} (AVT {x.mean():.1f}, {(x == 1).mean():.0%} singletons)")
-    a.set(yscale="log", xlabel="response position t (0 = opening quote)", ylabel="|Z_valid(y_<t)|",
-          title="Valid next tokens by position", xticks=range(0, max_position, 2))
-    b.set(xscale="log", ylim=(0, 1.02), xlabel="|Z_valid(y_<t)|", ylabel="share of token instances with ≤ x",
-          title="Over all training-target tokens")
+    a.set(yscale="log", xlabel="position t in the target title (0 = opening quote)",
+          ylabel="valid next tokens |Z_valid(y_<t)| (log scale)",
+          title="Valid next tokens by position (AVT, Table 4)", xticks=range(0, max_position, 2))
+    b.set(xscale="log", ylim=(0, 1.02), xlabel="valid next tokens |Z_valid(y_<t)| (log scale)",
+          ylabel="share of target tokens with at most x", title="Over all training-target tokens (Table 4)")
     a.legend(fontsize=8)
     b.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -69,32 +107,36 @@ def plot_sorted_weights(frame: pd.DataFrame, threshold: float = 0.1, first: int 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for loss in ("lml", "msl"):
         w = np.sort(frame[f"w_{loss}"].to_numpy())[::-1]
-        a.plot(np.arange(len(w)), w, lw=2, label=f"{loss.upper()} (mean {w.mean():.2f})")
-    a.axhline(threshold, color="grey", ls=":", lw=1)
-    a.set(xlabel="response tokens of the batch, sorted", ylabel="w(y_t) = 1 - P(y_t)", ylim=(-0.02, 1.02),
-          title="Gradient weights of one batch (Figure 5)")
-    a.legend()
+        a.plot(np.arange(len(w)), w, lw=2, color=LOSS_COLOURS[loss],
+               label=f"{LOSS_NAMES[loss]} (mean {w.mean():.2f})")
+    a.axhline(threshold, color="grey", ls=":", lw=1, label=f"small: w < {threshold:g}")
+    a.set(xlabel="target-title tokens of the batch, sorted by weight", ylabel="gradient weight w(y_t) = 1 − P(y_t)",
+          ylim=(-0.02, 1.02), title="Gradient weights of one batch (Figure 5)")
     multi = frame[frame.n_valid > 1]
     top = int(min(multi.position.max() + 1 if len(multi) else 1, 12))
     data = [multi.w_msl[multi.position == t].to_numpy() for t in range(top)]
     b.boxplot([d if len(d) else [np.nan] for d in data], positions=range(top), widths=0.6, showfliers=False)
     for t, d in enumerate(data):
-        b.scatter(np.full(len(d), t) + np.random.default_rng(t).uniform(-0.2, 0.2, len(d)), d, s=6, alpha=0.4)
+        b.scatter(np.full(len(d), t) + np.random.default_rng(t).uniform(-0.2, 0.2, len(d)), d, s=6, alpha=0.4,
+                  color=LOSS_COLOURS["msl"])
     b.axhline(threshold, color="grey", ls=":", lw=1)
-    b.axvspan(-0.5, first - 0.5, color="C1", alpha=0.08)
-    b.set(xlabel="response position t (|Z_valid| > 1 only)", ylabel="MSL w(y_t)", ylim=(-0.02, 1.02),
-          title="MSL weights by position")
+    b.axvspan(-0.5, first - 0.5, color="grey", alpha=0.1, label=f"the first {first} positions")
+    b.set(xlabel="position t in the target title (|Z_valid| > 1 only)", ylabel="MSL gradient weight w(y_t)",
+          ylim=(-0.02, 1.02), title="MSL weights by position (Figure 5)")
+    a.legend()
+    b.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
 
 
 def plot_ats_roots(vs: dict[str, L.ValidLogits], tables: dict[str, pd.DataFrame], eta: float = 0.25,
                    taus=np.logspace(-1.3, 2.3, 60)):
-    """Mean P_valid(y_t) against tau (exact, and eq. 12's Gaussian approximation) with eq. 12's roots."""
+    """Mean P_valid(y_t) against tau (exact, and eq. 12's Gaussian approximation) with eq. 12's roots, one panel
+    per dataset."""
     fig, axes = plt.subplots(1, len(vs), figsize=(5.5 * len(vs), 4), squeeze=False)
     for ax, (name, v) in zip(axes[0], vs.items()):
         multi = select_positions(v, v.keep & (v.n_valid > 1))
-        ax.plot(taus, [mean_p_valid(multi, t) for t in taus], lw=2, color="k", label="exact mean P_valid")
+        ax.plot(taus, [mean_p_valid(multi, t) for t in taus], lw=2, color="k", label="exact mean P_valid(y_t)")
         t = tables[name]
         for k, positions in enumerate(t.statistics.unique()):
             rows = t[t.statistics == positions]
@@ -111,7 +153,8 @@ def plot_ats_roots(vs: dict[str, L.ValidLogits], tables: dict[str, pd.DataFrame]
         if np.isfinite(num):
             ax.axvline(num, color="k", ls=":", label=f"numeric root = {num:.2f}")
         ax.axhline(eta, color="grey", lw=1)
-        ax.set(xscale="log", ylim=(0, 1), xlabel="tau", ylabel="mean P_valid(y_t)", title=f"{name}: eta = {eta}")
+        ax.set(xscale="log", ylim=(0, 1), xlabel="temperature τ (log scale)",
+               ylabel="mean P_valid(y_t) over target tokens", title=f"{name}: roots of eq. (12) at η = {eta:g}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -128,26 +171,33 @@ def plot_logit_histograms(samples: dict[str, np.ndarray], bins: int = 80):
         ax.plot(grid, stats.norm.pdf(grid, mu, sd), lw=2, color="C3",
                 label=f"N({mu:.2f}, {sd:.2f}²)\nskew {nm['skew']:.2f}, ex. kurt. {nm['excess_kurtosis']:.2f}\n"
                       f"KS distance {nm['ks_distance']:.3f}")
-        ax.set(xlabel="logit, standardised per position", ylabel="density", title=name)
+        ax.set(xlabel="valid-token logit, standardised per position (standard deviations)", ylabel="density",
+               title=f"{name}: valid-token logits (Figure 8)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_log_curves(curves: dict[str, Path], columns, smooth: int = 5, title: str = "", logy: bool = False):
-    """Step curves of logged columns (e.g. grad_norm_l1/l2, l2, tau) for several runs, with a rolling mean."""
+def plot_log_curves(curves: dict[str, Path], columns, smooth: int = 5, title: str = "", logy: bool = False,
+                    ylabel: str | None = None):
+    """Step curves of logged columns (e.g. grad_norm_l1/l2, l2, tau) for several runs, with a rolling mean of
+    ``smooth`` steps; each column named in words (:func:`measure`), in a shade of the colour of the run's loss
+    (dashed after the first), ``ylabel`` the axis."""
     columns = [columns] if isinstance(columns, str) else list(columns)
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False, sharey=False)
     for ax, (name, run) in zip(axes[0], curves.items()):
         df = log_frame(run)
-        for c in columns:
+        colour = LOSS_COLOURS.get(config_of(run).get("loss"), labels.NEUTRAL)
+        for k, c in enumerate(columns):
             if c in df:  # a column logged every k steps only: its own steps
                 d = df[["step", c]].dropna()
-                ax.plot(d["step"], d[c].rolling(smooth, min_periods=1).mean(), label=c)
-        ax.set(title=name, xlabel="training step")
+                ax.plot(d["step"], d[c].rolling(smooth, min_periods=1).mean(), label=measure(c),
+                        color=_shade(colour, len(columns) - 1 - k, len(columns)), ls="-" if k == 0 else "--")
+        ax.set(title=name, xlabel="training step",
+               ylabel=(ylabel or (measure(columns[0]) if len(columns) == 1 else "")) + (" (log scale)" * logy))
         if logy:
             ax.set_yscale("log")
-        ax.legend()
+        ax.legend(title=f"mean of {smooth} steps" if smooth > 1 else None, fontsize=8, title_fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -155,13 +205,14 @@ def plot_log_curves(curves: dict[str, Path], columns, smooth: int = 5, title: st
 
 
 def plot_overlay(curves: dict[str, Path], column: str, smooth: int = 5, title: str = ""):
-    """One logged column of several runs on one axis (Figure 4: L2 under LML vs L2-only training)."""
+    """One logged column of several runs on one axis (Figure 4: L2 under LML vs L2-only training), each run in
+    the colour of its loss (:func:`loss_colour` of its name), a rolling mean of ``smooth`` steps."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for name, run in curves.items():
         df = log_frame(run)
-        ax.plot(df["step"], df[column].rolling(smooth, min_periods=1).mean(), label=name)
-    ax.set(xlabel="training step", ylabel=column, title=title)
-    ax.legend()
+        ax.plot(df["step"], df[column].rolling(smooth, min_periods=1).mean(), color=loss_colour(name), label=name)
+    ax.set(xlabel="training step", ylabel=measure(column), title=title)
+    ax.legend(title=f"mean of {smooth} steps" if smooth > 1 else None, fontsize=8, title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -191,11 +242,14 @@ def _beam_metrics(rows: pd.DataFrame) -> str:
     return "beam " + "/".join(m.upper() for m in dict.fromkeys(rows["beam metric"]))
 
 
+_SPLIT_STYLE = {"test": dict(marker="o", ls="-"), "valid": dict(marker="s", ls="--", mfc="white")}
+
+
 def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None, hint: str | None = None):
     """Figure 6, one column per dataset: mean -log P_valid of the target title against tau (95% interval, lower
-    is better) on validation and test, and below it the beam metric of each split with its 95% interval. Where no
-    run hit any target the beam panel is :func:`no_hit_panel` (no dataset with a hit: one row and the note, with
-    ``hint``, below it); the paper's best tau marked."""
+    is better) on validation and test, and below it the beam metric of each split with its 95% interval, in MSL's
+    colour (test: solid, validation: dashed). Where no run hit any target the beam panel is :func:`no_hit_panel`
+    (no dataset with a hit: one row and the note, with ``hint``, below it); the paper's best tau marked."""
     dss = list(dict.fromkeys(sweep["dataset"]))
     hits = {ds: bool((sweep.loc[sweep["dataset"] == ds].apply(lambda r: r[r["beam metric"]], axis=1) > 0).any())
             for ds in dss}
@@ -208,13 +262,14 @@ def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None, hint: str | N
         ours = sweep[sweep["dataset"] == ds]
         for split, g in ours.groupby("split"):
             top.errorbar(g["tau"], g["nll_valid"], yerr=[g["nll_valid"] - g["lo"], g["hi"] - g["nll_valid"]],
-                         marker="o", capsize=3, label=f"{split} ({int(g['users'].iloc[0])} users)")
+                         capsize=3, **_SPLIT_STYLE.get(split, {}), color=LOSS_COLOURS["msl"],
+                         label=f"{labels.value('split', split)} ({int(g['users'].iloc[0])} users)")
         if paper and ds in paper:
-            top.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
-        top.set(title=ds, ylabel="-log P_valid(target) (nats)")
+            top.axvline(paper[ds], color="grey", ls=":", label=f"paper's best τ ({paper[ds]:g})")
+        top.set(title=f"{ds}: MSL at fixed τ (Figure 6)", ylabel=measure("nll_valid"))
         top.legend(fontsize=8)
         if rows == 1 or not hits[ds]:
-            top.set_xlabel("tau")
+            top.set_xlabel(measure("tau"))
             top.xaxis.set_tick_params(labelbottom=True)
         if rows == 1:
             continue
@@ -224,11 +279,13 @@ def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None, hint: str | N
             continue
         for split, g in ours.groupby("split"):
             m = g["beam metric"].iloc[0]
-            bottom.errorbar(g["tau"], g[m], yerr=[g[m] - g["beam lo"], g["beam hi"] - g[m]], marker="o",
-                            capsize=3, label=f"{split} {m.upper()} ({int(g['beam users'].iloc[0])} users)")
+            bottom.errorbar(g["tau"], g[m], yerr=[g[m] - g["beam lo"], g["beam hi"] - g[m]], capsize=3,
+                            **_SPLIT_STYLE.get(split, {}), color=LOSS_COLOURS["msl"],
+                            label=f"{labels.value('split', split)}: {measure(m)} "
+                                  f"({int(g['beam users'].iloc[0])} users)")
         if paper and ds in paper:
-            bottom.axvline(paper[ds], color="grey", ls=":", label=f"paper's best tau ({paper[ds]})")
-        bottom.set(xlabel="tau", ylabel="beam NDCG (95% CI)", ylim=(0, None))
+            bottom.axvline(paper[ds], color="grey", ls=":", label=f"paper's best τ ({paper[ds]:g})")
+        bottom.set(xlabel=measure("tau"), ylabel="NDCG by beam search (95% interval)", ylim=(0, None))
         bottom.legend(fontsize=8)
     if rows == 1:
         fig.text(0.5, 0.01, "\n".join(f"{ds}: " + no_hit_note(_beam_users(sweep[sweep["dataset"] == ds]),
@@ -244,9 +301,9 @@ def plot_tau_sweep(sweep: pd.DataFrame, paper: dict | None = None, hint: str | N
 def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "ndcg@10", title: str = "", ax=None,
                           split: str = "test", hint: str | None = None):
     """Figure 7: a per-user measure (a ranking metric, or a likelihood such as ``nll_valid``) against training
-    seconds, with its 95% bootstrap interval per method (never below 0 for a metric that is not). A ranking metric
-    that no method scores above 0 (on its ``split`` users) is not drawn as a flat line: :func:`no_hit_panel` says
-    so instead, with ``hint``."""
+    seconds, with its 95% bootstrap interval per method, in the colour of its loss (never below 0 for a metric that
+    is not). A ranking metric that no method scores above 0 (on its ``split`` users) is not drawn as a flat line:
+    :func:`no_hit_panel` says so instead, with ``hint``."""
     fig, ax = (plt.subplots(figsize=(5.5, 3.8)) if ax is None else (ax.figure, ax))
     values = {name: entry_values(ev, metric) for name, (_, ev) in evals.items()}
     if values and not metric.startswith("nll") and not any(v.any() for v in values.values()):
@@ -256,9 +313,10 @@ def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "nd
     for name, (run, ev) in evals.items():
         mean, lo, hi = mean_interval(values[name])
         t = read_json(Path(run) / "done.json")["train_seconds"]
-        ax.errorbar([t], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4, label=name)
-    ax.set(xlabel="training time (s)", ylabel=metric + (" (nats, lower is better)" if metric.startswith("nll") else ""),
-           title=title)
+        ax.errorbar([t], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4, color=loss_colour(name),
+                    label=name)
+    ax.set(xlabel=measure("train_s"), title=title,
+           ylabel=measure(metric) + ("\nlower is better" if metric.startswith("nll") else " (95% interval)"))
     if not metric.startswith("nll"):
         ax.set_ylim(bottom=0)
     ax.legend()
@@ -266,16 +324,21 @@ def plot_accuracy_vs_time(evals: dict[str, tuple[Path, dict]], metric: str = "nd
     return fig
 
 
-def plot_paired(table: pd.DataFrame, diff: str, title: str = "", xlabel: str | None = None):
-    """A forest plot: each row's paired difference ``diff`` with its interval (``lo``, ``hi``); 0 marked."""
+def plot_paired(table: pd.DataFrame, diff: str, title: str = "", xlabel: str | None = None,
+                loss: str | None = None):
+    """A forest plot: each row's paired difference ``diff`` with its interval (``lo``, ``hi``); 0 marked. Every row
+    in the colour of ``loss`` where given (the variants of one model: "lite"), else each in that of the loss its
+    name names (:func:`loss_colour`; grey for none)."""
     t = table.dropna(subset=[diff])[::-1]
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(t) + 1.5))
     y = np.arange(len(t))
-    ax.errorbar(t[diff], y, xerr=[t[diff] - t["lo"], t["hi"] - t[diff]], fmt="o", capsize=4)
+    colours = [LOSS_COLOURS[loss] if loss else loss_colour(name) for name in t.index]
+    for k, (d, lo, hi) in enumerate(zip(t[diff], t["lo"], t["hi"])):
+        ax.errorbar([d], [k], xerr=[[d - lo], [hi - d]], fmt="o", capsize=4, color=colours[k])
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, t.index)
     ax.locator_params(axis="x", nbins=5)
-    ax.set(title=title, xlabel=xlabel or diff)
+    ax.set(title=title, xlabel=xlabel or f"{measure(diff)} (95% interval)")
     fig.tight_layout()
     return fig
 
@@ -283,43 +346,59 @@ def plot_paired(table: pd.DataFrame, diff: str, title: str = "", xlabel: str | N
 def plot_sce_grid(grid, ce_ndcg: float | None = None, metric: str = "ndcg@10", title: str | None = None,
                   ce_interval: tuple[float, float] | None = None):
     """Metric vs K, one line per alpha, each cell with its 95% interval where ``grid`` has ``<metric> lo/hi``
-    (cells of one K drawn side by side); a dashed line for full-softmax CE, its interval ``ce_interval`` shaded."""
+    (cells of one K drawn side by side): sampled softmax (α = 1) in its colour, SCE in shades of its own (darker
+    for larger α); a dashed line for full-softmax CE, its interval ``ce_interval`` shaded."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     alphas = sorted(grid["alpha"].unique())
+    sce = [a for a in alphas if a != 1]
+    markers = "os^Dv"
     for j, a in enumerate(alphas):
         g = grid[grid["alpha"] == a].sort_values("K")
-        label = "sampled softmax (α=1)" if a == 1 else f"SCE α={a:g}"
+        if a == 1:
+            label, colour = f"{LOSS_NAMES['sampled-softmax']} (α = 1)", LOSS_COLOURS["sampled-softmax"]
+        else:
+            label, colour = f"{LOSS_NAMES['sce']}, α = {a:g}", _shade(LOSS_COLOURS["sce"], sce.index(a), len(sce))
         x = g["K"] * 1.06 ** (j - (len(alphas) - 1) / 2)  # a small offset on the log axis
+        style = dict(marker=markers[j % len(markers)], color=colour, label=label)
         if f"{metric} lo" in g:
             ax.errorbar(x, g[metric], yerr=[g[metric] - g[f"{metric} lo"], g[f"{metric} hi"] - g[metric]],
-                        marker="o", capsize=3, label=label)
+                        capsize=3, **style)
         else:
-            ax.plot(x, g[metric], marker="o", label=label)
+            ax.plot(x, g[metric], **style)
     if ce_ndcg is not None:
-        ax.axhline(ce_ndcg, ls="--", color="k", lw=1, label="full-softmax CE")
+        ax.axhline(ce_ndcg, ls="--", color=LOSS_COLOURS["ce"], lw=1, label=f"full-softmax {LOSS_NAMES['ce']}")
         if ce_interval is not None:
-            ax.axhspan(*ce_interval, color="k", alpha=0.08, lw=0)
+            ax.axhspan(*ce_interval, color=LOSS_COLOURS["ce"], alpha=0.08, lw=0)
     ax.set_xscale("log")
     ks = sorted(grid["K"].unique())
     ax.set_xticks(ks, [str(int(k)) for k in ks])
     ax.minorticks_off()
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("K uniform negatives per sequence")
-    ax.set_ylabel(metric.upper() + " (95% CI)")
-    ax.set_title(title or "SASRec: sampled softmax and SCE vs full CE")
+    ax.set_xlabel("K uniform negatives per training sequence (log scale)")
+    ax.set_ylabel(f"{measure(metric)} (95% interval)")
+    ax.set_title(title or "SASRec: sampled softmax and SCE against full CE (SCE paper)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_ats_trace(trace: pd.DataFrame, clamp=(1.5, 5.0), title: str = ""):
-    """tau during an ``msl-ats`` run: the smoothed value that trained and eq. (12)'s raw root (gaps: no root)."""
+    """tau during an ``msl-ats`` run: the smoothed value that trained and eq. (12)'s raw root (gaps: no root), in
+    the colour of MSL + ATS."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(trace["step"], trace["tau"], label="tau used (EMA, clamped)")
-    ax.plot(trace["step"], trace["ats_tau_raw"], "o", ms=3, label="raw root of eq. (12) (gaps: no positive root)")
-    for c in clamp or ():
-        ax.axhline(c, color="grey", ls=":", lw=1)
-    ax.set(xlabel="training step", ylabel="tau", yscale="log", title=title)
+    colour = LOSS_COLOURS["msl-ats"]
+    ax.plot(trace["step"], trace["tau"], color=colour, lw=2, label="τ used in training (EMA, clamped)")
+    ax.plot(trace["step"], trace["ats_tau_raw"], "o", ms=3, color=_shade(colour, 0, 2),
+            label="raw root of eq. (12) (gaps: no positive root)")
+    for k, c in enumerate(clamp or ()):
+        ax.axhline(c, color="grey", ls=":", lw=1, label=f"clamp ({' and '.join(f'{b:g}' for b in clamp)})" if k == 0
+                   else None)
+    ax.set(xlabel="training step", ylabel="temperature τ (log scale)", yscale="log", title=title)
+    # 1, 2, 5 instead of 10^0, 2 x 10^0, 5 x 10^0; the 2, 3, 5 between powers of ten only on a short axis
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    lo, hi = ax.get_ylim()
+    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) and hi / lo < 30 else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -350,28 +429,33 @@ def plot_lite_architecture(n_items: int | None = None, rec_layers: int = 8, head
 
 
 def plot_inference_cost(cost: pd.DataFrame, title: str = ""):
-    """Milliseconds per user of each way to rank (log scale), with the users each was timed on."""
+    """Milliseconds per user of each way to rank (log scale), with the users each was timed on; Lite-LLM4Rec's
+    projection head in its colour, the generative LLM's ways in grey."""
     t = cost[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(t) + 1.4))
-    ax.barh(np.arange(len(t)), t["ms/user"], color="#6fa8dc")
+    ax.barh(np.arange(len(t)), t["ms/user"], color=[loss_colour(name) for name in t.index])
     for y, (ms, n) in enumerate(zip(t["ms/user"], t["users"])):
         ax.text(ms * 1.1, y, f"{ms:,.1f} ms ({n} users)", va="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_yticks(np.arange(len(t)), t.index)
-    ax.set(xlabel="ms per user (log scale)", title=title, xlim=(t["ms/user"].min() / 3, t["ms/user"].max() * 30))
+    ax.set(xlabel="time to rank the catalogue for one user (ms, log scale)", title=title,
+           xlim=(t["ms/user"].min() / 3, t["ms/user"].max() * 30))
     fig.tight_layout()
     return fig
 
 
 def plot_interval_table(table: pd.DataFrame, metric: str = "ndcg@10", title: str = ""):
-    """Each row's ``metric`` with its interval (``<metric> lo``, ``<metric> hi``); the axis starts at 0."""
+    """Each row's ``metric`` with its interval (``<metric> lo``, ``<metric> hi``), in the colour of its loss; the
+    axis starts at 0."""
     t = table[::-1]
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(t) + 1.5))
     y = np.arange(len(t))
-    ax.errorbar(t[metric], y, xerr=[t[metric] - t[f"{metric} lo"], t[f"{metric} hi"] - t[metric]], fmt="o",
-                capsize=4)
+    for k, (name, row) in enumerate(t.iterrows()):
+        m = row[metric]
+        ax.errorbar([m], [k], xerr=[[m - row[f"{metric} lo"]], [row[f"{metric} hi"] - m]], fmt="o", capsize=4,
+                    color=loss_colour(name))
     ax.set_yticks(y, t.index)
     ax.set_xlim(left=0)
-    ax.set(title=title, xlabel=f"{metric.upper()} (95% bootstrap interval over users)")
+    ax.set(title=title, xlabel=f"{measure(metric)} (95% bootstrap interval over users)")
     fig.tight_layout()
     return fig

@@ -28,9 +28,15 @@ def family_of(config: dict) -> str:
     return families.get(config.get("family", "llm")).name
 
 
-def train(config: dict, run_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Train a configuration of its family (or find it in the run cache) and return its run directory."""
-    return families.get(family_of(config)).load("train")(config, run_dir=run_dir, progress=progress)
+def train(config: dict, run_dir: str | Path | None = None, progress: bool = True, loss_fn=None) -> Path:
+    """Train a configuration of its family (or find it in the run cache) and return its run directory.
+
+    ``loss_fn``: a loss function of your own in place of ``config["loss"]`` (the LLM: ``loss_fn(logits, valid,
+    targets)``; SASRec & co and Lite-LLM4Rec: ``loss_fn(scores, targets)``; :mod:`llmrec.core.custom_loss`);
+    the run's key holds its source, so an edited function is a new run.
+    """
+    custom = {} if loss_fn is None else {"loss_fn": loss_fn}  # a family registered without the option works too
+    return families.get(family_of(config)).load("train")(config, run_dir=run_dir, progress=progress, **custom)
 
 
 def base_weights(run_dir: str | Path) -> dict | None:

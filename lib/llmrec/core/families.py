@@ -37,7 +37,7 @@ class Family:
     name: str
     summary: str  # one line for ``--family``'s help
     config: str  # "module:Class", a RunConfig
-    train: str  # "module:function", train(config: dict, run_dir=None, progress=True) -> Path
+    train: str  # "module:function", train(config: dict, run_dir=None, progress=True[, loss_fn=None]) -> Path
     recommender: str  # "module:Class", with from_run(run_dir, **load_options) -> a Recommender
     weights: str | None = None  # "module:function", base_weights(config) -> fingerprints of the pretrained weights
     default_mode: str = "full"  # how ``evaluate`` ranks by default

@@ -86,7 +86,8 @@ def _without_weights(identity: dict | None) -> dict:
 
 
 def run_dir_for(config: dict, identity: dict | None = None, root: str | Path | None = None) -> Path:
-    """The run cache's folder of a configuration: named by dataset, model and loss, keyed by the hash of the
+    """The run cache's folder of a configuration: named by dataset, model and loss (``custom_<name>`` for a loss
+    function of the user's, whose fingerprint ``loss_source`` is in the configuration), keyed by the hash of the
     configuration and of the run's ``identity`` (what changes its result besides the options: the dataset's
     content, the number of processes and the global batch), and ending ``-w<hash>`` when the identity holds
     the fingerprints of the pretrained weights the run starts from (runs made before identities held them
@@ -96,7 +97,7 @@ def run_dir_for(config: dict, identity: dict | None = None, root: str | Path | N
     key = config_key({**config, "identity": base} if base else config)
     weights = (identity or {}).get(WEIGHTS)
     suffix = f"-w{config_key(weights)[:8]}" if weights else ""
-    return Path(root or runs_root()) / f"{name}-{key}{suffix}".replace("/", "_")
+    return Path(root or runs_root()) / f"{name}-{key}{suffix}".replace("/", "_").replace(":", "_")  # custom:<name>
 
 
 def with_weights(identity: dict, weights) -> dict:

@@ -13,7 +13,9 @@
 * :mod:`.lite_vs_sasrec`: Lite-LLM4Rec, its ablations and its inference cost beside SASRec and the LLM
   (chapter 08);
 * :mod:`.tables`: the tables of evaluated runs: metrics, paired intervals against a baseline;
-* :mod:`.published`: the committed results under ``results/<profile>/``: export, read back, provenance.
+* :mod:`.published`: the committed results under ``results/<profile>/``: export, read back, provenance;
+* :mod:`.doc_tables`: the results tables and numbers of README.md and docs/*.md, made from the committed
+  results into the pages' generated regions (:mod:`.doc_regions`): ``python -m llmrec tables``.
 
 A chapter asks for ``profile_runs.llm_run(profile, "lml", dataset)``; the run cache (keyed by the full
 configuration) makes every chapter that asks for the same run get the same trained model, so nothing trains

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import runs
 from ..core.io import read_json
-from ..core.metrics import entry_values, paired_difference
+from ..core.metrics import entry_values, user_bootstrap
 from ..core.results import read_record, run_record, write_record
 from ..data import dataset_fingerprint
 from .profile_runs import seqrec_config
@@ -189,7 +189,8 @@ def classic_reference(profile: str = "laptop", dataset: str = "toy", seeds=(0, 1
 
 def protocol_table(evals: dict, baseline: str = "SASRec + CE", metric: str = "ndcg@10", names=None) -> pd.DataFrame:
     """Per variant over its seeds: mean and spread (min, max) of ``metric``, the mean paired difference against
-    ``baseline`` on the same windows and its interval (per user, the mean over the seeds both have; bootstrap over users),
+    ``baseline`` on the same windows and its interval (per window, the mean over the seeds both have; then
+    :func:`llmrec.core.metrics.user_bootstrap`, a user's windows resampled together) with its verdict,
     best epochs, how many runs stopped at their cap (not at a plateau) and the seconds per run. ``names``: only
     these variants (and the baseline), in this order."""
     by = {}
@@ -217,7 +218,7 @@ def protocol_table(evals: dict, baseline: str = "SASRec + CE", metric: str = "nd
             # per user, the mean over the shared seeds; then a paired bootstrap over users
             a = np.mean([entry_values(base[s][1], metric) for s in shared], axis=0)
             b = np.mean([entry_values(seeds[s][1], metric) for s in shared], axis=0)
-            d = paired_difference(a, b)
-            r.update({"diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "resolved": not (d["lo"] <= 0 <= d["hi"])})
+            d = user_bootstrap(a, b, seeds[shared[0]][1]["user_ids"])
+            r.update({k: d[k] for k in ("diff", "lo", "hi", "verdict", "resolved")})
         rows.append(r)
     return pd.DataFrame(rows).set_index("variant")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from .. import runs
-from ..core.metrics import compare_entries, entry_values, mean_interval
+from ..core.metrics import compare_by_user, entry_values
 from ..core.profiles import profile as profile_sizes
 from .profile_runs import CHOOSE_BY, llm_eval, llm_run, valid_metric
+from .tables import user_interval
 
 
 def evaluated(profile: str, loss: str, dataset: str | None, device: str | None, splits=("valid", "test"),
@@ -29,17 +30,19 @@ def evaluated(profile: str, loss: str, dataset: str | None, device: str | None, 
 def sweep_frame(evals: dict[tuple, dict], profile: str, key: str = "tau") -> pd.DataFrame:
     """One row per ((dataset, value), split) of :func:`evaluated` runs: the mean likelihood measures with the
     95% interval of ``nll_valid`` (``lo``, ``hi``), then the split's beam metrics (``beam users`` of them) with the
-    95% interval of the one reported (``beam metric``: ``beam lo``, ``beam hi``)."""
+    one reported (``beam metric``, its value ``beam``) and its 95% interval (``beam lo``, ``beam hi``); each
+    interval resamples users (:func:`.tables.user_interval`)."""
     out = []
     for (ds, value), e in evals.items():
         for split in ("valid", "test"):
             nll = e[f"{split} nll"]
-            mean, lo, hi = mean_interval(nll["nll_valid"])
+            mean, lo, hi = user_interval(nll["nll_valid"], nll["user_ids"])
             metric = valid_metric(profile) if split == "valid" else "ndcg@10"
-            _, beam_lo, beam_hi = mean_interval(entry_values(e[split], metric))
+            _, beam_lo, beam_hi = user_interval(entry_values(e[split], metric), e[split]["user_ids"])
             out.append({"dataset": ds, key: value, "split": split, "nll_valid": mean, "lo": lo, "hi": hi,
                         "nll_full": nll["summary"]["nll_full"], "users": nll["n_users"],
-                        **e[split]["summary"], "beam metric": metric, "beam lo": beam_lo, "beam hi": beam_hi,
+                        **e[split]["summary"], "beam metric": metric, "beam": e[split]["summary"][metric],
+                        "beam lo": beam_lo, "beam hi": beam_hi,
                         "beam users": e[split]["n_users"], "run": str(e["run"])})
     return pd.DataFrame(out)
 
@@ -66,14 +69,14 @@ def chosen_on_valid(profile: str, candidates: dict) -> tuple:
 
 def ablation_frame(rows: dict[str, tuple[dict, str]], profile: str, baseline: str = "LML") -> pd.DataFrame:
     """Table 6: {method: (evaluation, what was chosen)} -> validation and test ``nll_valid``, the paired 95%
-    interval of (method - baseline) on test ``nll_valid`` (negative: more likely than the baseline), test
-    ``nll_full`` and the beam metrics on test."""
+    interval of (method - baseline) on test ``nll_valid`` (users resampled; negative: more likely than the
+    baseline), test ``nll_full`` and the beam metrics on test."""
     vm = valid_metric(profile)
     base = rows[baseline][0]["test nll"]
     out = []
     for name, (e, note) in rows.items():
         t = e["test nll"]
-        d = compare_entries(base, t, CHOOSE_BY)
+        d = compare_by_user(base, t, CHOOSE_BY)
         out.append({"method": name, "valid nll_valid": e["valid nll"]["summary"][CHOOSE_BY] if "valid nll" in e else None,
                     "test nll_valid": t["summary"][CHOOSE_BY], f"vs {baseline}": d["diff"], "lo": d["lo"],
                     "hi": d["hi"], "test nll_full": t["summary"]["nll_full"],
@@ -96,16 +99,16 @@ def beam_scoring(evals: dict[str, tuple[Path, dict]], profile: str, names=("LML"
                  split: str = "test") -> pd.DataFrame:
     """Beams scored by log P_valid beside this project's default (the full-vocabulary log-softmax; length
     penalty 0 in both) on the same users as ``evals``' beam evaluations ({name: (run, evaluation)}): NDCG@10 and
-    HR@10 under each and the paired 95% interval of (P_valid - full)."""
+    HR@10 under each and the paired 95% interval of (P_valid - full), users resampled, with its verdict."""
     p = profile_sizes(profile)
     rows = []
     for name in names:
         run, full = evals[name]
         pv = runs.evaluate(run, split, "beam", p["eval_users"], k=p["eval_beams"], beam_score="valid", progress=False)
         for m in ("ndcg@10", "hr@10"):
-            d = compare_entries(full, pv, m)
+            d = compare_by_user(full, pv, m)
             rows.append({"method": name, "metric": m, "full softmax": full["summary"][m], "P_valid": pv["summary"][m],
-                         "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "users": d["n"],
-                         "resolved": not (d["lo"] <= 0 <= d["hi"]), "s/user full": full["seconds_per_user"],
+                         "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "users": d["n"], "verdict": d["verdict"],
+                         "resolved": d["resolved"], "s/user full": full["seconds_per_user"],
                          "s/user P_valid": pv["seconds_per_user"]})
     return pd.DataFrame(rows).set_index(["method", "metric"])

@@ -2,7 +2,8 @@
 
 Adam on the trained parameters, every position of a window's sequence labelled (position t predicts item
 t + 1; or the last only), the family's loss (:mod:`.objectives`), validation NDCG@10 on full ranking after every
-epoch, early stopping with ``patience``; the best epoch's trained weights are ``model.pt``. Per-epoch
+epoch, early stopping with ``patience``; the best epoch's trained weights are ``model.pt``. ``loss_fn``: a loss
+function of the user's in place of the family's (:mod:`llmrec.core.custom_loss`). Per-epoch
 checkpoints (model, optimiser, RNG states, early-stopping state) in the one run-directory layout of
 :mod:`llmrec.core.rundir`, from which an interrupted run resumes exactly.
 """
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core import rundir
+from ..core import custom_loss, rundir
 from ..core.io import progress_bars, save_torch, write_json
 from ..core.memory import PeakMemory
 from ..core.recommender import evaluate
@@ -25,11 +26,14 @@ from .objectives import batch_loss
 from .scorer import load_trainable, train_sequences, trainable_state
 
 
-def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = True, weights=None) -> Path:
+def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = True, weights=None,
+        loss_fn=None) -> Path:
     """Open the run directory of a completed configuration ``cfg`` (the run cache) and train there, unless it
     is finished; ``build(cfg)`` returns the untrained recommender (its ``model`` is what trains). Shared by
     every family that trains an :class:`~llmrec.itemseq.scorer.ItemScorer` on item sequences; a family that
-    starts from pretrained weights (Lite-LLM4Rec) passes ``weights()``, their fingerprints: part of its identity."""
+    starts from pretrained weights (Lite-LLM4Rec) passes ``weights()``, their fingerprints: part of its identity.
+    ``loss_fn(scores, targets) -> loss`` replaces the configuration's loss (:mod:`llmrec.core.custom_loss`)."""
+    cfg, custom = custom_loss.configure(cfg, loss_fn)
     load_dataset(cfg["dataset"])  # the data's check: a folder with a problem never gets a run directory
     identity = {"dataset": dataset_fingerprint(cfg["dataset"]), "world_size": 1, "global_batch": cfg["batch_size"]}
     if weights is not None:
@@ -37,11 +41,12 @@ def fit(cfg: dict, build, run_dir: str | Path | None = None, progress: bool = Tr
     run_dir = Path(run_dir) if run_dir is not None else rundir.find_run(cfg, identity)
     if rundir.open_run(run_dir, cfg, identity):
         return run_dir
+    custom_loss.record(run_dir, custom)
     with rundir.attempt(run_dir):
-        return _fit(cfg, build, run_dir, progress)
+        return _fit(cfg, build, run_dir, progress, custom)
 
 
-def _fit(cfg: dict, build, run_dir: Path, progress: bool) -> Path:
+def _fit(cfg: dict, build, run_dir: Path, progress: bool, custom: custom_loss.CustomLoss | None) -> Path:
     """The training loop of :func:`fit` in an opened run directory (resumes from its last checkpoint)."""
     device = torch.device(cfg["device"])
     ds = load_dataset(cfg["dataset"])
@@ -76,7 +81,8 @@ def _fit(cfg: dict, build, run_dir: Path, progress: bool) -> Path:
             total, n_batches = 0.0, 0
             t0 = time.perf_counter()
             for start in range(0, len(seqs), cfg["batch_size"]):
-                loss = batch_loss(model, seqs[order[start:start + cfg["batch_size"]]], cfg, n_items, gen, device)
+                loss = batch_loss(model, seqs[order[start:start + cfg["batch_size"]]], cfg, n_items, gen, device,
+                                  custom)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -125,5 +131,6 @@ def _fit(cfg: dict, build, run_dir: Path, progress: bool) -> Path:
 
 def score_matrix_mb(cfg: dict, width: int, n_items: int) -> float:
     """Size of a full batch's score matrix in float32 (forward only): B x W x scored items."""
-    per_pos = {"ce": n_items, "bce": 2, "bpr": 2}.get(cfg["loss"], 1 + int(cfg["negatives"]))
+    per_pos = n_items if custom_loss.is_custom(cfg["loss"]) else \
+        {"ce": n_items, "bce": 2, "bpr": 2}.get(cfg["loss"], 1 + int(cfg["negatives"]))
     return cfg["batch_size"] * width * per_pos * 4 / 2**20

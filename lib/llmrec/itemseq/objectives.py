@@ -10,6 +10,10 @@
   product of size (batch x positions x K) instead of (positions x items); the
   option ``negatives_per="position"`` draws K for every position, as the SCE
   authors do (K x hidden floats gathered per position).
+
+A loss function of the user's (``loss_fn``, :mod:`llmrec.core.custom_loss`) is called where CE is, on the same
+scores: ``loss_fn(scores, targets)``, every item's score at each labelled position (P, |I|) and the column of
+each position's next item (P,).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from ..core.samplers import uniform, unseen
 
 
 def batch_loss(model: nn.Module, seqs: torch.Tensor, cfg: dict, n_items: int, gen: torch.Generator,
-                device: torch.device) -> torch.Tensor:
-    """Mean loss over every labelled position of a batch of (B, W + 1) sequences (on CPU)."""
+                device: torch.device, loss_fn=None) -> torch.Tensor:
+    """Mean loss over every labelled position of a batch of (B, W + 1) sequences (on CPU); with ``loss_fn`` (a
+    :class:`~llmrec.core.custom_loss.CustomLoss`) the user's loss on the full scores instead of ``cfg["loss"]``."""
     inp, lab = seqs[:, :-1], seqs[:, 1:]
     m = lab != 0
     if cfg.get("positions", "all") == "last":  # only the window's own target (the last column)
@@ -35,8 +40,9 @@ def batch_loss(model: nn.Module, seqs: torch.Tensor, cfg: dict, n_items: int, ge
     hp = h[m_d]  # (P, d)
     tp = lab_d[m_d]
     loss = cfg["loss"]
-    if loss == "ce":
-        return ce_loss(hp @ E[1:].T if bias is None else hp @ E[1:].T + bias[1:], tp - 1)
+    if loss == "ce" or loss_fn is not None:
+        scores = hp @ E[1:].T if bias is None else hp @ E[1:].T + bias[1:]
+        return ce_loss(scores, tp - 1) if loss_fn is None else loss_fn(scores, tp - 1)
     # F.embedding, not E[idx]: the backward of advanced indexing accumulates in a
     # thread-dependent order on CPU, which would break bitwise-exact resume
     pos = (hp * F.embedding(tp, E)).sum(-1) + _bias(bias, tp)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core.custom_loss import configure
 from ..itemseq.loop import fit
 from ..llm.model import weights_fingerprint
 from .config import complete
@@ -30,8 +31,10 @@ def base_weights(config: dict) -> dict:
     return out
 
 
-def train(config: dict, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+def train(config: dict, run_dir: str | Path | None = None, progress: bool = True, loss_fn=None) -> Path:
     """Train one Lite-LLM4Rec configuration (keys of :data:`llmrec.lite.config.DEFAULTS`); return its run
-    directory (the run cache's folder of the configuration and weights unless ``run_dir`` is given)."""
-    cfg = complete(config)
-    return fit(cfg, LiteRecommender.build, run_dir, progress, weights=lambda: base_weights(cfg))
+    directory (the run cache's folder of the configuration and weights unless ``run_dir`` is given).
+    ``loss_fn(scores, targets) -> loss``: a loss of your own instead of ``config["loss"]``
+    (:mod:`llmrec.core.custom_loss`)."""
+    cfg = complete(configure(config, loss_fn)[0])
+    return fit(cfg, LiteRecommender.build, run_dir, progress, weights=lambda: base_weights(cfg), loss_fn=loss_fn)

@@ -3,7 +3,8 @@
 A batch holds, for every response position, the hidden-state position that
 predicts it and Z_valid(y_<t) (the trie's valid next tokens); the fast path
 projects the hidden states only onto those tokens (:func:`valid_logits`),
-the dense teaching forms in :mod:`llmrec.core.losses` take full logits.
+the dense teaching forms in :mod:`llmrec.core.losses` take full logits, and so
+does a loss function of the user's (:func:`dense_logits`, :mod:`llmrec.core.custom_loss`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..core import losses as L
+from ..core.custom_loss import configure
 from ..core.tensors import eval_mode, pad_sequences
 from .config import TrainConfig
 from .model import blocks, trainable
@@ -112,6 +114,17 @@ def valid_logits(model, batch: Batch, full: bool, full_tau: float = 1.0) -> L.Va
                            full=full, first=batch.first, full_tau=full_tau)
 
 
+def dense_logits(hidden: torch.Tensor, weight: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dense teaching form of a batch's response positions: their logits over the whole vocabulary (N, |V|,
+    float32) from ``hidden`` (N, d) and the output embedding ``weight`` (|V|, d), and the boolean mask of each
+    position's valid tokens Z_valid(y_<t) (N, |V|)."""
+    logits = (hidden @ weight.to(hidden.dtype).T).float()
+    valid = torch.zeros_like(logits, dtype=torch.bool)
+    rows = torch.arange(len(logits), device=logits.device)[:, None].expand_as(batch.valid_tokens)
+    valid[rows[batch.valid_mask], batch.valid_tokens[batch.valid_mask]] = True
+    return logits, valid
+
+
 def sequence_logprob(model, batch: Batch) -> torch.Tensor:
     """log pi(y | x) of every sequence of the batch under the full softmax (for S-DPO)."""
     v = valid_logits(model, batch, full=True)
@@ -136,9 +149,16 @@ def component_grad_norms(l1: torch.Tensor, l2: torch.Tensor, params) -> dict[str
 
 
 class LossComputer:
-    """Computes the configured loss on a batch and the quantities worth logging."""
+    """Computes the configured loss on a batch and the quantities worth logging.
 
-    def __init__(self, cfg: TrainConfig):
+    A configuration whose loss is ``custom:<name>`` needs its function, ``loss_fn`` (a function or a
+    :class:`~llmrec.core.custom_loss.CustomLoss`): it is called as ``loss_fn(logits, valid, targets)`` on the
+    batch's dense teaching form (:func:`dense_logits`; the targets are the response tokens) in place of a
+    built-in loss, and the same quantities are logged (L1, L2 and the gradient weights at tau = 1).
+    """
+
+    def __init__(self, cfg: TrainConfig, loss_fn=None):
+        cfg, self.custom = configure(cfg, loss_fn)  # loss_fn's configuration and CustomLoss (None: a built-in loss)
         self.cfg = cfg
         self.ats = L.ATSController(cfg.eta, cfg.ats_root, cfg.ats_positions, cfg.ats_clamp, cfg.ats_ema) \
             if cfg.loss == "msl-ats" else None
@@ -165,21 +185,28 @@ class LossComputer:
             r = self._sdpo_ratios(model, batch)
             bounds = np.cumsum([0, *(batch.parts or [len(batch.group)])])
             out = [self._sdpo(r, batch.group[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            return [loss for loss, _ in out], [log for _, log in out]
+        if self.custom is not None:
+            v, dense = self._custom_logits(model, batch)
         else:
             v = valid_logits(model, batch, full=self.needs_full(), full_tau=cfg.tau if cfg.loss == "lml-tau" else 1.0)
-            if len(batch.parts) <= 1:
-                out = [self._token_loss(model, v)]
-            else:
-                bounds = np.cumsum([0, *batch.parts])
-                out = [self._token_loss(model, v.rows((batch.b_idx >= a) & (batch.b_idx < b)))
-                       for a, b in zip(bounds[:-1], bounds[1:])]
+            dense = None
+        if len(batch.parts) <= 1:
+            out = [self._token_loss(model, v, dense)]
+        else:
+            bounds = np.cumsum([0, *batch.parts])
+            sel = [(batch.b_idx >= a) & (batch.b_idx < b) for a, b in zip(bounds[:-1], bounds[1:])]
+            out = [self._token_loss(model, v.rows(m), None if dense is None else tuple(t[m] for t in dense)) for m in sel]
         return [loss for loss, _ in out], [log for _, log in out]
 
-    def _token_loss(self, model, v: L.ValidLogits) -> tuple[torch.Tensor, dict]:
-        """The configured token loss of one logical batch's valid logits, and its log."""
+    def _token_loss(self, model, v: L.ValidLogits, dense: tuple | None = None) -> tuple[torch.Tensor, dict]:
+        """The configured token loss of one logical batch's valid logits (a loss function of the user's: of its
+        ``dense`` (logits, valid, targets)), and its log."""
         cfg = self.cfg
         tau = self.ats.step(v) if cfg.loss == "msl-ats" else cfg.tau
-        if cfg.loss == "lml-tau":
+        if self.custom is not None:
+            loss = self.custom(*dense)
+        elif cfg.loss == "lml-tau":
             loss = L.lml_loss(v, tau=cfg.tau)
         elif cfg.loss == "lml":
             loss = L.lml_loss(v)
@@ -204,6 +231,16 @@ class LossComputer:
         log["w_mean"] = float(np.nanmean(L.gradient_weights(v, tau=log.get("tau", 1.0)).cpu().numpy()))
         self.calls += 1
         return loss, log
+
+    def _custom_logits(self, model, batch: Batch) -> tuple[L.ValidLogits, tuple]:
+        """The valid logits the log is computed from, and the dense teaching form a loss function of the user's
+        takes: (logits, valid, targets) of every response position (:func:`dense_logits`)."""
+        h, weight = response_hidden(model, batch), output_weight(model)
+        logits, valid = dense_logits(h, weight, batch)
+        v = L.project_valid(h, weight, batch.valid_tokens, batch.valid_mask, batch.target_index, first=batch.first)
+        if self.needs_full():
+            v.lse_all = torch.logsumexp(logits, -1)
+        return v, (logits, valid, batch.targets)
 
     @staticmethod
     def _sdpo_ratios(model, batch: Batch) -> torch.Tensor:

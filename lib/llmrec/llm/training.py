@@ -16,7 +16,9 @@ Losses (``--loss``): ``lml`` (eq. 1), ``lml-tau`` (LML with temperature),
 ``l2-only`` (eq. 4 alone, for Figure 4), ``msl`` (eq. 9 with a fixed tau),
 ``msl-ats`` (tau from the Adaptive Temperature Strategy), ``msl-alpha`` (Table 6
 "MSL + alpha"), ``sdpo`` (S-DPO from an LML adapter, which is also the frozen
-reference).
+reference); or a function of your own, ``train(config, loss_fn=f)``: ``f(logits, valid,
+targets)`` on every batch's dense logits (:mod:`llmrec.core.custom_loss`), the loss
+``custom:<name>``, the function's source part of the run's key.
 
 ``lora_layers=k`` puts LoRA on the last k blocks only. The blocks below then
 never change, so their output for each training sequence is computed once,
@@ -40,7 +42,7 @@ from accelerate import Accelerator
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
 
-from ..core import rundir
+from ..core import custom_loss, rundir
 from ..core.io import progress_bars, publish_dir, write_json
 from ..core.recommender import evaluate
 from ..core.metrics import ndcg_at_k
@@ -64,13 +66,16 @@ def peak_rss_mb() -> float:
 
 
 def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progress: bool = True,
-          stop_after_epoch: int | None = None, evaluate_fn=None) -> Path:
+          stop_after_epoch: int | None = None, evaluate_fn=None, loss_fn=None) -> Path:
     """Train (or resume, or find in the run cache) and return the run directory.
 
     ``stop_after_epoch`` simulates an interruption (tests); ``evaluate_fn(rec,
     model, split, n_users, beams) -> ranks`` overrides validation (default:
-    constrained beam search on the validation windows).
+    constrained beam search on the validation windows). ``loss_fn(logits, valid,
+    targets) -> loss`` (or a :class:`~llmrec.core.custom_loss.CustomLoss`) replaces
+    the configuration's loss (:mod:`llmrec.core.custom_loss`).
     """
+    config, custom = custom_loss.configure(config, loss_fn)
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     load_dataset(cfg.dataset)  # the data's check: a folder with a problem never gets a run directory
     if cfg.micro_batch == "auto":  # resolved before the run's key: the key names the forwards it makes
@@ -81,8 +86,9 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     run_dir = Path(run_dir) if run_dir else rundir.find_run(cfg.to_dict(), identity)
     if rundir.open_run(run_dir, cfg.to_dict(), identity):
         return run_dir
+    custom_loss.record(run_dir, custom)
     with rundir.attempt(run_dir):
-        return _fit(cfg, run_dir, progress, stop_after_epoch, evaluate_fn or _default_validation)
+        return _fit(cfg, run_dir, progress, stop_after_epoch, evaluate_fn or _default_validation, custom)
 
 
 def base_weights(config: TrainConfig | dict) -> dict:
@@ -91,7 +97,8 @@ def base_weights(config: TrainConfig | dict) -> dict:
     return {"model": weights_fingerprint(cfg.model, seed=cfg.seed)}
 
 
-def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int | None, evaluate_fn) -> Path:
+def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int | None, evaluate_fn,
+         custom: custom_loss.CustomLoss | None = None) -> Path:
     """The training loop of :func:`train` in an opened run directory (resumes from its last checkpoint)."""
     # acc.backward divides every loss by grad_accum; the loop steps the (plain) optimiser itself
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum,
@@ -113,7 +120,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
     model = model.to(acc.device)
     if cfg.compile:
         compile_blocks(model)
-    compute = LossComputer(cfg)
+    compute = LossComputer(cfg, custom)
     frozen = FrozenBlocks.of(model, cfg)
 
     # state["epoch"]: finished epochs; state["batch"]: batches done in the epoch in progress (a mid-epoch checkpoint)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core.custom_loss import configure
 from ..itemseq.loop import fit
 from .config import complete
 from .recommender import SeqRecommender
 
 
-def train(config: dict, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+def train(config: dict, run_dir: str | Path | None = None, progress: bool = True, loss_fn=None) -> Path:
     """Train one SASRec / GRU4Rec / Caser configuration; return its run directory.
 
     ``config``: keys of :data:`llmrec.seqrec.config.DEFAULTS` (missing keys
@@ -46,5 +47,9 @@ def train(config: dict, run_dir: str | Path | None = None, progress: bool = True
     of CPU threads (``done.json``'s ``torch_threads``): some CPU kernels (LayerNorm's
     backward) reduce in a thread-dependent order, so 1 and 2 threads differ in the
     last bits (about 1e-8 in a gradient).
+
+    ``loss_fn(scores, targets) -> loss`` (or a :class:`~llmrec.core.custom_loss.CustomLoss`) trains with a loss of
+    your own instead of ``config["loss"]``: the run's loss is ``custom:<name>`` and its key holds the function's
+    source (:mod:`llmrec.core.custom_loss`).
     """
-    return fit(complete(config), SeqRecommender.build, run_dir, progress)
+    return fit(complete(configure(config, loss_fn)[0]), SeqRecommender.build, run_dir, progress, loss_fn=loss_fn)

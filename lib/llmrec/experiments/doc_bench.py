@@ -1,0 +1,120 @@
+"""The benchmarks' generated tables and values (:mod:`.doc_tables`), from ``bench/*.json`` (``make bench``)."""
+
+from __future__ import annotations
+
+from ..core.io import read_json, repo_root
+from .doc_format import markdown, table, values
+
+# ---------------------------------------------------------------------------------- bench/*.json (make bench)
+
+
+def _bench(name: str) -> dict:
+    path = repo_root() / "bench" / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no benchmark {path} (make bench)")
+    return read_json(path)
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.1f}×"
+
+
+@table
+def bench_training_step() -> str:
+    """``bench/losses.json``: one LoRA training step under each loss implementation, median of 3."""
+    b = _bench("losses")["losses"]["variants"]
+    what = {"a": r"a. HF forward with full logits everywhere + dense \|response\|×\|V\| masks + `-inf`",
+            "b": "b. fast MSL (response positions only, projected onto their valid tokens)",
+            "c": "c. transformer body alone, fwd + bwd, no head (the floor)"}
+    return markdown([{"variant": what[k], "step [s]": f"{v['step_seconds']:.2f}",
+                      "peak RSS [GB]": f"{v['peak_rss_mb'] / 1000:.2f}"} for k, v in b.items()], "lrr")
+
+
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def sci(x: float) -> str:
+    """``x`` as the pages write a small number: 2.4·10⁻⁴."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}·10{str(int(exponent)).translate(SUPERSCRIPT)}"
+
+
+@table
+def bench_decode() -> str:
+    """``bench/decode.json``: seconds per user one user at a time against batched, and decoder positions."""
+    d = _bench("decode")["decode"]
+    out = []
+    for threads in sorted((k for k in d if k.startswith("threads=")), key=lambda k: -int(k.split("=")[1])):
+        for key, what in (("beam", "beam search"), ("exact", "exact ranking"), ("likelihood", "likelihood")):
+            r = d[threads][key]
+            out.append({"torch threads": threads.split("=")[1], "what": what,
+                        "one user at a time [s/user]": f"{r['per_user']['seconds_per_user']:.2f}",
+                        "batched [s/user]": f"{r['batched']['seconds_per_user']:.2f}",
+                        "ratio": f"{r['speedup']:.2f}×",
+                        "positions per user": f"{r['per_user']['decoder_positions_per_user']:,.0f} → "
+                                              f"{r['batched']['decoder_positions_per_user']:,.0f}"})
+    return markdown(out, "rlrrrr")
+
+
+@values
+def bench() -> dict[str, str]:
+    """The benchmarks in the prose: the training step's ratios, masks, SASRec CE against SCE, batched decoding."""
+    out = {}
+    losses = _bench("losses")
+    b = losses["losses"]
+    v = b["variants"]
+    batch = v["b"]["batch"]
+    out.update({"losses.when": losses["when"][:10], "losses.windows": str(batch["windows"]),
+                "losses.tokens": f"{batch['tokens']:,}", "losses.positions": str(batch["response_positions"]),
+                "losses.b_over_c": f"{b['ratio_b_over_c']:.2f}", "losses.a_over_b": f"{b['ratio_a_over_b']:.2f}",
+                "losses.a_over_c": f"{v['a']['step_seconds'] / v['c']['step_seconds']:.2f}",
+                "losses.body_share": f"{v['c']['step_seconds'] / v['a']['step_seconds']:.0%}"})
+    trie = _bench("trie")
+    t = trie["trie"]
+    masks = t["toy"]["batch_mask_bytes"]
+    out.update({"trie.when": trie["when"][:10], "trie.dense_over_ragged": f"{masks['dense_over_ragged']:,.0f}",
+                "trie.ragged": f"{masks['ragged'] / 1000:.0f} KB", "trie.dense": f"{masks['dense'] / 1e6:.1f} MB"})
+    for ds in ("toy", "books"):
+        out[f"trie.{ds}.tensor"] = f"{t[ds]['trie_tensor_bytes'] / 1e6:.1f} MB"
+        out[f"trie.{ds}.ratio"] = f"{t[ds]['catalogue_ratio']:,.0f}"
+    seq = _bench("seqrec")
+    out["seqrec.when"] = seq["when"][:10]
+    for ds in ("toy", "books"):
+        r = seq["seqrec"][ds]
+        ce, sce = r["ce"], r["sce"]
+        for loss, x in (("ce", ce), ("sce", sce)):
+            out.update({f"seqrec.{ds}.{loss}_s": f"{x['seconds_per_epoch']:.2f}",
+                        f"seqrec.{ds}.{loss}_mb": f"{x['peak_memory_mb']:.0f}",
+                        f"seqrec.{ds}.{loss}_matrix": f"{x['score_matrix_mb']:.0f} MB"})
+        out.update({f"seqrec.{ds}.speed": _ratio(r["speedup_sce_vs_ce"]),
+                    f"seqrec.{ds}.memory": _ratio(r["memory_ratio_ce_vs_sce"])})
+    dec = _bench("decode")
+    d = dec["decode"]["threads=2"]
+    positions = d["exact"]["batched"]["decoder_positions_per_user"] / d["beam"]["batched"]["decoder_positions_per_user"]
+    out.update({"decode.when": dec["when"][:10], "decode.users": str(dec["decode"]["users"]),
+                "decode.exact_users": str(dec["decode"]["exact_users"]),
+                "decode.beam.per_user": f"{d['beam']['per_user']['seconds_per_user']:.2f}",
+                "decode.beam.batched": f"{d['beam']['batched']['seconds_per_user']:.2f}",
+                "decode.beam.speedup": f"{d['beam']['speedup']:.2f}×",
+                "decode.exact.per_user": f"{d['exact']['per_user']['seconds_per_user']:.2f}",
+                "decode.exact.batched": f"{d['exact']['batched']['seconds_per_user']:.2f}",
+                "decode.exact.over_beam": f"{d['exact']['batched exact / batched beam search, per user']:.0f}",
+                "decode.load": " rising to ".join(f"{x:.2g}" for x in d["load_average"]),
+                "decode.exact.over_per_user_beam":
+                    f"{d['exact']['batched exact / per-user beam search, per user']:.0f}",
+                "decode.exact.positions": f"{positions:.0f}",
+                "decode.beam.per_user.runs": " s, the other ".join(
+                    f"{x:.0f}" for x in sorted(d["beam"]["per_user"]["seconds"], reverse=True)) + " s"})
+    every = [v for k, v in dec["decode"].items() if k.startswith("threads=")]
+    out["decode.identical"] = "the same" if all(t["beam"]["identical_lists"] and t["exact"]["identical_ranks"]
+                                                for t in every) else "not always the same"
+    for key, gap in (("beam", "max_score_gap"), ("exact", "max_score_gap"), ("likelihood", "max_gap")):
+        out[f"decode.{key}.gap"] = sci(max(t[key][gap] for t in every))
+    like = d.get("likelihood")
+    if like is not None:
+        out.update({"decode.likelihood.per_user": f"{like['per_user']['seconds_per_user']:.2f}",
+                    "decode.likelihood.batched": f"{like['batched']['seconds_per_user']:.2f}",
+                    "decode.likelihood.speedup": f"{like['speedup']:.2f}×"})
+    return out
+
+
