@@ -48,7 +48,9 @@ def test_an_llm_run_counts_its_windows_blocks_gradient_norms_and_frozen_pass():
     paper = {w.unit: w for w in W.llm_train("paper", "msl-ats", "toy", "cuda")}
     toy = len(toy_train())  # n_train 10,000 of Toy's 5,000 windows: all of them, 10 epochs, every block
     assert paper["llm_train:msl-ats"].count == toy * 10 * 30 and "llm_frozen" not in paper
-    assert paper["beam_user"].count == 500 * 10  # validation: 500 users, 10 beams, every epoch
+    assert paper["likelihood_user_block"].count == 500 * 10 * 30  # validation: 500 users' likelihood, every epoch
+    beam = {w.unit: w for w in W.llm_train("paper", "msl-ats", "toy", "cuda", valid_by="ndcg@5")}
+    assert beam["beam_user"].count == 500 * 10  # by beam search: 500 users, 10 beams, every epoch
     sdpo = [w.unit for w in W.llm_train("quick", "sdpo", "toy", "cpu")]
     assert sdpo[0] == "llm_train:lml" and "llm_train:sdpo" in sdpo  # its LML reference first
 
@@ -142,8 +144,6 @@ def test_a_profile_validates_by_the_likelihood_where_beam_search_would_cost_more
     paper = W.validation_choice("paper")  # the committed table's CUDA entry: 500 users x 10 beams x 10 epochs
     assert paper["beam"] > paper["train"] > paper["likelihood"] > 0
     assert paper["valid_by"] == profile("paper")["valid_by"] == "nll_valid"
-    laptop = W.validation_choice("laptop")
-    assert laptop["valid_by"] == profile("laptop")["valid_by"] == "nll_valid"
     # priced by hand: LML at the paper's sizes, 30 blocks, every window of Toy's training split for 10 epochs
     units = {"llm_train:lml": 1e-4, "beam_user": 0.2, "likelihood_user_block": 1e-5}
     table = {"cuda": {"units": units}}

@@ -585,7 +585,7 @@ def bench_costs(train: dict | None = None, beam_users: int = 8, exact_users: int
     load = os.getloadavg()[0]
     cfg = TrainConfig.from_dict(train_config("quick", "llm", loss="lml", log_grad_norms=0))
     trained = cfg.lora_layers
-    units, notes = {}, {}
+    units = {}
     for loss, r in train["losses"].items():
         today = r["settings"]["one batch per forward (today)"]
         per = today["seconds_per_step"] / (train["batches_per_step"] * train["batch_size"]) / trained
@@ -619,13 +619,13 @@ def bench_costs(train: dict | None = None, beam_users: int = 8, exact_users: int
 
     titles = dict(list(rec.ds.items.items())[:64])
     units["item_vector"] = _timed(lambda: encode_items(titles, "smollm2-135m"), "cpu")[1] / len(titles)
-    notes["setting"] = "the quick profile: SmolLM2-135M, LoRA on the top 4 blocks, batch 8, history 5, float32"
     cpu = {"source": "measured by `python -m llmrec bench costs` on this machine", "when": time.strftime("%Y-%m-%d"),
            "machine": machine(), "load_average": [load, os.getloadavg()[0]],
-           "setting": {"max_history": cfg.max_history, "dtype": cfg.dtype, "profile": "quick"},
+           "setting": {"max_history": cfg.max_history, "dtype": cfg.dtype, "profile": "quick",
+                       "what": "SmolLM2-135M, LoRA on the top 4 blocks, batch 8, history 5, float32"},
            "train_from": {"when": train.get("when"), "load_average": {k: v["load_average"]
                                                                      for k, v in train["losses"].items()}},
-           "units": units, **notes}
+           "units": units}
     return {"cpu": cpu, "cuda": cuda_costs_from_issue(cpu)}
 
 

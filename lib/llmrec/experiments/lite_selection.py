@@ -41,7 +41,8 @@ def select_lite(profile: str, dataset: str | None = None, device: str | None = N
                      "best_epoch": done["best_epoch"], "epochs_run": done["epochs_run"],
                      "seconds_per_epoch": done["seconds_per_epoch"]})
     best = max(rows, key=lambda r: r["valid_ndcg@10"])  # max keeps the first of equals
-    result = {"profile": profile, "dataset": cfg["dataset"], "device": cfg.get("device"), "grid": grid,
+    result = {"profile": profile, "dataset": cfg["dataset"], "device": cfg.get("device"),
+              "grid": {k: list(v) for k, v in grid.items()},
               "epoch_cap": cfg["epochs"], "patience": cfg.get("patience"), "runs": rows,
               "chosen": {**{k: best[k] for k in grid}, "epochs": best["epochs_run"], "best_epoch": best["best_epoch"],
                          "valid_ndcg@10": best["valid_ndcg@10"]}}
