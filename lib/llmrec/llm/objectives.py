@@ -184,7 +184,7 @@ class LossComputer:
         if cfg.loss == "sdpo":
             r = self._sdpo_ratios(model, batch)
             bounds = np.cumsum([0, *(batch.parts or [len(batch.group)])])
-            out = [self._sdpo(r, batch.group[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            out = [self.sdpo(r, batch.group[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
             return [loss for loss, _ in out], [log for _, log in out]
         if self.custom is not None:
             v, dense = self._custom_logits(model, batch)
@@ -252,7 +252,7 @@ class LossComputer:
             model.set_adapter("default")
         return logp - ref
 
-    def _sdpo(self, r: torch.Tensor, group: list) -> tuple[torch.Tensor, dict]:
+    def sdpo(self, r: torch.Tensor, group: list) -> tuple[torch.Tensor, dict]:
         """S-DPO over the windows of ``group`` ((positive row, negative rows) each)."""
         pos = torch.stack([r[p] for p, _ in group])
         neg = torch.stack([r[n] for _, n in group])
