@@ -125,18 +125,18 @@ def test_resume_inside_an_epoch_reproduces_the_uninterrupted_run(case, runs_dir,
     cfg = smoke(epochs=2, n_train=72, max_steps=100, **case)  # 9 batches an epoch, 18 in all
     whole = train(cfg, run_dir=tmp_path / "whole", progress=False)  # no checkpoint inside an epoch
     part = tmp_path / "part"
-    real, calls = LossComputer.__call__, {"n": 0}
+    real, calls = LossComputer.parts, {"n": 0}
 
-    def crash(self, *a, **k):  # an interruption in the 14th step of 18
+    def crash(self, *a, **k):  # an interruption in the 14th step of 18 (one forward each)
         calls["n"] += 1
         if calls["n"] == 14:
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
-    monkeypatch.setattr(LossComputer, "__call__", crash)
+    monkeypatch.setattr(LossComputer, "parts", crash)
     with pytest.raises(KeyboardInterrupt):
         train({**cfg, "checkpoint_every": 3}, run_dir=part, progress=False)
-    monkeypatch.setattr(LossComputer, "__call__", real)
+    monkeypatch.setattr(LossComputer, "parts", real)
     assert not rundir.is_done(part) and (part / "failed.json").exists()
     assert [c.name for c in (part / "checkpoints").iterdir()] == ["step-12"]  # epoch 2, 3 of its 9 batches done
     state = rundir.read_json(part / "checkpoints" / "step-12" / "state.json")

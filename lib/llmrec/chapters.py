@@ -10,6 +10,9 @@ Every batch re-makes its chapters from the run cache alone (``retrain=True`` whe
 committed quick runs that a chapter otherwise reads by default are not read); the canonical batch also
 publishes each chapter's runs as results records without weights (``export_results=True``: ``results/quick/``),
 the run cache that a chapter opened alone reads by default (:func:`llmrec.experiments.published.standalone`).
+Before the batch and before each chapter it prints the chapter's estimated time (:func:`estimates`: the work each
+chapter does at the profile, :mod:`llmrec.experiments.workload`, priced by the cost table ``bench/costs.json``),
+and the summary puts each chapter's wall time beside its estimate.
 A failing chapter is reported and the batch goes on; the exit status is
 non-zero when any chapter failed. Trained runs are shared through the run
 cache (``runs/``), so a chapter that needs a model another chapter trained
@@ -31,6 +34,7 @@ import papermill as pm
 
 from .core.io import repo_root, usable_cpus
 from .core.profiles import PROFILES, dataset_for
+from .core.profiles import profile as profile_sizes
 from .core.provenance import versions
 from .data import DATASETS, load_dataset
 
@@ -91,10 +95,57 @@ def run_batch(profile: str = "quick", device: str = "cpu", only: list[str] | Non
     out_dir = Path(out_dir or ROOT / ("notebooks" if publish else "runs") / "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = chapters(notebooks, only)
+    planned = estimates([nb.name for nb in todo], profile, device, dataset)
+    print(plan_line(planned, profile, device), flush=True)
     with kernel_environment(env):
         extras = {**BATCH, **(CANONICAL if publish else {})}
-        results = _execute(todo, parameters, out_dir, kernel, cell_timeout, extras)
-    return _summary(results, profile, out_dir)
+        results = _execute(todo, parameters, out_dir, kernel, cell_timeout, extras, planned)
+    return _summary(results, profile, out_dir, planned)
+
+
+def estimates(names: list[str], profile: str, device: str, dataset: str | None = None,
+              costs: dict | None = None) -> dict:
+    """Each chapter's estimated time, {notebook name: :func:`llmrec.experiments.workload.estimate` (its
+    ``seconds`` None for a chapter the workload does not know)}; ``{"error": why}`` when there is no estimate
+    (no cost table): the batch runs all the same."""
+    from .experiments import workload
+
+    try:
+        costs = costs if costs is not None else workload.load_costs()
+        known = [n for n in names if Path(n).stem in workload.CHAPTERS]
+        work = workload.batch_workload(known, profile, dataset, device)
+        history = profile_sizes(profile)["max_history"]
+        out = {n: workload.estimate(work[n], costs, device, history) if n in work else {"seconds": None}
+               for n in names}
+    except (OSError, KeyError, ValueError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    entry = costs.get(workload.device_kind(device), costs.get("cpu", {}))
+    return {"chapters": out, "source": entry.get("source", "?"), "when": entry.get("when")}
+
+
+def _priced(e: dict) -> str:
+    """One chapter's estimate as printed: ``6 min``, with the units priced by the CPU entry or not at all."""
+    from .experiments.workload import duration
+
+    if e.get("seconds") is None:
+        return "no estimate"
+    notes = ([f"{', '.join(e['fallback'])} at CPU cost"] if e.get("fallback") else []) + \
+        ([f"{', '.join(e['missing'])} unpriced"] if e.get("missing") else [])
+    return duration(e["seconds"]) + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def plan_line(planned: dict, profile: str, device: str) -> str:
+    """The line printed before the batch: each chapter's estimate and the total, and where the costs come from."""
+    from .experiments.workload import duration
+
+    if "error" in planned:
+        return f"[figures] no time estimate ({planned['error']})"
+    parts = [f"{name[:2]} {duration(e['seconds'])}" for name, e in planned["chapters"].items()
+             if e.get("seconds") is not None]
+    total = sum(e["seconds"] for e in planned["chapters"].values() if e.get("seconds") is not None)
+    when = f", {planned['when']}" if planned.get("when") else ""
+    return (f"[figures] estimated time (profile={profile}, device={device}; costs: {planned['source']}{when}; "
+            f"every run trained): {', '.join(parts)}; total {duration(total)}")
 
 
 @contextmanager
@@ -113,13 +164,15 @@ def kernel_environment(env: dict[str, str]):
 
 
 def _execute(todo: list[Path], common: dict, out_dir: Path, kernel: str, cell_timeout: int | None,
-             extras: dict) -> list[tuple[str, float, str | None]]:
-    """Execute each chapter into ``out_dir`` with the ``common`` parameters and those of ``extras`` it declares;
-    (name, seconds, error or None) for each."""
+             extras: dict, planned: dict | None = None) -> list[tuple[str, float, str | None]]:
+    """Execute each chapter into ``out_dir`` with the ``common`` parameters and those of ``extras`` it declares
+    (with its estimated time from ``planned``); (name, seconds, error or None) for each."""
     results = []
     for nb in todo:
         parameters = chapter_parameters(nb, common, extras)
-        print(f"[figures] {nb.name} ({', '.join(f'{k}={v}' for k, v in parameters.items())}) ...", flush=True)
+        estimate = (planned or {}).get("chapters", {}).get(nb.name)
+        print(f"[figures] {nb.name} ({', '.join(f'{k}={v}' for k, v in parameters.items())}) ..."
+              + (f" estimated {_priced(estimate)}" if estimate else ""), flush=True)
         t0 = time.perf_counter()
         err = None
         tmp = out_dir / f".{nb.stem}.partial.ipynb"
@@ -141,12 +194,18 @@ def _execute(todo: list[Path], common: dict, out_dir: Path, kernel: str, cell_ti
     return results
 
 
-def _summary(results: list[tuple[str, float, str | None]], profile: str, out_dir: Path) -> int:
-    """Print the batch's summary; 0 only if every chapter succeeded."""
+def _summary(results: list[tuple[str, float, str | None]], profile: str, out_dir: Path,
+             planned: dict | None = None) -> int:
+    """Print the batch's summary (each chapter's wall time beside its estimate); 0 only if every chapter
+    succeeded."""
+    from .experiments.workload import duration
+
     total = sum(dt for _, dt, _ in results)
+    est = {n: e.get("seconds") for n, e in (planned or {}).get("chapters", {}).items()}
     print("\n[figures] summary")
     for name, dt, err in results:
-        print(f"  {'ok    ' if err is None else 'FAILED'} {dt:8.1f} s  {name}")
+        guess = f"  (estimated {duration(est[name])})" if est.get(name) is not None else ""
+        print(f"  {'ok    ' if err is None else 'FAILED'} {dt:8.1f} s  {name}{guess}")
     print(f"  total  {total:8.1f} s  ({len(results)} chapters, profile={profile})")
     failed = [n for n, _, e in results if e]
     if failed:

@@ -83,7 +83,7 @@ def _adopt(args) -> int:
 def _bench(args) -> int:
     from .bench import run_bench
 
-    print(json.dumps(run_bench(args.what, args.out), indent=1))
+    print(json.dumps(run_bench(args.what, args.out, device=args.device), indent=1))
     return 0
 
 
@@ -130,6 +130,14 @@ def pd_options():
     return pd.option_context("display.width", None, "display.max_colwidth", None, "display.max_rows", None)
 
 
+def _select_lite(args) -> int:
+    from .experiments.lite_selection import select_lite
+
+    chosen = select_lite(args.profile, args.dataset, args.device)["chosen"]
+    print(f"chosen on validation: {', '.join(f'{k}={v}' for k, v in chosen.items())}")
+    return 0
+
+
 def _tables(args) -> int:
     from .experiments.doc_tables import tables_command
 
@@ -161,7 +169,8 @@ def _profile(name: str) -> str:
     return name
 
 
-TYPES = {"positive int": positive(int), "positive float": positive(float), "count": positive(int, zero=True)}
+TYPES = {"positive int": positive(int), "positive float": positive(float), "count": positive(int, zero=True),
+         "positive int or auto": lambda text: text if text == "auto" else positive(int)(text)}
 
 
 def _argparse(opt: families.Option, fam: families.Family) -> dict:
@@ -249,8 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=_check)
 
     b = sub.add_parser("bench", help="benchmarks (side by side in one run)")
-    b.add_argument("what", nargs="?", default="all", choices=["losses", "trie", "seqrec", "decode", "all"])
+    b.add_argument("what", nargs="?", default="all",
+                   choices=["losses", "trie", "seqrec", "decode", "train", "costs", "cuda", "all"],
+                   help="costs: the cost table make figures estimates from (after train); cuda: a GPU's figures "
+                        "(bench/cuda.json, with --device cuda; not part of all)")
     b.add_argument("--out", default=None, help="write the whole result here (default: bench/<name>.json each)")
+    b.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     b.set_defaults(func=_bench)
 
     f = sub.add_parser("figures", help="run every chapter notebook with papermill")
@@ -286,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_verdicts)
 
+    s = sub.add_parser("select-lite", help="choose Lite-LLM4Rec's blocks and learning rate on validation: a small "
+                                           "grid, each run in the run cache (resumable); results/<profile>/"
+                                           "lite_selection.json")
+    s.add_argument("--profile", default="paper", type=_profile, choices=sorted(PROFILES))
+    s.add_argument("--device", default=None, help="default: the profile's")
+    s.add_argument("--dataset", default=None)
+    s.set_defaults(func=_select_lite)
 
     g = sub.add_parser("tables", help="write the results tables and numbers of README.md and docs/*.md from the "
                                       "committed results/ and bench/*.json (their generated regions only)")

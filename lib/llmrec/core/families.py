@@ -106,6 +106,11 @@ register(Family(
         Option("--log-grad-norms", "log_grad_norms", dict(type="count", nargs="?", const=1, metavar="K",
                                                           help="log the gradient norms of L1 and L2 every K steps "
                                                                "(default K: 1; 0: never)")),
+        Option("--micro-batch", "micro_batch", dict(type="positive int or auto", metavar="N|auto",
+                                                    help="windows in one forward: a multiple of the batch size up to "
+                                                         "batch x grad_accum, or auto (as many as the GPU holds)")),
+        Option("--compile", "compile", dict(action="store_const", const=True,
+                                            help="torch.compile each transformer block")),
     )))
 
 register(Family(

@@ -137,6 +137,12 @@ class ValidLogits:
     def masked(self, tau: float | torch.Tensor = 1.0) -> torch.Tensor:
         return (self.logits.float() / tau).masked_fill(~self.mask, NEG_INF)
 
+    def rows(self, sel: torch.Tensor) -> "ValidLogits":
+        """The positions ``sel`` (a boolean mask or indices over the N positions) alone."""
+        pick = lambda t: None if t is None else t[sel]
+        return ValidLogits(self.logits[sel], self.mask[sel], self.target_index[sel], pick(self.lse_all),
+                           self.vocab_size, pick(self.first), pick(self.lse_all_tau), self.full_tau)
+
     @classmethod
     def from_dense(cls, logits, valid, targets) -> "ValidLogits":
         """Compact form of a dense (N, V) problem (for tests and notebooks)."""

@@ -15,8 +15,11 @@
 * ``laptop``: one overnight run on 2 CPU cores: LLM runs on 2,000 windows for 2 epochs (the better epoch
   kept by the likelihood of 500 validation users), beam search on 500 test users, the likelihood on 1,000; classic models to their plateau (patience 5, at most 50 epochs);
   Lite-LLM4Rec with 4 blocks, at most 15 epochs.
-* ``paper``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128 via
-  accumulation, all test users, 10 beams) on a GPU. Its old name ``full`` (which also names the ranking of every
+* ``paper``: the papers' protocols (LLM: 10,000 windows, 10 epochs, batch 128: 8 batches of 16, in as
+  few forwards as the GPU's memory holds, the best epoch by the likelihood of 500 validation users, all test
+  users, 10 beams) on a GPU; its Lite-LLM4Rec settings (30 blocks, lr 1e-3, at most 50 epochs) are the paper's,
+  not yet chosen on validation (``python -m llmrec select-lite --profile paper --device cuda`` on a GPU
+  chooses them, :mod:`llmrec.experiments.lite_selection`). Its old name ``full`` (which also names the ranking of every
   item) is still accepted, with a warning (:func:`canonical`).
 
 Each profile holds one sub-table per family (``llm``, ``seqrec``: overrides
@@ -62,11 +65,16 @@ PROFILES = {
     },
     "paper": {
         "dataset": "toy",
+        # batch 128 = 8 accumulated batches of 16; on a GPU as many of them share a forward as its memory holds.
+        # The best epoch by the likelihood of 500 validation users: beam search on them every epoch would cost
+        # more than the training itself (llmrec.experiments.workload.validation_choice on bench/costs.json)
         "llm": dict(model="smollm2-135m", layers=None, lora_layers=None, n_train=10_000, epochs=10, batch_size=16,
-                    grad_accum=8, max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4, max_history=10,
-                    dtype="bfloat16", device="cuda"),
+                    grad_accum=8, micro_batch="auto", max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4,
+                    max_history=10, dtype="bfloat16", device="cuda", valid_by="nll_valid"),
         "seqrec": {},  # the SCE authors' setting
-        "lite": dict(rec_layers=30, epochs=50, patience=5, batch_size=256, device="cuda"),  # the whole SmolLM2
+        # the whole SmolLM2; not yet chosen on validation: on a GPU, `python -m llmrec
+        # select-lite --profile paper --device cuda` (llmrec.experiments.lite_selection) chooses blocks and lr
+        "lite": dict(rec_layers=30, epochs=50, patience=5, batch_size=256, device="cuda"),
         "eval": dict(eval_users=None, valid_users=None, eval_beams=10, exact_users=20, likelihood_users=None,
                      sdpo_n_train=None,
                      grad_norm_every=10, side_steps=None),

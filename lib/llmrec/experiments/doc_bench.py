@@ -118,3 +118,104 @@ def bench() -> dict[str, str]:
     return out
 
 
+
+
+# ---------------------------------------------------------------------------------- training throughput (bench train)
+
+
+@table
+def bench_train() -> str:
+    """``bench/train.json``: each loss's settings side by side: seconds per optimiser step, windows/s, tokens/s,
+    padding, the 6·N·tokens utilisation estimate and the speed against one batch per forward."""
+    t = _bench("train")["train"]
+    rows = []
+    for loss, r in t["losses"].items():
+        for name, x in r["settings"].items():
+            rows.append({"loss": loss, "setting": name, "s/step": f"{x['seconds_per_step']:.1f}",
+                         "windows/s": f"{x['windows_per_s']:.2f}", "tokens/s": f"{x['tokens_per_s']:,.0f}",
+                         "padding": f"{x['padding']:.0%}", "utilisation": f"{x['utilisation']:.0%}",
+                         "against today": _ratio(r["speedup_vs_today"][name])})
+    return markdown(rows, "llrrrrrr")
+
+
+@values
+def train() -> dict[str, str]:
+    """The training-throughput bench in the prose: when, where, its settings and each loss's ratio of a step in
+    one forward to one batch per forward."""
+    b = _bench("train")
+    t = b["train"]
+    loads = [x for r in t["losses"].values() for x in r["load_average"]]
+    out = {"when": b["when"][:10], "profile": t["profile"], "device": t["device"],
+           "windows": str(t["windows"]), "batch_size": str(t["batch_size"]), "batches": str(t["batches_per_step"]),
+           "steps": str(t["steps"]), "repeats": str(t["repeats"]), "lora_layers": str(t["lora_layers"]),
+           "peak": f"{t['peak_flop_per_s'] / 1e9:.0f} GFLOP/s", "load": f"{min(loads):.1f} to {max(loads):.1f}"}
+    for loss, r in t["losses"].items():
+        one = next(k for k in r["speedup_vs_today"] if k.startswith("the step's"))
+        out[f"{loss}.one_forward"] = _ratio(r["speedup_vs_today"][one])
+    return out
+
+
+# ---------------------------------------------------------------------------------- make figures' estimates
+
+
+def _estimated(profile: str, device: str) -> dict[str, float]:
+    """Each chapter's estimated seconds in a batch of all of them (:mod:`.workload`, ``bench/costs.json``)."""
+    from ..core.profiles import profile as profile_sizes
+    from . import workload
+
+    names = list(workload.CHAPTERS)
+    work, costs = workload.batch_workload(names, profile, None, device), workload.load_costs()
+    history = profile_sizes(profile)["max_history"]
+    return {n: workload.estimate(work[n], costs, device, history)["seconds"] for n in names}
+
+
+def _measured() -> dict[str, float | None]:
+    """Each chapter's seconds in the canonical quick batch (``notebooks/executed/``, ``metadata.llmrec.seconds``)."""
+    from . import workload
+
+    paths = {n: repo_root() / "notebooks" / "executed" / f"{n}.ipynb" for n in workload.CHAPTERS}
+    return {n: read_json(p)["metadata"].get("llmrec", {}).get("seconds") if p.exists() else None
+            for n, p in paths.items()}
+
+
+@table
+def figures_estimate() -> str:
+    """What ``make figures`` prints before each chapter, for the quick profile on the CPU (beside the canonical
+    batch's measured seconds, ``notebooks/executed/``) and for the paper profile on a GPU (an estimate: the
+    cost table's CUDA entry, quoted from issue 25's H200 figures)."""
+    quick, paper, seen = _estimated("quick", "cpu"), _estimated("paper", "cuda"), _measured()
+    rows, measured_total = [], 0.0
+    for name in quick:
+        measured = seen[name]
+        measured_total += measured or 0.0
+        rows.append({"chapter": name[:2], "quick, CPU: estimated": _minutes(quick[name]),
+                     "quick, CPU: measured": _minutes(measured) if measured is not None else "–",
+                     "paper, one GPU: estimated": _minutes(paper[name])})
+    rows.append({"chapter": "all", "quick, CPU: estimated": _minutes(sum(quick.values())),
+                 "quick, CPU: measured": _minutes(measured_total),
+                 "paper, one GPU: estimated": _minutes(sum(paper.values()))})
+    return markdown(rows, "lrrr")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:,.1f} min"
+
+
+@values
+def costs() -> dict[str, str]:
+    """Where the cost table's entries come from, and the paper profile's validation choice priced by it."""
+    from . import workload
+
+    from ..data import load_dataset
+    from .lite_selection import GRID
+
+    table_, choice = workload.load_costs(), workload.validation_choice("paper")
+    lite_cpu = table_["cpu"]["units"]["lite_window_block"] * len(load_dataset("toy").train) * (2 + 1)
+    grid = workload.estimate(workload.lite_selection("paper", device="cuda"), table_, "cuda")["seconds"]
+    return {"cpu.when": str(table_["cpu"].get("when", "?"))[:10], "cuda.source": table_["cuda"]["source"],
+            "paper.train": _minutes(choice["train"]), "paper.beam": _minutes(choice["beam"]),
+            "paper.likelihood": _minutes(choice["likelihood"]), "lite.cpu_epoch_2_blocks": f"{lite_cpu:.0f} s",
+            "lite.grid": " × ".join(str(len(v)) for v in GRID.values()),
+            "lite.grid_cuda": f"{grid / 3600:.1f} h",
+            "quick.over_measured": _ratio(sum(_estimated("quick", "cpu").values())
+                                          / sum(x for x in _measured().values() if x is not None))}

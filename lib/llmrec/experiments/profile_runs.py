@@ -35,15 +35,28 @@ def lite_config(profile: str, dataset: str | None = None, **overrides) -> dict:
 LLM_RUNS: dict[str, Path] = {}  # every LLM run this process trained or found (what export_llm_results writes)
 
 
+SDPO_REF_KEYS = ("seed", "lr", "n_train", "layers", "lora_layers")  # what S-DPO's LML reference shares with it
+
+
+def sdpo_overrides(profile: str, overrides: dict) -> tuple[dict, dict]:
+    """An S-DPO run's (LML reference's overrides, its own overrides): the reference shares the options of
+    :data:`SDPO_REF_KEYS` given to the S-DPO run; S-DPO trains on the profile's ``sdpo_n_train`` windows unless
+    ``n_train`` is given (None: the profile's)."""
+    ref = {k: v for k, v in overrides.items() if k in SDPO_REF_KEYS}
+    own = dict(overrides)
+    if "n_train" not in own:
+        own["n_train"] = profile_sizes(profile)["sdpo_n_train"]
+    return ref, own
+
+
 def llm_run(profile: str, loss: str, dataset: str | None = None, device: str | None = None, progress: bool = True,
             **overrides) -> Path:
     """Train (or find in the run cache) one LLM run of the profile; S-DPO starts from the profile's LML run."""
-    if loss == "sdpo" and "sdpo_ref" not in overrides:
-        ref_over = {k: v for k, v in overrides.items() if k in ("seed", "lr", "n_train", "layers", "lora_layers")}
-        # the LML run's name in the run cache, not its path: the key of the S-DPO run stays the same in any clone
-        overrides["sdpo_ref"] = llm_run(profile, "lml", dataset, device, progress, **ref_over).name
-    if loss == "sdpo" and "n_train" not in overrides:
-        overrides["n_train"] = profile_sizes(profile)["sdpo_n_train"]  # S-DPO's extra windows (None: the profile's)
+    if loss == "sdpo":
+        ref, overrides = sdpo_overrides(profile, overrides)
+        if "sdpo_ref" not in overrides:
+            # the LML run's name in the run cache, not its path: the key of the S-DPO run stays the same in any clone
+            overrides["sdpo_ref"] = llm_run(profile, "lml", dataset, device, progress, **ref).name
     run = runs.train(llm_config(profile, loss, dataset, device, **overrides), progress=progress)
     LLM_RUNS[run.name] = run
     return run

@@ -13,7 +13,8 @@ NULLABLE = ("max_steps", "n_train", "layers", "lora_layers", "checkpoint_every")
 RUN_OPTIONS = ("checkpoint_every",)
 # Options added after runs were cached: at their default (None) they stay out of config.json, so the keys of
 # the runs made before them do not change.
-KEY_IF_SET = ("domain", "valid_by")
+KEY_IF_SET = ("domain", "valid_by", "micro_batch")
+KEY_IF_CHANGED = ("compile",)
 VALID_BY = ("ndcg@5", "nll_valid")  # what chooses the best epoch: beam NDCG@5, or the lowest mean -log P_valid
 LOSSES = ("lml", "lml-tau", "l2-only", "msl", "msl-ats", "msl-alpha", "sdpo")
 
@@ -44,6 +45,10 @@ class TrainConfig(RunConfig):
     epochs: int = 1
     batch_size: int = 8
     grad_accum: int = 1
+    # windows in one forward: None, batch_size (accumulate grad_accum batches, one forward each), a multiple of
+    # batch_size up to batch_size * grad_accum (several logical batches share a forward: the same optimiser step up
+    # to rounding and LoRA dropout's draws), or "auto" (llmrec.llm.memory: as many as the GPU's memory holds)
+    micro_batch: int | str | None = None
     max_steps: int | None = None  # per epoch, for short mechanism runs
     n_train: int | None = 10_000
     n_valid_users: int = 100
@@ -63,6 +68,7 @@ class TrainConfig(RunConfig):
     log_grad_norms: int = 0  # Figure 3: gradient norms of L1 and L2 every k steps (two extra backward passes); 0: never
     log_decomposition: bool = True  # log L1 and L2 (needs the full-vocabulary logsumexp)
     validate: bool = True
+    compile: bool = False  # torch.compile each transformer block (llmrec.llm.training.compile_blocks)
 
     LABEL = "training"
     CHOICES = {"loss": LOSSES}
@@ -70,6 +76,7 @@ class TrainConfig(RunConfig):
     POSITIVE = ("epochs", "batch_size", "grad_accum", "max_steps", "n_train", "layers", "valid_beams",
                 "max_history", "lora_r", "checkpoint_every")
     KEY_IF_SET = KEY_IF_SET
+    KEY_IF_CHANGED = KEY_IF_CHANGED
     RUN_OPTIONS = RUN_OPTIONS
 
     def check(self):
@@ -89,4 +96,12 @@ class TrainConfig(RunConfig):
         if self.log_grad_norms < 0:
             raise ValueError(f"log_grad_norms must be a step interval >= 0, got {self.log_grad_norms}")
         self.lora_targets = tuple(self.lora_targets)
+        mb = self.micro_batch
+        if mb is not None and mb != "auto":
+            top = self.batch_size * self.grad_accum
+            if not isinstance(mb, int) or isinstance(mb, bool) or mb < 1 or mb % self.batch_size or mb > top:
+                raise ValueError(f"micro_batch must be 'auto', None or a multiple of batch_size ({self.batch_size}) "
+                                 f"up to batch_size * grad_accum ({top}), got {mb!r}")
+            if mb == self.batch_size:
+                self.micro_batch = None  # one logical batch per forward: the default, one run-cache key
         self.ats_clamp = tuple(self.ats_clamp) if self.ats_clamp else None

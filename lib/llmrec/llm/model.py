@@ -26,6 +26,10 @@ from ..core.tensors import state_digest
 
 SMOLLM2 = "smollm2-135m"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# PyTorch's fused attention (scaled_dot_product_attention): flash / memory-efficient kernels on a GPU, one fused
+# kernel on the CPU; named here so that a change of the transformers default changes nothing. "eager" (the
+# written-out softmax) gives the same values (tests/test_train.py) and is no faster (docs/benchmarks.md).
+ATTENTION = "sdpa"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -81,12 +85,12 @@ def load_tokenizer(name_or_path: str = SMOLLM2, cache_dir=None):
     return tok
 
 
-def tiny_llama(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 2):
+def tiny_llama(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 2, attention: str = ATTENTION):
     """A small random Llama (2 layers, width 64) for tests and the smoke profile."""
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=1024, tie_word_embeddings=True, eos_token_id=2, pad_token_id=2,
-                      bos_token_id=1)
+                      bos_token_id=1, attn_implementation=attention)
     g = torch.random.fork_rng()
     with g:
         torch.manual_seed(seed)
@@ -95,11 +99,12 @@ def tiny_llama(vocab_size: int, seed: int = 0, hidden: int = 64, layers: int = 2
 
 
 def load_llm(name_or_path: str = SMOLLM2, device: str = "cpu", dtype="float32", layers: int | None = None,
-             cache_dir: str | Path | None = None, seed: int = 0):
+             cache_dir: str | Path | None = None, seed: int = 0, attention: str = ATTENTION):
     """(model, tokenizer) for ``"smollm2-135m"``, ``"tiny"``, a local folder or a hub id.
 
     ``layers=k`` keeps the first k transformer blocks (an explicit speed lever
-    for CPU profiles). ``device`` is any torch device string.
+    for CPU profiles). ``device`` is any torch device string. ``attention``: the
+    transformers attention implementation (:data:`ATTENTION`, or ``"eager"``).
     """
     if isinstance(dtype, str):
         if dtype not in DTYPES:
@@ -108,13 +113,13 @@ def load_llm(name_or_path: str = SMOLLM2, device: str = "cpu", dtype="float32", 
     _check_device(device)
     tok = load_tokenizer(name_or_path, cache_dir)
     if name_or_path == "tiny":
-        model = tiny_llama(len(tok), seed=seed)
+        model = tiny_llama(len(tok), seed=seed, attention=attention)
     else:
         path = smollm2_cache(cache_dir) if name_or_path == SMOLLM2 else name_or_path
         if name_or_path != SMOLLM2 and not Path(path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelError(f"model {name_or_path!r} is not a local folder and the hub is offline")
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention)
         except OSError as e:
             raise ModelError(f"cannot load model {name_or_path!r}: {e}") from e
     if layers is not None:

@@ -39,6 +39,7 @@ class Batch:
     group: list = field(default_factory=list)  # S-DPO: (positive row, negative rows) per window
     frozen: torch.Tensor | None = None  # (B, L, d) output of the frozen lower blocks, when training only the top ones
     frozen_from: int = 0  # the first block that runs on ``frozen``
+    parts: list = field(default_factory=list)  # windows of each logical batch in one forward, in order ([]: one)
 
     def to(self, device):
         for f in fields(self):
@@ -65,15 +66,25 @@ def collate(examples: list[Example], trie: ItemTrie, pad_id: int) -> Batch:
                  torch.cat(first), torch.tensor([e.target for e in examples]))
 
 
-def length_grouped_batches(lengths, batch_size: int, seed: int, epoch: int, mega: int = 16) -> list[list[int]]:
-    """Shuffle, sort by length inside mega-batches of ``mega`` batches, shuffle the batches (seeded)."""
+def length_grouped_batches(lengths, batch_size: int, seed: int, epoch: int, mega: int = 16,
+                           group: int = 1) -> list[list[int]]:
+    """Shuffle, sort by length inside mega-batches of ``mega`` batches, shuffle the batches (seeded).
+
+    ``group`` consecutive batches stay together through the last shuffle (an optimiser step of ``group``
+    accumulated batches: its windows come from one mega-batch, so they have about the same length and one
+    forward over all of them pads little); the mega-batch is rounded up to whole groups, and a last group short of
+    ``group`` batches stays last. ``group=1`` is the plain shuffle of batches.
+    """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
     out = []
+    mega = -(-mega // group) * group
     for s in range(0, len(order), batch_size * mega):
         chunk = sorted(order[s:s + batch_size * mega], key=lambda i: -lengths[i])
         out += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
-    return [out[i] for i in rng.permutation(len(out))]
+    groups = [out[i:i + group] for i in range(0, len(out), group)]
+    tail = groups.pop() if len(groups[-1]) < group else []  # a short last group stays last: steps keep their places
+    return [b for i in rng.permutation(len(groups)) for b in groups[i]] + tail
 
 
 def response_hidden(model, batch: Batch) -> torch.Tensor:
@@ -158,27 +169,53 @@ class LossComputer:
         return self.cfg.loss in ("lml", "lml-tau") or self.cfg.log_decomposition or self.cfg.log_grad_norms
 
     def __call__(self, model, batch: Batch, ref_model=None) -> tuple[torch.Tensor, dict]:
+        """The loss of a batch that is one logical batch, and its log (:meth:`parts`)."""
+        if len(batch.parts) > 1:
+            raise ValueError(f"the batch holds {len(batch.parts)} logical batches: use LossComputer.parts")
+        losses, logs = self.parts(model, batch)
+        return losses[0], logs[0]
+
+    def parts(self, model, batch: Batch) -> tuple[list[torch.Tensor], list[dict]]:
+        """One forward over ``batch`` and, for each of its logical batches (``batch.parts``: windows of each, in
+        order; empty: one), its loss and log as if it had run alone: the mean over its own positions (S-DPO: its
+        own windows), ATS stepping once per logical batch, in order, and gradient norms on every
+        ``log_grad_norms``-th logical batch."""
         cfg = self.cfg
         if cfg.loss == "sdpo":
-            return self.sdpo(model, batch, ref_model)
+            r = self._sdpo_ratios(model, batch)
+            bounds = np.cumsum([0, *(batch.parts or [len(batch.group)])])
+            out = [self.sdpo(r, batch.group[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            return [loss for loss, _ in out], [log for _, log in out]
         if self.custom is not None:
-            loss, v = self.custom_loss(model, batch)
-        elif cfg.loss == "lml-tau":
-            v = valid_logits(model, batch, full=True, full_tau=cfg.tau)
-            loss = L.lml_loss(v, tau=cfg.tau)
+            v, dense = self._custom_logits(model, batch)
         else:
-            v = valid_logits(model, batch, full=self.needs_full())
-            tau = cfg.tau
-            if cfg.loss == "msl-ats":
-                tau = self.ats.step(v)
-            if cfg.loss == "lml":
-                loss = L.lml_loss(v)
-            elif cfg.loss == "l2-only":
-                loss = L.msl_loss(v, tau=1.0, drop_singletons=False)
-            elif cfg.loss == "msl-alpha":
-                loss = L.msl_loss(v, tau=cfg.tau, alpha=cfg.alpha, drop_singletons=cfg.drop_singletons)
-            else:  # msl, msl-ats
-                loss = L.msl_loss(v, tau=tau, drop_singletons=cfg.drop_singletons)
+            v = valid_logits(model, batch, full=self.needs_full(), full_tau=cfg.tau if cfg.loss == "lml-tau" else 1.0)
+            dense = None
+        if len(batch.parts) <= 1:
+            out = [self._token_loss(model, v, dense)]
+        else:
+            bounds = np.cumsum([0, *batch.parts])
+            sel = [(batch.b_idx >= a) & (batch.b_idx < b) for a, b in zip(bounds[:-1], bounds[1:])]
+            out = [self._token_loss(model, v.rows(m), None if dense is None else tuple(t[m] for t in dense)) for m in sel]
+        return [loss for loss, _ in out], [log for _, log in out]
+
+    def _token_loss(self, model, v: L.ValidLogits, dense: tuple | None = None) -> tuple[torch.Tensor, dict]:
+        """The configured token loss of one logical batch's valid logits (a loss function of the user's: of its
+        ``dense`` (logits, valid, targets)), and its log."""
+        cfg = self.cfg
+        tau = self.ats.step(v) if cfg.loss == "msl-ats" else cfg.tau
+        if self.custom is not None:
+            loss = self.custom(*dense)
+        elif cfg.loss == "lml-tau":
+            loss = L.lml_loss(v, tau=cfg.tau)
+        elif cfg.loss == "lml":
+            loss = L.lml_loss(v)
+        elif cfg.loss == "l2-only":
+            loss = L.msl_loss(v, tau=1.0, drop_singletons=False)
+        elif cfg.loss == "msl-alpha":
+            loss = L.msl_loss(v, tau=cfg.tau, alpha=cfg.alpha, drop_singletons=cfg.drop_singletons)
+        else:  # msl, msl-ats
+            loss = L.msl_loss(v, tau=tau, drop_singletons=cfg.drop_singletons)
         log = {"loss": loss.item(), "tokens": int(v.keep.sum())}
         if cfg.loss == "msl-ats":
             log.update(tau=self.ats.tau, **{f"ats_{k}": x for k, x in self.ats.last.items()})
@@ -195,24 +232,30 @@ class LossComputer:
         self.calls += 1
         return loss, log
 
-    def custom_loss(self, model, batch: Batch) -> tuple[torch.Tensor, L.ValidLogits]:
-        """The user's loss on the batch's dense logits, and the valid logits the log is computed from."""
+    def _custom_logits(self, model, batch: Batch) -> tuple[L.ValidLogits, tuple]:
+        """The valid logits the log is computed from, and the dense teaching form a loss function of the user's
+        takes: (logits, valid, targets) of every response position (:func:`dense_logits`)."""
         h, weight = response_hidden(model, batch), output_weight(model)
         logits, valid = dense_logits(h, weight, batch)
-        loss = self.custom(logits, valid, batch.targets)
         v = L.project_valid(h, weight, batch.valid_tokens, batch.valid_mask, batch.target_index, first=batch.first)
         if self.needs_full():
             v.lse_all = torch.logsumexp(logits, -1)
-        return loss, v
+        return v, (logits, valid, batch.targets)
 
-    def sdpo(self, model, batch: Batch, ref_model) -> tuple[torch.Tensor, dict]:
+    @staticmethod
+    def _sdpo_ratios(model, batch: Batch) -> torch.Tensor:
+        """r = log pi(y | x) - log pi_ref(y | x) of every row (the reference: the "ref" adapter, no dropout)."""
         logp = sequence_logprob(model, batch)
-        with torch.no_grad(), eval_mode(model):  # the reference is a frozen model: its adapter, no dropout
+        with torch.no_grad(), eval_mode(model):
             model.set_adapter("ref")
             ref = sequence_logprob(model, batch)
             model.set_adapter("default")
-        r = logp - ref
-        pos = torch.stack([r[p] for p, _ in batch.group])
-        neg = torch.stack([r[n] for _, n in batch.group])
+        return logp - ref
+
+    def sdpo(self, r: torch.Tensor, group: list) -> tuple[torch.Tensor, dict]:
+        """S-DPO over the windows of ``group`` ((positive row, negative rows) each)."""
+        pos = torch.stack([r[p] for p, _ in group])
+        neg = torch.stack([r[n] for _, n in group])
         loss = L.sdpo_loss(pos, neg, beta=self.cfg.sdpo_beta)
+        self.calls += 1
         return loss, {"loss": loss.item(), "margin": float((pos[:, None] - neg).detach().mean())}

@@ -78,6 +78,8 @@ def train(config: TrainConfig | dict, run_dir: str | Path | None = None, progres
     config, custom = custom_loss.configure(config, loss_fn)
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     load_dataset(cfg.dataset)  # the data's check: a folder with a problem never gets a run directory
+    if cfg.micro_batch == "auto":  # resolved before the run's key: the key names the forwards it makes
+        cfg.micro_batch = auto_micro_batch(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun / accelerate launch set it for every process
     identity = rundir.with_weights({"dataset": dataset_fingerprint(cfg.dataset), "world_size": world,
                                     "global_batch": cfg.batch_size * world * cfg.grad_accum}, lambda: base_weights(cfg))
@@ -111,6 +113,7 @@ def base_weights(config: TrainConfig | dict) -> dict:
 def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int | None, evaluate_fn,
          custom: custom_loss.CustomLoss | None = None) -> Path:
     """The training loop of :func:`train` in an opened run directory (resumes from its last checkpoint)."""
+    # acc.backward divides every loss by grad_accum; the loop steps the (plain) optimiser itself
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum,
                       mixed_precision="bf16" if cfg.dtype in ("bf16", "bfloat16") and cfg.device != "cpu" else "no")
     set_seed(cfg.seed)
@@ -128,7 +131,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
     # No DDP wrapper: the loss reaches into the decoder (no LM head), so LoRA gradients are averaged
     # across processes by hand after each backward (they are a few hundred thousand numbers).
     model = model.to(acc.device)
-    opt = acc.prepare(opt)
+    if cfg.compile:
+        compile_blocks(model)
     compute = LossComputer(cfg, custom)
     frozen = FrozenBlocks.of(model, cfg)
 
@@ -165,16 +169,17 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
                                    step=state["step"])
         acc.wait_for_everyone()
 
+    per_forward = (cfg.micro_batch or cfg.batch_size) // cfg.batch_size  # logical batches in one forward
     for epoch in range(state["epoch"], cfg.epochs):
-        batches = length_grouped_batches(lengths, cfg.batch_size * world, cfg.seed, epoch)
+        batches = length_grouped_batches(lengths, cfg.batch_size * world, cfg.seed, epoch, group=cfg.grad_accum)
         if cfg.max_steps:
             batches = batches[: cfg.max_steps * cfg.grad_accum]
         start = state["batch"] if epoch == state["epoch"] else 0
         partial = state.get("partial", {}) if start else {}
         model.train()
         t0, f0, g0 = time.perf_counter(), frozen.seconds if frozen is not None else 0.0, compute.grad_norm_seconds
-        bar = tqdm(batches[start:], desc=f"epoch {epoch + 1}/{cfg.epochs} [{cfg.loss}]", initial=start,
-                   total=len(batches), disable=not progress_bars(progress and acc.is_main_process))
+        bar = tqdm(desc=f"epoch {epoch + 1}/{cfg.epochs} [{cfg.loss}]", initial=start, total=len(batches),
+                   disable=not progress_bars(progress and acc.is_main_process))
 
         def times() -> tuple[float, float, float]:
             """(training, frozen-pass, gradient-norm) seconds of this epoch so far, earlier attempts included."""
@@ -184,34 +189,29 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
             return (seconds + partial.get("train_seconds", 0.0), frozen_s + partial.get("frozen_seconds", 0.0),
                     grad_norm_s + partial.get("grad_norm_seconds", 0.0))
 
-        for b, idx in enumerate(bar, start=start):
-            mine = idx[rank::world] if world > 1 else idx  # same global batch, split over processes
-            exs = [examples[i] for i in mine]
-            if cfg.loss == "sdpo":
-                batch = _sdpo_batch(exs, rec, cfg, epoch, mine)
-            else:
-                batch = collate(exs, rec.trie, rec.tok.pad_token_id)
-            if frozen is not None:
-                frozen.attach(batch)
-            batch.to(acc.device)
+        for b0, b1 in forward_spans(len(batches), start, cfg.grad_accum, per_forward):
+            mine = [idx[rank::world] if world > 1 else idx for idx in batches[b0:b1]]  # split over processes
+            batch = forward_batch(rec, cfg, examples, mine, epoch, frozen).to(acc.device)
+            logs = forward_backward(model, compute, batch, acc)
+            if world > 1:
+                _average_gradients(model, world)
             # the optimiser steps after every grad_accum batches of the epoch and after its last one: the
             # accumulation follows the position in the epoch, so a checkpoint anywhere resumes it exactly
-            acc.step = cfg.grad_accum - 1 if b == len(batches) - 1 else b % cfg.grad_accum
-            with acc.accumulate(model):
-                loss, log = compute(model, batch)
-                acc.backward(loss)
-                if world > 1:
-                    _average_gradients(model, world)
+            if b1 % cfg.grad_accum == 0 or b1 == len(batches):
                 opt.step()
                 opt.zero_grad()
-            state["step"] += 1
-            if acc.is_main_process and state["step"] % cfg.log_every == 0:
-                rundir.append_log(run_dir, {"epoch": epoch, "step": state["step"], **log})
+            for log in logs:
+                state["step"] += 1
+                if acc.is_main_process and state["step"] % cfg.log_every == 0:
+                    rundir.append_log(run_dir, {"epoch": epoch, "step": state["step"], **log})
+            bar.update(b1 - b0)
             bar.set_postfix(loss=f"{log['loss']:.3f}", **({"tau": f"{log['tau']:.2f}"} if "tau" in log else {}))
-            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and b < len(batches) - 1:
+            every = cfg.checkpoint_every
+            if every and state["step"] // every > (state["step"] - len(logs)) // every and b1 < len(batches):
                 seconds, frozen_s, grad_norm_s = times()
-                checkpoint(epoch, b + 1, {"train_seconds": seconds, "frozen_seconds": frozen_s,
-                                          "grad_norm_seconds": grad_norm_s})
+                checkpoint(epoch, b1, {"train_seconds": seconds, "frozen_seconds": frozen_s,
+                                       "grad_norm_seconds": grad_norm_s})
+        bar.close()
         seconds, frozen_s, grad_norm_s = times()
         state["seconds"] += seconds
         ndcg5 = nll = None
@@ -251,6 +251,92 @@ def _fit(cfg: TrainConfig, run_dir: Path, progress: bool, stop_after_epoch: int 
             "n_train": len(examples), "history": state["history"]})
     acc.wait_for_everyone()
     return run_dir
+
+
+MEMORY_FRACTION = 0.8  # of the GPU memory free with the model loaded that micro_batch="auto" may fill
+
+
+def forwards_that_fit(peak_one: float, free: float, accum: int, fraction: float = MEMORY_FRACTION) -> int:
+    """Logical batches per forward: the most, from 1 to ``accum``, whose memory (``peak_one`` bytes each: one
+    forward + backward of the longest logical batch) fits in ``fraction`` of ``free`` bytes."""
+    return max(1, min(accum, int(fraction * free // max(peak_one, 1.0))))
+
+
+def auto_micro_batch(cfg: TrainConfig, free: float | None = None) -> int | None:
+    """``micro_batch="auto"``: on a GPU, the windows per forward that its memory holds, from one measured
+    training step (forward + backward, :class:`~llmrec.core.memory.PeakMemory`) on the ``batch_size`` longest
+    training windows and the memory free beside the model (:func:`forwards_that_fit`); None (one logical batch per
+    forward) on the CPU, where larger forwards do not pay (docs/benchmarks.md), unless ``free`` (bytes) is given.
+    The probe runs every block with LML's full-vocabulary head: an upper bound for the other losses and for
+    runs whose lower blocks are cached (``lora_layers``)."""
+    if free is None and not cfg.device.startswith("cuda"):
+        return None
+    from ..core.memory import PeakMemory
+
+    probe = TrainConfig.from_dict({**cfg.to_dict(), "micro_batch": None, "loss": "lml", "log_grad_norms": 0})
+    rec = LLMRecommender(probe)
+    examples = rec.encoder.encode_frame(sample_windows(rec.ds.train, cfg.n_train, seed=cfg.seed))
+    longest = sorted(examples, key=lambda e: -len(e.input_ids))[:cfg.batch_size]
+    model = rec.load_model().to(cfg.device)
+    batch = collate(longest, rec.trie, rec.tok.pad_token_id).to(cfg.device)
+    with PeakMemory(cfg.device) as peak:
+        loss, _ = LossComputer(probe)(model, batch)
+        loss.backward()
+    del batch, loss
+    if free is None:
+        torch.cuda.empty_cache()
+        free = torch.cuda.mem_get_info(torch.device(cfg.device))[0]  # with one model loaded, as training has
+    rows = 1 + cfg.sdpo_negatives if cfg.loss == "sdpo" else 1  # S-DPO: each window with its negatives
+    k = forwards_that_fit(peak.peak_mb * 2**20 * rows, free, cfg.grad_accum)
+    return None if k == 1 else k * cfg.batch_size
+
+
+def forward_spans(n_batches: int, start: int, accum: int, per_forward: int) -> list[tuple[int, int]]:
+    """The forwards of an epoch of ``n_batches`` logical batches from batch ``start`` on: ``(first, stop)`` spans of
+    at most ``per_forward`` consecutive batches, never across an optimiser step (``accum`` batches each)."""
+    spans, b = [], start
+    while b < n_batches:
+        stop = min(b + per_forward, (b // accum + 1) * accum, n_batches)
+        spans.append((b, stop))
+        b = stop
+    return spans
+
+
+COMPILE_BACKEND = "inductor"  # torch.compile's default (generated kernels; a C++ compiler on the CPU)
+
+
+def compile_blocks(model, backend: str | None = None) -> None:
+    """``torch.compile`` each transformer block in place (regional compilation: the blocks share one compiled
+    graph, dynamic in the batch's shape; parameter names, checkpoints and adapters stay as they are)."""
+    for block in model.get_decoder().layers:
+        block.compile(dynamic=True, backend=backend or COMPILE_BACKEND)
+
+
+def forward_batch(rec: LLMRecommender, cfg: TrainConfig, examples: list[Example], parts: list[list[int]],
+                  epoch: int, frozen: FrozenBlocks | None = None) -> Batch:
+    """One forward's batch: the windows ``parts`` (indices into ``examples``, one list per logical batch)
+    collated (S-DPO: each with its sampled negatives), with the frozen blocks' states when they are cached."""
+    windows = [i for part in parts for i in part]
+    exs = [examples[i] for i in windows]
+    if cfg.loss == "sdpo":
+        batch = _sdpo_batch(exs, rec, cfg, epoch, windows)
+    else:
+        batch = collate(exs, rec.trie, rec.tok.pad_token_id)
+    if len(parts) > 1:
+        batch.parts = [len(part) for part in parts]
+    if frozen is not None:
+        frozen.attach(batch)
+    return batch
+
+
+def forward_backward(model, compute: LossComputer, batch: Batch, acc: Accelerator) -> list[dict]:
+    """One forward over ``batch`` and the backward of its logical batches' losses (each its batch's mean, divided by
+    grad_accum in ``acc.backward``): an optimiser step's gradient is the same whichever way its batches are split
+    into forwards. Under bf16 mixed precision (a GPU) the forward runs in autocast. The logs, one per batch."""
+    with acc.autocast():
+        losses, logs = compute.parts(model, batch)
+    acc.backward(losses[0] if len(losses) == 1 else torch.stack(losses).sum())
+    return logs
 
 
 def _average_gradients(model, world: int) -> None:
