@@ -170,18 +170,18 @@ def _estimated(profile: str, device: str) -> dict[str, float]:
 
 
 def _measured() -> dict[str, float | None]:
-    """Each chapter's seconds in the canonical quick batch (``notebooks/executed/``, ``metadata.llmrec.seconds``)."""
+    """Each chapter's seconds in the last quick batch timed from scratch, every run trained
+    (``bench/figures_scratch.json``: the estimates assume every run trained)."""
     from . import workload
 
-    paths = {n: repo_root() / "notebooks" / "executed" / f"{n}.ipynb" for n in workload.CHAPTERS}
-    return {n: read_json(p)["metadata"].get("llmrec", {}).get("seconds") if p.exists() else None
-            for n, p in paths.items()}
+    scratch = read_json(repo_root() / "bench" / "figures_scratch.json")["seconds"]
+    return {n: scratch.get(n[:2]) for n in workload.CHAPTERS}
 
 
 @table
 def figures_estimate() -> str:
     """What ``make figures`` prints before each chapter, for the quick profile on the CPU (beside the canonical
-    batch's measured seconds, ``notebooks/executed/``) and for the paper profile on a GPU (an estimate: the
+    batch's measured seconds from scratch, ``bench/figures_scratch.json``) and for the paper profile on a GPU (an estimate: the
     cost table's CUDA entry, quoted from issue 25's H200 figures)."""
     quick, paper, seen = _estimated("quick", "cpu"), _estimated("paper", "cuda"), _measured()
     rows, measured_total = [], 0.0
