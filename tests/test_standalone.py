@@ -124,7 +124,7 @@ def test_llm_runs_are_keyed_by_their_weights_and_sdpo_trains_its_reference_when_
 def test_only_the_canonical_batch_publishes_and_every_batch_retrains(tmp_path, monkeypatch):
     seen = {}
 
-    def execute(todo, common, out_dir, kernel, cell_timeout, extras):
+    def execute(todo, common, out_dir, kernel, cell_timeout, extras, planned=None):
         seen[common["profile"]] = {nb.name[:2]: chapters.chapter_parameters(nb, common, extras) for nb in todo}
         return [(nb.name, 0.0, None) for nb in todo]
 

@@ -107,11 +107,15 @@ def each(values: dict, fmt=sig, unit: str = "") -> str:
 
 
 def trie_findings(summary, costs, by_pos, singletons) -> str:
-    """Chapter 01's findings: the datasets (``summary``: one row per dataset, from ``Dataset.summary``), AVT,
-    build time and memory (``costs``: :func:`llmrec.probes.trie_costs` by dataset), the valid-set sizes of the
-    first positions (``by_pos``: (dataset, count/mean/median/max) columns by position) and the share of tokens
-    with a single valid continuation (``singletons``, by dataset)."""
+    """Chapter 01's findings: the datasets (``summary``: one row per dataset, from ``Dataset.summary``, in the
+    order of ``costs``: a folder's summary names the dataset, its costs the folder), AVT, build time and memory
+    (``costs``: :func:`llmrec.probes.trie_costs` by dataset), the valid-set sizes of the first positions
+    (``by_pos``: (dataset, count/mean/median/max) columns by position) and the share of tokens with a single
+    valid continuation (``singletons``, by dataset)."""
     names = list(costs.index)
+    if len(summary) != len(names):
+        raise ValueError(f"{len(summary)} dataset summaries for {len(names)} datasets' costs")
+    summary = summary.set_axis(names, axis=0)
 
     def col(name):
         return {n: costs.loc[n, name] for n in names}

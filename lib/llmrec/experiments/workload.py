@@ -358,9 +358,26 @@ def chapter_08(profile, dataset, device):
     return out + [Work("lite_user", n, _key("lite-eval-users", d), "the Lite rows on the LLM's users")]
 
 
+def chapter_09(profile, dataset, device):
+    """Toy and Books from their committed reference (nothing trains); any other dataset (smoke: the synthetic
+    catalogue) trains every claim's arms at the profile with seed 0."""
+    if profile != "smoke" and dataset in (None, "toy", "books"):
+        return []
+    d = chapter_datasets(profile, dataset, ("toy",))[0]
+    over = {"device": device} if device else {}
+    out = []
+    for name in ("SASRec + CE", "SASRec + BCE", "SASRec + BPR", "SASRec + SCE (K 500, α 100)"):
+        out += seqrec_run(profile, d, **{**PLATEAU, **PROTOCOL_VARIANTS[name], **over})
+    out += lite_run(profile, d, **over)
+    for loss in ("lml", "msl-ats", "msl-alpha", "sdpo"):
+        out += llm_eval(profile, loss, d, device, "test", "beam") + llm_eval(profile, loss, d, device, "test", "likelihood")
+    return out
+
+
 CHAPTERS = {"01_data_and_trie": chapter_01, "02_lml_decomposition": chapter_02, "03_gradient_weights": chapter_03,
             "04_gaussian_logits_ats": chapter_04, "05_tau_sweep_ablation": chapter_05,
-            "06_training_comparison": chapter_06, "07_classic_sce": chapter_07, "08_lite_llm4rec": chapter_08}
+            "06_training_comparison": chapter_06, "07_classic_sce": chapter_07, "08_lite_llm4rec": chapter_08,
+            "09_transfer": chapter_09}
 
 
 def chapter_workload(chapter: str, profile: str, dataset: str | None = None, device: str | None = None) -> list[Work]:
