@@ -37,10 +37,11 @@ COURSE_SESSIONS = {"01": 1, "02": 1, "03": 2, "04": 2, "05": 3, "06": 3, "07": 4
 def chapter_times() -> str:
     """Each chapter's wall time in the canonical batch that wrote the committed executed chapters
     (``notebooks/executed/``, ``metadata.llmrec.seconds``: runs found in its run cache are not trained again) and
-    in the last batch timed from scratch (``bench/figures_scratch.json``), its course session, and each session's
-    sum."""
+    in the last batch timed from scratch (``bench/figures_scratch.json``), each chapter opened alone with its
+    default parameters (``bench/chapters_alone.py``), its course session, and each session's sum."""
     scratch = read_json(repo_root() / "bench" / "figures_scratch.json")["seconds"]
-    last, cold = "last canonical batch (s)", "from scratch (s)"
+    alone = read_json(repo_root() / "bench" / "chapters_alone.json")["chapters"]
+    last, cold, own = "last canonical batch (s)", "from scratch (s)", "alone, by default (s)"
     rows, totals, per_session = [], [0.0, 0.0], {}
     for path in sorted((repo_root() / "notebooks" / "executed").glob("[0-9][0-9]_*.ipynb")):
         book = read_json(path)
@@ -55,16 +56,17 @@ def chapter_times() -> str:
         for i, v in enumerate(both):
             sums[i] += v or 0.0
             totals[i] += v or 0.0
-        rows.append({"chapter": title, "session": str(session or "–"), last: seconds(seconds_),
+        rows.append({"chapter": title, "session": str(session or "–"),
+                     own: seconds(alone[number]["seconds"]) if number in alone else "–", last: seconds(seconds_),
                      cold: "–" if both[1] is None else seconds(both[1])})
 
     def minutes(v: float) -> str:
         return f"{seconds(v)} ({v / 60:.0f} min)"
 
-    rows += [{"chapter": f"session {k}", "session": "", last: minutes(v[0]), cold: minutes(v[1])}
+    rows += [{"chapter": f"session {k}", "session": "", own: "", last: minutes(v[0]), cold: minutes(v[1])}
              for k, v in sorted(per_session.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)) if k is not None]
-    rows.append({"chapter": "all", "session": "", last: minutes(totals[0]), cold: minutes(totals[1])})
-    return markdown(rows, "lrrr")
+    rows.append({"chapter": "all", "session": "", own: "", last: minutes(totals[0]), cold: minutes(totals[1])})
+    return markdown(rows, "lrrrr")
 
 
 # ------------------------------------------------------------------------------------------------ the pages
