@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import runs
@@ -97,4 +96,4 @@ def selection_table(runs_frame: pd.DataFrame) -> pd.DataFrame:
 
 def chosen(table: pd.DataFrame) -> str:
     """The candidate :func:`selection_table` chose."""
-    return str(table.index[np.flatnonzero(table["chosen"].to_numpy())[0]])
+    return str(table.index[table["chosen"]][0])
