@@ -181,3 +181,35 @@ def test_clean_executed_removes_progress_residue_only():
         "FloatSlider(value=1.0)", "UserWarning: 12% of titles are shared\n", "epoch 1: 50%|#| printed by the chapter itself\n"]
     assert clean.cells[0].metadata == {"papermill": {"status": "completed"}}
     assert clean.metadata["papermill"] == {"parameters": {"a": 1}}
+
+
+def test_clean_executed_rebases_links_out_of_the_notebooks_folder():
+    """The executed copy lies in notebooks/executed/: a chapter's link to the glossary must still find the file
+    there (on a code host), a link between chapters must lead to the sibling executed copy, and cleaning twice
+    must not rebase twice."""
+    import nbformat
+
+    from llmrec.chapters import clean_executed
+
+    text = "See [NDCG@10](../docs/glossary.md#ndcgk) and [chapter 03](03_gradient_weights.ipynb)."
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text), nbformat.v4.new_code_cell("# ](../x)")])
+    once = clean_executed(book)
+    assert once.cells[0].source == ("See [NDCG@10](../../docs/glossary.md#ndcgk) and "
+                                    "[chapter 03](03_gradient_weights.ipynb).")
+    assert once.cells[1].source == "# ](../x)"  # code is not Markdown
+    assert (NB_DIR / "executed" / "../../docs/glossary.md").resolve().is_file()
+    assert clean_executed(once).cells[0].source == once.cells[0].source
+
+
+def test_committed_executed_chapters_links_resolve():
+    """Every relative Markdown link of a committed executed chapter names a file that exists from its folder."""
+    import re
+
+    for path in sorted((NB_DIR / "executed").glob("[0-9][0-9]_*.ipynb")):
+        book = json.loads(path.read_text())
+        for cell in book["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", "".join(cell["source"])):
+                if "://" not in target:
+                    assert (path.parent / target).is_file(), f"{path.name}: a link to {target}, which is not there"

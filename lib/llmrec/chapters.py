@@ -237,12 +237,20 @@ def _is_progress(output: dict) -> bool:
     return "application/vnd.jupyter.widget-view+json" in output.get("data", {}) and bool(_PROGRESS.search(text))
 
 
+# a Markdown link out of ``notebooks/`` (``](../docs/...)``) not yet rebased for the folder one level down
+_OUT_OF_NOTEBOOKS = re.compile(r"\]\(\.\./(?!\.\./)")
+
+
 def clean_executed(book: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """An executed notebook as the book and a code host should show it: progress-bar outputs removed, and the
     volatile metadata (per-cell timestamps and durations, papermill's times and absolute paths) stripped. The
-    parameters papermill injected are kept, and an error stays in the cell that raised it."""
+    parameters papermill injected are kept, and an error stays in the cell that raised it. The copy lies one
+    folder below its source (``notebooks/executed/``), so a Markdown link out of ``notebooks/`` gains one ``../``
+    (once: cleaning a clean copy changes nothing); links between chapters stay, and lead to the executed copies."""
     for cell in book.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "markdown":
+            cell.source = _OUT_OF_NOTEBOOKS.sub("](../../", cell.source)
         pm_meta = cell.metadata.get("papermill")
         if pm_meta is not None:
             cell.metadata["papermill"] = {k: v for k, v in pm_meta.items() if k in ("exception", "status")}
