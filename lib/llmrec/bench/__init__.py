@@ -55,22 +55,22 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from . import seqrec
-from .core import losses as L
-from .core.io import atomic_write, dumps, read_json, repo_root
-from .core.metrics import rank_of_target
-from .core.profiles import train_config
-from .core.samplers import sample_rows
-from .data import load_dataset, sample_windows
-from .llm.config import TrainConfig
-from .llm.model import add_lora, base_model, load_llm, load_tokenizer, smollm2_cache, trainable
-from .llm.frozen import FrozenBlocks
-from .llm.objectives import LossComputer, collate, length_grouped_batches, response_hidden, valid_logits
-from .llm.recommender import LLMRecommender
-from .llm.training import compile_blocks as compile_model
-from .llm.training import forward_backward, forward_batch
-from .llm.prompts import PromptEncoder
-from .llm.trie import ItemTrie
+from .. import seqrec
+from ..core import losses as L
+from ..core.io import atomic_write, dumps, read_json, repo_root
+from ..core.metrics import rank_of_target
+from ..core.profiles import train_config
+from ..core.samplers import sample_rows
+from ..data import load_dataset, sample_windows
+from ..llm.config import TrainConfig
+from ..llm.model import add_lora, base_model, load_llm, load_tokenizer, smollm2_cache, trainable
+from ..llm.frozen import FrozenBlocks
+from ..llm.objectives import LossComputer, collate, length_grouped_batches, response_hidden, valid_logits
+from ..llm.recommender import LLMRecommender
+from ..llm.training import compile_blocks as compile_model
+from ..llm.training import forward_backward, forward_batch
+from ..llm.prompts import PromptEncoder
+from ..llm.trie import ItemTrie
 
 
 def machine() -> dict:
@@ -202,12 +202,6 @@ def run_bench(what: str = "all", out: str | None = None, device: str = "cpu", ou
     return res
 
 
-if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "_variant":
-        torch.set_num_threads(int(os.environ.get("LLMREC_BENCH_THREADS", os.cpu_count() or 1)))
-        print(json.dumps(_variant(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "cpu")))
-
-
 def _bench_child(cfg: dict) -> dict:
     """Train ``cfg`` in a temporary run directory of this (fresh) process; return done.json + RSS numbers."""
     load_dataset(cfg["dataset"])  # data in memory before the baseline is taken
@@ -302,7 +296,7 @@ def bench_decode(users: int = 16, exact_users: int = 2, beams: int = 10, repeats
     threads wait for each other at every operation (a small matrix product
     takes as long as a large one), which one thread does not.
     """
-    from .llm import LLMRecommender
+    from ..llm import LLMRecommender
 
     rec = LLMRecommender(TrainConfig(dataset=dataset, model=model, device=device))
     rec.model = rec.load_model().eval()
@@ -328,7 +322,7 @@ def bench_decode(users: int = 16, exact_users: int = 2, beams: int = 10, repeats
 
 
 def _decode_side_by_side(rec, hist, targets, exact_users: int, beams: int, repeats: int, device: str) -> dict:
-    from .llm import decode
+    from ..llm import decode
 
     users, prompts, out = len(hist), rec.prompts(hist), {}
     body = base_model(rec.model).get_decoder()
@@ -577,7 +571,7 @@ def bench_costs(train: dict | None = None, beam_users: int = 8, exact_users: int
     the cost per window and per item scored), a Lite-LLM4Rec epoch (item-id embeddings: the item vectors are a
     lookup either way) and its ranking of every test window, and item titles encoded by SmolLM2.
     """
-    from .experiments.profile_runs import seqrec_config
+    from ..experiments.profile_runs import seqrec_config
 
     if train is None:
         saved = read_json(repo_root() / "bench" / "train.json")
@@ -615,7 +609,7 @@ def bench_costs(train: dict | None = None, beam_users: int = 8, exact_users: int
     units["exact_user"] = _timed(lambda: full.score(hist[:exact_users]), "cpu")[1] / exact_users
     units.update(_seqrec_costs(seqrec_config))
     units.update({k: v for k, v in _lite_costs().items() if k in ("lite_window_block", "lite_user")})
-    from .lite.items import encode_items
+    from ..lite.items import encode_items
 
     titles = dict(list(rec.ds.items.items())[:64])
     units["item_vector"] = _timed(lambda: encode_items(titles, "smollm2-135m"), "cpu")[1] / len(titles)
@@ -655,8 +649,8 @@ def _lite_costs(profile: str = "quick", device: str = "cpu", dataset: str = "toy
     """One Lite-LLM4Rec epoch at ``profile``'s settings on ``windows`` training windows (item-id embeddings: the
     item vectors are a lookup either way), per window and block (+ the head), and its ranking of every test
     window, per user."""
-    from . import runs
-    from .experiments.profile_runs import lite_config
+    from .. import runs
+    from ..experiments.profile_runs import lite_config
 
     ds = load_dataset(dataset)
     windows = min(windows, len(ds.train))
