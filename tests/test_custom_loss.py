@@ -58,6 +58,12 @@ def losses(run):
     return [r["loss"] for r in rundir.read_log(run) if "loss" in r]
 
 
+def same_adapter(a, b) -> bool:
+    """Whether two LLM runs trained to the same LoRA weights (to float rounding)."""
+    wa, wb = (load_file(run / "adapter" / "adapter_model.safetensors") for run in (a, b))
+    return wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
 def llm_smoke(**kw):
     return train_config("smoke", "llm", validate=False, **kw)
 
@@ -85,8 +91,7 @@ def test_an_llm_loss_written_from_its_equation_trains_as_the_built_in_one(builti
     for ra, rb in zip(a[:-1], b[:-1]):  # the same loss, and the same L1 and L2 logged beside it
         for key in ("loss", "l1", "l2"):
             assert rb[key] == pytest.approx(ra[key], rel=1e-5), key
-    wa, wb = (load_file(run / "adapter" / "adapter_model.safetensors") for run in (ours, theirs))
-    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    assert same_adapter(ours, theirs)
 
 
 def test_a_sasrec_loss_written_from_ce_trains_as_the_built_in_ce():
@@ -288,9 +293,18 @@ def test_configurations_check_the_loss_and_its_fingerprint():
 
 
 # ----------------------------------------------------------------------------- the chapters' exercises
-# The solutions the chapters' exercises propose (05: MSL written from eq. 9, then with its single-token positions
-# kept; 06: lambda L1 + L2 between MSL and LML; 07: SCE from its equation on the full scores), checked against
-# the library's forms and trained on the smoke profile as the exercises' cells train them.
+# The solutions the chapters' exercises propose (02: L2 written from eq. 4, then with its single-token positions
+# left out; 05: MSL written from eq. 9, then with its single-token positions kept; 06: lambda L1 + L2 between MSL
+# and LML; 07: SCE from its equation on the full scores), checked against the library's forms and trained on the
+# smoke profile as the exercises' cells train them.
+
+EXERCISE_02 = '''import torch
+
+def my_l2(logits, valid, targets):
+    lse_valid = torch.logsumexp(logits.masked_fill(~valid, float("-inf")), -1)
+    nll = lse_valid - logits.gather(1, targets[:, None])[:, 0]
+    return nll.mean()
+'''  # a notebook cell, as the solution writes it; its second part edits the last line in a later cell
 
 
 def exercise_05_msl_all(logits, valid, targets):
@@ -326,6 +340,38 @@ def dense_problem(n=12, vocab=20, seed=0):
     valid[:3] = False
     valid[torch.arange(3), targets[:3]] = True  # three positions whose only valid token is the target
     return logits, valid, targets
+
+
+def test_exercise_02_is_l2_only_and_its_edit_in_a_later_cell_is_another_run_msl_at_tau_1():
+    """my_l2 of a notebook cell is eq. (4) and trains to the l2-only run's weights; the same name with the
+    single-token positions left out of its mean, typed into a later cell, is another run, which trains to the
+    weights of MSL at tau = 1."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from llmrec.core import losses as L
+    from llmrec.experiments.profile_runs import llm_config
+
+    shell = InteractiveShell.instance()
+    logits, valid, targets = (t.detach() for t in dense_problem())
+    l2 = float(L.lml_decomposition_dense(logits, valid, targets)[1])
+    config = llm_config("smoke", "l2-only", "synthetic", "cpu", seed=0, max_steps=2)
+    cells = {"l2-only": EXERCISE_02, "msl": EXERCISE_02.replace("nll.mean()", "nll[valid.sum(-1) > 1].mean()")}
+    assert cells["msl"] != EXERCISE_02  # the one line edited
+    trained = {}
+    for builtin, cell in cells.items():
+        assert shell.run_cell(cell).success
+        my_l2 = shell.user_ns["my_l2"]
+        value = float(my_l2(logits, valid, targets))
+        kept = builtin == "l2-only"  # single-token positions: kept in the mean (drop_singletons=False), or left out
+        assert value == pytest.approx(float(L.msl_loss_dense(logits, valid, targets, drop_singletons=not kept)),
+                                      rel=1e-6)
+        assert value == pytest.approx(l2, rel=1e-6) if kept else value > l2  # eq. (4); the same sum, fewer positions
+        trained[builtin] = runs.train(config, progress=False, loss_fn=my_l2)
+        assert runs.config_of(trained[builtin])["loss"] == "custom:my_l2"
+        assert same_adapter(runs.train({**config, "loss": builtin}, progress=False), trained[builtin])
+    first, edited = trained.values()
+    assert edited != first and runs.config_of(edited)["loss_source"] != runs.config_of(first)["loss_source"]
+    assert losses(edited) != losses(first)  # trained anew (its own log, its mean), not the old run reused
 
 
 def test_exercise_05_single_token_positions_scale_the_loss_and_add_no_gradient():
