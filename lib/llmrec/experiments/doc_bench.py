@@ -155,6 +155,27 @@ def train() -> dict[str, str]:
     return out
 
 
+@values
+def scratch() -> dict[str, str]:
+    """``make figures`` timed from scratch (``bench/figures_scratch.py``) and each chapter opened alone by default
+    (``bench/chapters_alone.py``), in the prose: totals, dates, commit, the load beside the batch."""
+    b, alone = _bench("figures_scratch"), _bench("chapters_alone")
+    total = sum(b["seconds"].values())
+    load = b.get("load average during (1 min)")
+    longest = max(alone["chapters"].items(), key=lambda kv: kv[1]["seconds"])
+    return {"date": b["date"], "commit": b["commit"][:7], "total": _clock(total),
+            "chapters": ", ".join(f"{k} {v:,.0f} s" for k, v in sorted(b["seconds"].items())),
+            "longest": "{} ({:.0%} of the batch)".format(*max(((k, v / total) for k, v in b["seconds"].items()),
+                                                              key=lambda kv: kv[1])),
+            "load": f"{load['min']:.1f} to {load['max']:.1f} (median {load['median']:.1f})" if load else "not recorded",
+            "alone.date": alone["when"][:10], "alone.longest": f"{longest[0]}, {longest[1]['seconds']:,.0f} s",
+            "alone.trained": str(sum(len(v["runs trained"]) for v in alone["chapters"].values()))}
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
 # ---------------------------------------------------------------------------------- make figures' estimates
 
 
