@@ -233,7 +233,9 @@ def costs() -> dict[str, str]:
     table_, choice = workload.load_costs(), workload.validation_choice("paper")
     lite_cpu = table_["cpu"]["units"]["lite_window_block"] * len(load_dataset("toy").train) * (2 + 1)
     grid = workload.estimate(workload.lite_selection("paper", device="cuda"), table_, "cuda")["seconds"]
+    load = table_["cpu"].get("load_average") or []
     return {"cpu.when": str(table_["cpu"].get("when", "?"))[:10], "cuda.source": table_["cuda"]["source"],
+            "cpu.load": " to ".join(f"{x:.1f}" for x in load) if load else "not recorded",
             "paper.train": _minutes(choice["train"]), "paper.beam": _minutes(choice["beam"]),
             "paper.likelihood": _minutes(choice["likelihood"]), "lite.cpu_epoch_2_blocks": f"{lite_cpu:.0f} s",
             "lite.grid": " × ".join(str(len(v)) for v in GRID.values()),
