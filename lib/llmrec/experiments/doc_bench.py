@@ -163,10 +163,10 @@ def scratch() -> dict[str, str]:
     total = sum(b["seconds"].values())
     load = b.get("load average during (1 min)")
     longest = max(alone["chapters"].items(), key=lambda kv: kv[1]["seconds"])
+    top = max(b["seconds"], key=b["seconds"].get)
     return {"date": b["date"], "commit": b["commit"][:7], "total": _clock(total),
             "chapters": ", ".join(f"{k} {v:,.0f} s" for k, v in sorted(b["seconds"].items())),
-            "longest": "{} ({:.0%} of the batch)".format(*max(((k, v / total) for k, v in b["seconds"].items()),
-                                                              key=lambda kv: kv[1])),
+            "longest": f"{top} ({b['seconds'][top] / total:.0%} of the batch)",
             "load": f"{load['min']:.1f} to {load['max']:.1f} (median {load['median']:.1f})" if load else "not recorded",
             "alone.date": alone["when"][:10], "alone.longest": f"{longest[0]}, {longest[1]['seconds']:,.0f} s",
             "alone.trained": str(sum(len(v["runs trained"]) for v in alone["chapters"].values()))}

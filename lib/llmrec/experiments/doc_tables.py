@@ -75,7 +75,7 @@ def course_gpu() -> str:
     cost table's CUDA entry (quoted from issue 25, not measured) for a batch of every chapter, beside the same
     estimate on the CPU and the CPU batch measured from scratch."""
     gpu, cpu = doc_bench._estimated("quick", "cuda"), doc_bench._estimated("quick", "cpu")
-    scratch = read_json(repo_root() / "bench" / "figures_scratch.json")["seconds"]
+    scratch = doc_bench._measured()
     rows = []
     for session in sorted(set(COURSE_SESSIONS.values())):
         chapters = [n for n in gpu if COURSE_SESSIONS.get(n[:2]) == session]
@@ -83,7 +83,7 @@ def course_gpu() -> str:
                      "one GPU (estimate)": f"{sum(gpu[n] for n in chapters) / 60:.1f} min",
                      "2-core CPU (estimate)": f"{sum(cpu[n] for n in chapters) / 60:.1f} min",
                      "2-core CPU, from scratch (measured)":
-                         f"{sum(scratch.get(n[:2], 0.0) for n in chapters) / 60:.1f} min"})
+                         f"{sum(scratch[n] or 0.0 for n in chapters) / 60:.1f} min"})
     return markdown(rows, "llrrr")
 
 
