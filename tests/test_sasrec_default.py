@@ -8,11 +8,12 @@ import pytest
 
 from llmrec import runs
 from llmrec.experiments import sasrec_default as S
-from llmrec.experiments.classic_protocol import PROTOCOL_VARIANTS
+from llmrec.experiments.classic_protocol import CHOSEN_DEFAULT, CHOSEN_DEPARTURES, PROTOCOL_VARIANTS
 
 
 def test_the_candidates_are_the_departures_singly_and_combined():
-    singles = {n: {k: v for k, v in o.items() if k != "loss"} for n, o in PROTOCOL_VARIANTS.items() if n.startswith("CE, ")}
+    singles = {n: {k: v for k, v in o.items() if k != "loss"} for n, o in PROTOCOL_VARIANTS.items()
+               if n.startswith("CE, ") and n != CHOSEN_DEFAULT}
     assert S.CANDIDATES[S.TODAY] == {}
     assert all(S.CANDIDATES[n.removeprefix("CE, ")] == o for n, o in singles.items())
     combined = [n for n in S.CANDIDATES if " + " in n]
@@ -52,3 +53,43 @@ def test_default_selection_trains_validation_only_and_resumes(tmp_path, monkeypa
     pd.testing.assert_frame_equal(again, t)
     with pytest.raises(FileNotFoundError, match="default-selection"):
         S.default_selection("smoke", "synthetic", names=("post-LN blocks",), folder=tmp_path, train=False)
+
+
+def test_the_protocol_runs_the_default_the_committed_selection_chose():
+    """The protocol's "chosen default" variant is the candidate the committed validation runs chose, and holds
+    exactly its changes (a new selection that chose otherwise fails here until the variant follows it)."""
+    t = S.default_selection("laptop", "toy", train=False, progress=False)
+    assert (t["seeds"] == 3).all() and len(t) == len(S.CANDIDATES)
+    assert S.chosen(t) == " + ".join(n.removeprefix("CE, ") for n in CHOSEN_DEPARTURES)
+    assert PROTOCOL_VARIANTS[CHOSEN_DEFAULT] == {"loss": "ce", **S.CANDIDATES[S.chosen(t)]}
+
+
+def test_the_chapter_states_the_choice_and_its_test_difference_from_the_tables():
+    from llmrec.experiments import narrative
+    assert narrative.CHOSEN == CHOSEN_DEFAULT
+    frame = pd.DataFrame([{"candidate": c, "seed": s, "valid ndcg@10": v, "best epoch": 3, "s/run": 1.0}
+                          for c, vals in ((S.TODAY, (0.010, 0.011)), ("N(0, 0.02) init", (0.013, 0.014)))
+                          for s, v in enumerate(vals)])
+    test = pd.DataFrame({"ndcg@10": [0.0100, 0.0112], "ndcg@10 min": [0.0090, 0.0105],
+                         "ndcg@10 max": [0.0110, 0.0119], "seeds": [2, 2], "diff": [float("nan"), 0.0012],
+                         "lo": [float("nan"), 0.0003], "hi": [float("nan"), 0.0021],
+                         "verdict": [None, "resolved"]}, index=["SASRec + CE", CHOSEN_DEFAULT])
+    text = narrative.default_findings(S.selection_table(frame), {"Toy": {"NDCG@10": test}})
+    assert "Of 2 candidates" in text and "N(0, 0.02) init: 0.0135" in text and "2 seeds each" in text
+    assert "worst seed is above" in text
+    assert "by NDCG@10, the chosen default beats SASRec + CE" in text
+    assert "0.0112 (seeds 0.0105 to 0.0119) against 0.0100 (seeds 0.0090 to 0.0110), 2 seeds each" in text
+    assert "Books" not in text and "forward selection" not in text
+    path = narrative.default_findings(S.selection_table(frame), {}, path=[S.TODAY, "N(0, 0.02) init"])
+    assert "goes N(0, 0.02) init: the same choice" in path
+
+
+def test_forward_selection_adds_the_best_departure_while_it_helps():
+    means = {S.TODAY: 0.10, "a": 0.12, "b": 0.11, "c": 0.13, "a + b": 0.125, "a + c": 0.14, "b + c": 0.15,
+             "a + b + c": 0.135}
+    t = pd.DataFrame({"valid ndcg@10": means})
+    assert S.forward_path(t) == [S.TODAY, "c", "b + c"]  # b + c beats a + c; a + b + c does not beat b + c
+    assert S.forward_path(t.drop(index=["b + c"])) == [S.TODAY, "c", "a + c"]
+    assert S.forward_path(pd.DataFrame({"valid ndcg@10": {S.TODAY: 0.2, "a": 0.1}})) == [S.TODAY]
+    committed = S.default_selection("laptop", "toy", train=False, progress=False)
+    assert S.forward_path(committed)[-1] == S.chosen(committed)  # validation alone reaches the same choice

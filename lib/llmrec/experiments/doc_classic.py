@@ -27,6 +27,7 @@ CLASSIC_LABELS = {  # the protocol's variants as the pages name them
     "CE, GELU FFN of width 4d": "GELU FFN of width 4d", "CE, no embedding scaling": "no √d embedding scaling",
     "CE, N(0, 0.02) init": "N(0, 0.02) init (RecBole)", "CE, PyTorch default init": "PyTorch default init",
     "CE, Adam beta2 0.999": "Adam β2 0.999",
+    "CE, chosen default (the three combined)": "the chosen default: N(0, 0.02) init + Adam β2 0.999 + GELU FFN 4d",
     "SCE (K 500, α 100), negatives per position": "SCE, K 500, α 100, negatives per position",
 }
 

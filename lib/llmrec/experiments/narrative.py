@@ -506,13 +506,53 @@ def protocol_findings(protocol, books=None, baseline: str = "SASRec + CE",
         return (f"On {name}: {baseline} reaches NDCG@10 {num(base['ndcg@10'])} (best epochs {base['best epochs']}, "
                 f"{seconds(base['s/run'])} per run); {rows}. SCE takes {seconds(t.loc[losses[-1], 's/run'])} per run."
                 if losses[-1] in t.index else "")
-    departures = [m for m in protocol.index if m != baseline and m not in losses]
+    departures = [m for m in protocol.index if m != baseline and m not in losses and m != CHOSEN]
     moved = [m for m in departures if _verdict(protocol.loc[m]) == "resolved"]
     changes = (f"Of the {count(len(departures))} departures from the reference SASRec code, {count(len(moved))} move "
                "NDCG@10 beyond the interval's reach of 0" + (": " + "; ".join(_higher(m, baseline, protocol.loc[m])
                                                                       for m in moved) if moved else "")
                + ". The others are unresolved.")
     return bullets(table(protocol, "Toy"), table(books, "Books") if books is not None else "", changes)
+
+
+CHOSEN = "CE, chosen default (the three combined)"  # classic_protocol.CHOSEN_DEFAULT (a test checks they agree)
+
+
+def default_findings(selection, tests: dict, path=None, baseline: str = "SASRec + CE",
+                     today: str = "today's default") -> str:
+    """Chapter 07: SASRec's default chosen on validation (``selection``:
+    :func:`.sasrec_default.default_selection`) and what the chosen one does on test under the protocol
+    (``tests``: {"Toy": {"NDCG@10": table, "HR@10": table}, ...}, each :func:`.classic_protocol.protocol_table`
+    with the chosen variant :data:`CHOSEN` paired against ``baseline``); ``path``: the forward selection's
+    candidates (:func:`.sasrec_default.forward_path`)."""
+    pick = selection.index[selection["chosen"]][0]
+    row, base = selection.loc[pick], selection.loc[today]
+    seeds = count(row["seeds"])
+    choice = (f"**SASRec's default, chosen on validation.** Of {count(len(selection))} candidates (the reference "
+              f"code as it was, each departure alone, in pairs and all three; {seeds} seeds each, validation "
+              f"NDCG@10 only), the highest seed mean is {pick}: {num(row['valid ndcg@10'])} (seeds "
+              f"{num(row['min'])} to {num(row['max'])}) against {num(base['valid ndcg@10'])} ({num(base['min'])} to "
+              f"{num(base['max'])}) for the code as it was"
+              + ("; its worst seed is above the old default's best." if row["beyond spread"] else
+                 "; the seeds' spreads overlap."))
+    if path:
+        same = "the same choice" if path[-1] == pick else f"another choice ({path[-1]})"
+        choice += (" The pairs were drawn from the departures that did not lose on test alone, which looked at test; "
+                   "forward selection on validation alone (from the code as it was, add the departure that most "
+                   f"raises the mean while one does) goes {' → '.join(path[1:]) or 'nowhere'}: {same}.")
+    rows = []
+    for name, by_metric in tests.items():
+        def seeds_of(t, name, m):
+            return (f"{num(t.loc[name, m])} (seeds {num(t.loc[name, f'{m} min'])} to "
+                    f"{num(t.loc[name, f'{m} max'])})")
+        parts = [f"by {metric}, {_higher('the chosen default', baseline, t.loc[CHOSEN])}; "
+                 f"{seeds_of(t, CHOSEN, metric.lower())} against {seeds_of(t, baseline, metric.lower())}, "
+                 f"{count(t.loc[CHOSEN, 'seeds'])} seeds each"
+                 for metric, t in by_metric.items() if CHOSEN in t.index]
+        if parts:
+            rows.append(f"On {name}'s test windows (per user the mean over the seeds): "
+                        + "; ".join(parts) + ".")
+    return bullets(choice, *rows)
 
 
 # ------------------------------------------------------------------------------ chapter 08: Lite-LLM4Rec
