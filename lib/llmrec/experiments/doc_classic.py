@@ -318,9 +318,15 @@ def classic_quick() -> dict[str, str]:
     k500 = [r for n, r in runs.items() if "(K 500" in n]
     ndcg = sorted(_test(r)["ndcg@10"] for r in k500)
     full = all(r.training.best_epoch == r.training.epochs_cap for r in k500)
+    above = {m: all(_test(runs[f"{m} + CE"])["ndcg@10"] >= _test(runs[f"{m} + {loss}"])["ndcg@10"]
+                    for loss in ("BCE", "BPR")) for m in QUICK_MODELS.values()}
+    caser = runs["Caser + CE"].training.best_epoch
     return {"date": _dates([*runs.values(), *plateau.values()]), "cap": str(ce.training.epochs_cap),
             "patience": str(ce.config["patience"]), "ce.epoch": str(ce.training.best_epoch),
             "ce.ndcg": num(_test(ce)["ndcg@10"]), "sce.k500": f"{num(ndcg[0])}–{num(ndcg[-1])}",
             "sce.k500.epochs": f"ran all {k500[0].training.epochs_cap} epochs" if full else "stopped early",
+            "ce.above": " and ".join(m for m, ok in above.items() if ok) or "no model",
+            "ce.below": " and ".join(m for m, ok in above.items() if not ok) or "no model",
+            "caser.epoch": str(caser),
             "plateau.ndcg": num(_test(long_ce)["ndcg@10"]), "plateau.epoch": str(long_ce.training.best_epoch),
             "plateau.cap": str(long_ce.training.epochs_cap), "plateau.patience": str(long_ce.config["patience"])}

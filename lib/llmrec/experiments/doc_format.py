@@ -93,7 +93,7 @@ def seconds(x: float) -> str:
 def hours(x: float) -> str:
     """A duration of ``x`` seconds as the pages write a long one: "1 h 46 min", "34 min"."""
     h, m = divmod(round(x / 60), 60)
-    return f"{h} h {m} min" if h else f"{m} min"
+    return (f"{h} h {m} min" if m else f"{h} h") if h else f"{m} min"
 
 
 

@@ -13,8 +13,9 @@ import pandas as pd
 from .. import probes
 from ..core.results import RunRecord, entry_from_evaluation, unpack
 from ..core.metrics import no_hit_bound
+from .doc_bench import sci
 from .doc_format import (_chosen, _compare, _dates, _evaluation, _llm_base_lr, _llm_row, _llm_run, _llm_runs,
-                         _msl_sweep, _table6_runs, _valid_nll, agreement, hours, interval, markdown, mean_interval_text,
+                         _msl_sweep, _records, _table6_runs, _valid_nll, agreement, hours, interval, markdown, mean_interval_text,
                          num, seconds, signed, table, values, verdict_word)
 from .profile_runs import CHOOSE_BY
 from .published import read_runs, read_table, results_root, slug
@@ -222,7 +223,8 @@ def quick_llm() -> dict[str, str]:
     out["table5.ndcg"] = " / ".join(f"{_evaluation(r, 'test', 'beam')['summary']['ndcg@10']:.4g}"
                                     for r in (lml, sdpo, ats))
     for name, rec in (("sdpo", sdpo), ("ats", ats)):
-        out[f"table5.{name}"] = interval(_compare(lml, rec, "likelihood", CHOOSE_BY), 2)
+        d = _compare(lml, rec, "likelihood", CHOOSE_BY)
+        out[f"table5.{name}"], out[f"table5.{name}.nll"] = interval(d, 2), f"{abs(d['diff']):.2f}"
     # ATS over the 64 steps, seconds per step, beam search against the exact ranking
     out.update({k: v for k, v in _ats_values(ats, lml, None).items() if not k.startswith("ats.valid")})
     step = {name: r.training.facts["seconds_per_step"] for name, r in (("lml", lml), ("ats", ats), ("sdpo", sdpo))}
@@ -241,7 +243,7 @@ def _decomposition_values(lml: RunRecord, books: RunRecord, l2_only: RunRecord, 
     log = pd.DataFrame([r for r in lml.log if "loss" in r])
     first = log.iloc[0]
     out = {"first.lml": f"{first['loss']:.2f}", "first.l1": f"{first['l1'] / first['loss']:.0%}",
-           "identity.gap": f"{(log['l1'] + log['l2'] - log['loss']).abs().max():.1e}",
+           "identity.gap": sci((log['l1'] + log['l2'] - log['loss']).abs().max()),
            "identity.steps": str(len(log))}
     with tempfile.TemporaryDirectory() as tmp:
         norms = probes.grad_norm_summary({name: unpack(rec, Path(tmp) / name)
@@ -337,7 +339,8 @@ def lite() -> dict[str, str]:
     evals = _lite_runs(folder)
     pairs = paired_table({n: evals[n] for n in ("SASRec + CE", "Lite-LLM4Rec", "SASRec + SCE (K 500, α 100)")},
                          "SASRec + CE", metrics=("ndcg@10", "hr@10")).set_index(["method", "metric"])
-    out = {"windows": f"{evals['Lite-LLM4Rec'][1]['n_users']:,}"}
+    out = {"windows": f"{evals['Lite-LLM4Rec'][1]['n_users']:,}", "date": _dates(_records(folder).values()),
+           "sasrec-ce.ndcg@10": num(evals["SASRec + CE"][1]["summary"]["ndcg@10"])}
     for key, name in (("lite", "Lite-LLM4Rec"), ("sce", "SASRec + SCE (K 500, α 100)")):
         for m in ("ndcg@10", "hr@10"):
             d = pairs.loc[(name, m)].to_dict()
