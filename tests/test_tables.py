@@ -182,3 +182,54 @@ def test_the_cli_check_exits_1_on_drift_and_names_the_page(tmp_path, monkeypatch
     assert "README.md (committed)" in capsys.readouterr().out and page.read_text() == stale
     assert main(["tables"]) == 0 and main(["tables", "--check"]) == 0
     assert page.read_text() == stale.replace("-->1×<", f"-->{doc_bench.bench()['seqrec.toy.speed']}<")
+
+
+# ------------------------------------------------------------------- the quick section: from the batch's records
+
+
+def _quick_log(loss: str, dataset: str = "toy") -> list[dict]:
+    (rec,) = [r for r in records(results_root() / "quick" / "llm").values()
+              if (r.config["loss"], r.config["dataset"]) == (loss, dataset)]
+    return [row for row in rec.log if "loss" in row]
+
+
+def test_chapter_02s_numbers_are_recomputed_from_the_quick_runs_logs():
+    """Figure 3's median |grad L1| / |grad L2| over the logged steps, the largest |L1 + L2 − LML| over every
+    step, and Figure 4's mean L2 over the last 10 steps, each from the raw per-step log."""
+    got = doc_llm.quick_llm()
+    for dataset in ("toy", "books"):
+        logged = [(r["grad_norm_l1"], r["grad_norm_l2"]) for r in _quick_log("lml", dataset) if "grad_norm_l1" in r]
+        assert got[f"grad.{dataset}"] == f"{np.median([a / b for a, b in logged]):.2f}"
+        assert got[f"grad.{dataset}.logged"] == str(len(logged))
+    lml, alone = _quick_log("lml"), _quick_log("l2-only")
+    gap = max(abs(r["l1"] + r["l2"] - r["loss"]) for r in lml)
+    assert got["identity.gap"] == doc_bench.sci(gap) and 0 < gap < 1e-4
+    assert got["first.l1"] == f"{lml[0]['l1'] / lml[0]['loss']:.0%}"
+    assert (got["l2.alone"], got["l2.lml"]) == (f"{np.mean([r['l2'] for r in alone[-10:]]):.2f}",
+                                                f"{np.mean([r['l2'] for r in lml[-10:]]):.2f}")
+
+
+def test_the_quick_classic_table_holds_each_runs_ndcg_from_its_ranks():
+    """A row of chapter 07's quick table is the mean of 1/log2(rank + 2) over the ranks in the run's record."""
+    table = cells(T.TABLES["quick_classic"]())
+    (rec,) = [r for r in records(results_root() / "quick" / "seqrec").values()
+              if (r.config["model"], r.config["loss"], r.config["epochs"]) == ("gru4rec", "bpr", 12)]
+    ranks = np.array([np.inf if x is None else x for x in entry_from_evaluation(
+        max(rec.evaluations.values(), key=lambda ev: ev.n_users))["ranks"]], dtype=float)
+    assert table["GRU4Rec + BPR"]["NDCG@10"] == f"{np.where(ranks < 10, 1 / np.log2(ranks + 2), 0).mean():.4f}"
+    assert table["GRU4Rec + BPR"]["best epoch"] == f"{rec.training.best_epoch} / 12"
+    assert set(table) >= {"SASRec + CE", "Caser + BPR", "popularity"}
+
+
+def test_durations_and_dates_as_the_pages_write_them():
+    assert [doc_format.hours(s) for s in (59 * 60, 3600, 3600 + 46 * 60 + 20, 2 * 3600 + 12 * 60)] == \
+        ["59 min", "1 h", "1 h 46 min", "2 h 12 min"]
+
+    class Rec:
+        def __init__(self, date):
+            self.provenance = type("P", (), {"date": date})
+
+    assert doc_format._dates([Rec("2026-12-05"), Rec("2026-12-05")]) == "2026-12-05"
+    assert doc_format._dates([Rec("2026-12-05"), Rec("2026-11-30")]) == "2026-11-30 to 2026-12-05"
+    with pytest.raises(LookupError):
+        doc_format._dates([])

@@ -77,6 +77,10 @@ def bench() -> dict[str, str]:
     for ds in ("toy", "books"):
         out[f"trie.{ds}.tensor"] = f"{t[ds]['trie_tensor_bytes'] / 1e6:.1f} MB"
         out[f"trie.{ds}.ratio"] = f"{t[ds]['catalogue_ratio']:,.0f}"
+        out[f"trie.{ds}.dense_all"] = f"{t[ds]['dense_masks_all_titles_bytes'] / 1e9:.1f} GB"
+        out[f"trie.{ds}.build_s"] = f"{t[ds]['build_seconds']:.2f}"  # the median of the bench's repeats
+        out[f"trie.{ds}.avt_targets"] = f"{t[ds]['AVT (train targets)']:.2f}"
+        out[f"trie.{ds}.avt_items"] = f"{t[ds]['AVT (items)']:.2f}"
     seq = _bench("seqrec")
     out["seqrec.when"] = seq["when"][:10]
     for ds in ("toy", "books"):

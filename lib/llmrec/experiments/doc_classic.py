@@ -15,7 +15,8 @@ from ..core.metrics import compare_by_user
 from ..core.results import read_record
 from .classic_protocol import (PROTOCOL_LOSSES, PROTOCOL_VARIANTS, protocol_selection, protocol_table,
                                sce_protocol_variants)
-from .doc_format import agreement, interval, lr_text, markdown, num, seconds, signed, table, values, verdict_word
+from .doc_format import (_dates, _evaluation, agreement, hours, interval, lr_text, markdown, num, seconds, signed,
+                         table, values, verdict_word)
 from .published import read_runs, results_root, slug
 
 # ------------------------------------------------------------------------ chapter 07 (laptop): the protocol
@@ -204,6 +205,10 @@ def classic() -> dict[str, str]:
             out[f"{key}.{lr_text(r['lr'])}"] = num(r["valid ndcg@10"])
             if r["chosen"]:
                 out[key] = num(r["valid ndcg@10"])
+    for dataset in ("toy", "books"):  # the runs' own times, selection included (the departures: Toy only)
+        runs = [read_record(p) for f in (folder, folder / "selection") for p in sorted(f.glob(f"{dataset}-*.json"))]
+        out[f"{dataset}.time"] = hours(sum(r.training.seconds_total for r in runs))
+        out[f"{dataset}.date"] = _dates(runs)
     # SCE's negatives drawn per position against per sequence, both at SCE's rate, paired on the seed means
     per, sce = "SCE (K 500, α 100), negatives per position", "SASRec + SCE (K 500, α 100)"
     t = _protocol(folder, "toy", (per,), sce)["ndcg@10"]
@@ -248,3 +253,81 @@ def quick() -> dict[str, str]:
     return out
 
 
+
+
+# ------------------------------------------------------------------------ chapter 07 (quick): the batch's runs
+
+QUICK_MODELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
+
+
+@functools.cache
+def _quick_seqrec(schedule: str = "chapter 07") -> dict[str, object]:
+    """The canonical quick batch's classic runs on Toy (``results/quick/seqrec/``) by name ("SASRec + CE",
+    "SASRec + SCE (K 500, α 100)", "SASRec + sampled softmax (K 500)"): chapter 07's quick schedule (its epoch cap,
+    the profile's) or, ``schedule="plateau"``, the longer runs chapter 08 trains SASRec with."""
+    from ..core.profiles import _table
+
+    cap = _table("quick")["seqrec"]["epochs"]
+    out = {}
+    for path in sorted((results_root() / "quick" / "seqrec").glob("toy-*.json")):
+        rec = read_record(path)
+        c = rec.config
+        if (c["epochs"] == cap) != (schedule == "chapter 07"):
+            continue
+        name = f"{QUICK_MODELS[c['model']]} + {c['loss'].upper()}"
+        if c["loss"] == "sce":
+            name = (f"{QUICK_MODELS[c['model']]} + sampled softmax (K {c['negatives']})" if c["alpha"] == 1 else
+                    f"{QUICK_MODELS[c['model']]} + SCE (K {c['negatives']}, α {c['alpha']:g})")
+        if name in out:
+            raise ValueError(f"two committed quick runs named {name}: {out[name].name} and {rec.name}")
+        out[name] = rec
+    if not out:
+        raise LookupError(f"no committed quick classic runs of {schedule} in {results_root() / 'quick' / 'seqrec'}")
+    return out
+
+
+def _test(rec) -> dict:
+    """The summary of a record's test evaluation of the most windows (every one)."""
+    return _evaluation(rec, "test", "full")["summary"]
+
+
+@table
+def quick_classic() -> str:
+    """Chapter 07 under ``quick``: each model and loss on every Toy test window, and popularity (chapter 08's)."""
+    runs = _quick_seqrec()
+    names = [f"{m} + {loss}" for m in QUICK_MODELS.values() for loss in ("CE", "BCE", "BPR")]
+    names[3:3] = ["SASRec + SCE (K 500, α 100)", "SASRec + sampled softmax (K 500)"]
+    out = []
+    for name in names:
+        if name not in runs:
+            raise LookupError(f"no committed quick run {name} (have {sorted(runs)})")
+        rec, t = runs[name], runs[name].training
+        out.append({"model + loss": name, "NDCG@10": num(_test(rec)["ndcg@10"]), "HR@10": num(_test(rec)["hr@10"]),
+                    "seconds per epoch": f"{t.seconds_per_epoch:.1f}", "best epoch": f"{t.best_epoch} / {t.epochs_cap}"})
+    pop = read_record(results_root() / "quick" / "08_lite" / "toy-popularity.json")
+    out.append({"model + loss": "popularity", "NDCG@10": num(_test(pop)["ndcg@10"]), "HR@10": num(_test(pop)["hr@10"]),
+                "seconds per epoch": "—", "best epoch": "—"})
+    return markdown(out, "lrrrr")
+
+
+@values
+def classic_quick() -> dict[str, str]:
+    """Chapter 07 under ``quick`` in the prose: when, CE's early stop, the SCE grid's K 500 cells, and SASRec +
+    CE trained to its plateau (chapter 08's run)."""
+    runs, plateau = _quick_seqrec(), _quick_seqrec("plateau")
+    ce, long_ce = runs["SASRec + CE"], plateau["SASRec + CE"]
+    k500 = [r for n, r in runs.items() if "(K 500" in n]
+    ndcg = sorted(_test(r)["ndcg@10"] for r in k500)
+    full = all(r.training.best_epoch == r.training.epochs_cap for r in k500)
+    above = {m: all(_test(runs[f"{m} + CE"])["ndcg@10"] >= _test(runs[f"{m} + {loss}"])["ndcg@10"]
+                    for loss in ("BCE", "BPR")) for m in QUICK_MODELS.values()}
+    caser = runs["Caser + CE"].training.best_epoch
+    return {"date": _dates([*runs.values(), *plateau.values()]), "cap": str(ce.training.epochs_cap),
+            "patience": str(ce.config["patience"]), "ce.epoch": str(ce.training.best_epoch),
+            "ce.ndcg": num(_test(ce)["ndcg@10"]), "sce.k500": f"{num(ndcg[0])}–{num(ndcg[-1])}",
+            "sce.k500.epochs": f"ran all {k500[0].training.epochs_cap} epochs" if full else "stopped early",
+            "ce.above": " and ".join(m for m, ok in above.items() if ok) or "no model",
+            "ce.below": " and ".join(m for m, ok in above.items() if not ok) or "no model",
+            "caser.epoch": str(caser),
+            "plateau.ndcg": num(_test(long_ce)["ndcg@10"]), "plateau.epoch": str(long_ce.training.best_epoch),
+            "plateau.cap": str(long_ce.training.epochs_cap), "plateau.patience": str(long_ce.config["patience"])}

@@ -90,6 +90,12 @@ def seconds(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def hours(x: float) -> str:
+    """A duration of ``x`` seconds as the pages write a long one: "1 h 46 min", "34 min"."""
+    h, m = divmod(round(x / 60), 60)
+    return (f"{h} h {m} min" if m else f"{h} h") if h else f"{m} min"
+
+
 
 # --------------------------------------------------------------------------------------- committed records
 
@@ -99,6 +105,14 @@ def _records(folder: Path) -> dict[str, RunRecord]:
     if not folder.is_dir():
         raise FileNotFoundError(f"no committed results folder {folder}")
     return records(folder)
+
+
+def _dates(recs) -> str:
+    """When the records ``recs`` were written (their provenance): one date, or the first and the last."""
+    dates = sorted({r.provenance.date for r in recs})
+    if not dates:
+        raise LookupError("no records to date")
+    return dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
 
 
 def _evaluation(rec: RunRecord, split: str, mode: str, **options) -> dict:
@@ -115,10 +129,12 @@ def _llm_folder(profile: str = "laptop") -> Path:
     return results_root() / profile / "llm"
 
 
-def _llm_runs(profile: str = "laptop") -> dict[tuple, RunRecord]:
-    """The committed LLM runs of ``profile`` by (loss, tau, lr)."""
+def _llm_runs(profile: str = "laptop", dataset: str = "toy") -> dict[tuple, RunRecord]:
+    """The committed LLM runs of ``profile`` on ``dataset`` by (loss, tau, lr)."""
     out = {}
     for rec in _records(_llm_folder(profile)).values():
+        if rec.config["dataset"] != dataset:
+            continue
         key = (rec.config["loss"], float(rec.config["tau"]), float(rec.config["lr"]))
         if key in out:
             raise ValueError(f"two committed runs with loss, tau, lr {key}: {out[key].name} and {rec.name}")
@@ -126,11 +142,12 @@ def _llm_runs(profile: str = "laptop") -> dict[tuple, RunRecord]:
     return out
 
 
-def _llm_run(loss: str, tau: float = 1.0, lr: float | None = None, profile: str = "laptop") -> RunRecord:
-    runs = _llm_runs(profile)
+def _llm_run(loss: str, tau: float = 1.0, lr: float | None = None, profile: str = "laptop",
+             dataset: str = "toy") -> RunRecord:
+    runs = _llm_runs(profile, dataset)
     lr = _llm_base_lr(profile) if lr is None else lr
     if (loss, tau, lr) not in runs:
-        raise LookupError(f"no committed {profile} LLM run with loss {loss}, tau {tau}, lr {lr:g} in "
+        raise LookupError(f"no committed {profile} {dataset} LLM run with loss {loss}, tau {tau}, lr {lr:g} in "
                           f"{_llm_folder(profile)} (make results-llm)")
     return runs[(loss, tau, lr)]
 

@@ -12,9 +12,11 @@ import pandas as pd
 
 from .. import probes
 from ..core.results import RunRecord, entry_from_evaluation, unpack
-from .doc_format import (_chosen, _compare, _evaluation, _llm_row, _llm_run, _msl_sweep, _table6_runs, _valid_nll,
-                         agreement, interval, markdown, mean_interval_text, num, seconds, signed, table, values,
-                         verdict_word)
+from ..core.metrics import no_hit_bound
+from .doc_bench import sci
+from .doc_format import (_chosen, _compare, _dates, _evaluation, _llm_base_lr, _llm_row, _llm_run, _llm_runs,
+                         _msl_sweep, _records, _table6_runs, _valid_nll, agreement, hours, interval, markdown, mean_interval_text,
+                         num, seconds, signed, table, values, verdict_word)
 from .profile_runs import CHOOSE_BY
 from .published import read_runs, read_table, results_root, slug
 from .tables import accuracy_table, paired_table, user_interval
@@ -100,7 +102,16 @@ def laptop() -> dict[str, str]:
     out["table5.beam_users"] = str(beams[0]["n_users"])
     for name, rec in (("sdpo", sdpo), ("ats", ats)):
         out[f"table5.{name}.nll"] = signed(_compare(lml, rec, "likelihood", CHOOSE_BY)["diff"], 2)
+    every = _llm_runs()
+    out["date"] = _dates(every.values())
+    out["runs.time"] = hours(sum(_run_seconds(r) for r in every.values()))
     return out
+
+
+def _run_seconds(rec: RunRecord) -> float:
+    """What a run's record says it cost: training, the frozen blocks' pass and every evaluation."""
+    frozen = sum(h.get("frozen_seconds", 0.0) for h in rec.training.facts["history"])
+    return rec.training.facts["train_seconds"] + frozen + sum(ev.seconds or 0.0 for ev in rec.evaluations.values())
 
 
 def _ats_values(ats: RunRecord, lml: RunRecord, tau2: RunRecord | None) -> dict[str, str]:
@@ -126,6 +137,8 @@ def _ats_values(ats: RunRecord, lml: RunRecord, tau2: RunRecord | None) -> dict[
         ndcg = {r.name: _evaluation(r, "test", "beam")["summary"]["ndcg@10"] for r in (ats, tau2)}
         out["ats.vs_tau2"] = (f"−log P_valid {nll[ats.name]:.2f} vs {nll[tau2.name]:.2f}, beam NDCG@10 "
                               f"{num(ndcg[ats.name])} vs {num(ndcg[tau2.name])}")
+    if any("valid_nll_valid" not in h for rec in (ats, lml) for h in rec.training.facts["history"]):
+        return out  # no validation at the epochs' ends (the quick profile validates once, after training)
     at_step = {}  # run -> {steps done: validation -log P_valid}, at each epoch's end
     for rec in (ats, lml):
         hist = rec.training.facts["history"]
@@ -149,7 +162,99 @@ def _exact_values(rec: RunRecord) -> dict[str, str]:
     hits = int((np.asarray(beam["ranks"], dtype=float) < beam["k"]).sum())
     return {"exact.users": str(exact["n_users"]), "exact.beam_hits": "none" if hits == 0 else str(hits),
             "exact.ranks": f"{int(ranks.min()):,} to {int(ranks.max()):,}", "exact.median": f"{np.median(ranks):,.0f}",
-            "exact.beam_s": f"{beam['seconds_per_user']:.2f}", "exact.s": f"{exact['seconds_per_user']:.1f}"}
+            "exact.beam_s": f"{beam['seconds_per_user']:.2f}", "exact.s": f"{exact['seconds_per_user']:.1f}",
+            "exact.ratio": f"{exact['seconds_per_user'] / beam['seconds_per_user']:.1f}×"}
+
+
+# ------------------------------------------------------------------- chapters 02, 05 and 06 (quick): the batch's runs
+
+
+@values
+def quick_llm() -> dict[str, str]:
+    """The ``quick`` profile's LLM runs in the prose (``results/quick/llm/``, written by the canonical batch):
+    when and with what they ran, the frozen pass and the likelihood's cost, chapter 02's identity, Figures 3 and
+    4 from the training logs, the τ sweep, Tables 5 and 6 against LML, ATS over training, seconds per step and
+    beam search against the exact ranking."""
+    P = "quick"
+    lml, ats, sdpo = (_llm_run(loss, profile=P) for loss in ("lml", "msl-ats", "sdpo"))
+    toy = _llm_runs(P)
+    versions = lml.provenance.versions or {}
+    out = {"date": _dates([*toy.values(), *_llm_runs(P, "books").values()]),
+           **{f"version.{k}": str(versions.get(k, "?")).split("+")[0] for k in ("torch", "transformers", "peft")}}
+    # the frozen blocks' pass (once per set of windows, shared by the runs) and the likelihood's cache
+    frozen = max(toy.values(), key=lambda r: sum(h.get("frozen_seconds", 0.0) for h in r.training.facts["history"]))
+    out["frozen.s"] = seconds(sum(h["frozen_seconds"] for h in frozen.training.facts["history"]))
+    out["frozen.windows"] = f"{frozen.training.facts['n_train']:,}"
+    likelihood = {}  # split -> every run's likelihood evaluation of it, the slowest (it filled the cache) first
+    for rec in toy.values():
+        for ev in rec.evaluations.values():
+            if ev.mode == "likelihood":
+                likelihood.setdefault(ev.split, []).append(entry_from_evaluation(ev))
+    slowest = {split: sorted(v, key=lambda e: -e["seconds"]) for split, v in likelihood.items()}
+    out["likelihood.first"] = " and ".join(f"{seconds(v[0]['seconds'])} s ({split})"
+                                           for split, v in sorted(slowest.items()))
+    out["likelihood.users"] = f"{slowest['test'][0]['n_users']:,}"
+    out["likelihood.per_user"] = f"{np.median([e['seconds_per_user'] for v in slowest.values() for e in v[1:]]):.2f}"
+    out.update(_decomposition_values(lml, _llm_run("lml", profile=P, dataset="books"),
+                                     toy[("l2-only", 1.0, _llm_base_lr(P))]))
+    # the τ sweep (Figure 6) and Table 6, every run against LML on the same test users
+    sweep = _msl_sweep(P)
+    out["sweep.chosen"] = f"τ = {_chosen(sweep)[0]:g}"
+    for tau, rec in sweep.items():
+        nll = _evaluation(rec, "test", "likelihood")
+        out[f"sweep.{tau:g}"] = mean_interval_text(*user_interval(nll[CHOOSE_BY], nll["user_ids"]), digits=2)
+    out["sweep.users"] = str(_evaluation(sweep[1.0], "test", "likelihood")["n_users"])
+    out["beam.users"] = f"{_evaluation(lml, 'test', 'beam')['n_users']} / {_evaluation(lml, 'valid', 'beam')['n_users']}"
+    beams = {r.name: _evaluation(r, "test", "beam") for r in toy.values() if any(
+        ev.split == "test" and ev.mode == "beam" for ev in r.evaluations.values())}
+    ndcg = {name: b["summary"]["ndcg@10"] for name, b in beams.items()}
+    hit = sorted(n for n, b in beams.items() if b["summary"]["hr@10"] > 0)
+    out["beam.ndcg"] = "0 everywhere" if not any(ndcg.values()) else f"{min(ndcg.values()):.4f}–{max(ndcg.values()):.4f}"
+    out["beam.hits"] = "none for any LLM run" if not hit else f"a hit for {len(hit)} of {len(beams)} LLM runs"
+    out["beam.bound"] = f"{no_hit_bound(_evaluation(lml, 'test', 'beam')['n_users']):.2f}"
+    rows = _table6_runs(P)  # in the table's order: LML, LML + tuning τ, MSL, + tuning lr, + α, + tuning τ, + ATS
+    for key, (label, rec) in zip(("lml", "lml-tau", "msl", "msl-lr", "msl-alpha", "msl-tau", "msl-ats"), rows.items()):
+        out[f"table6.{key}"] = "the LML run" if rec.name == lml.name else \
+            interval(_compare(lml, rec, "likelihood", CHOOSE_BY), 2)
+        if "(valid chose" in label:
+            out[f"table6.{key}.chosen"] = label.split("(valid chose ")[1].rstrip(")")
+    nlls = [_evaluation(r, "test", "likelihood")["summary"][CHOOSE_BY] for r in (lml, sdpo, ats)]
+    out["table5.nll"] = " / ".join(f"{x:.2f}" for x in nlls)
+    out["table5.ndcg"] = " / ".join(f"{_evaluation(r, 'test', 'beam')['summary']['ndcg@10']:.4g}"
+                                    for r in (lml, sdpo, ats))
+    for name, rec in (("sdpo", sdpo), ("ats", ats)):
+        d = _compare(lml, rec, "likelihood", CHOOSE_BY)
+        out[f"table5.{name}"], out[f"table5.{name}.nll"] = interval(d, 2), f"{abs(d['diff']):.2f}"
+    # ATS over the 64 steps, seconds per step, beam search against the exact ranking
+    out.update({k: v for k, v in _ats_values(ats, lml, None).items() if not k.startswith("ats.valid")})
+    step = {name: r.training.facts["seconds_per_step"] for name, r in (("lml", lml), ("ats", ats), ("sdpo", sdpo))}
+    out.update({f"step.{k}": f"{v:.2f}" for k, v in step.items()})
+    out["step.ats_vs_lml"] = f"{abs(1 - step['ats'] / step['lml']):.0%} {'faster' if step['ats'] < step['lml'] else 'slower'}"
+    out["step.sdpo_vs_ats"] = f"{step['sdpo'] / step['ats']:.1f}×"
+    out.update(_exact_values(ats))
+    return out
+
+
+def _decomposition_values(lml: RunRecord, books: RunRecord, l2_only: RunRecord, tail: int = 10) -> dict[str, str]:
+    """Chapter 02 from the quick runs' training logs: LML and its L1 share on the first batch (before any update),
+    the largest |L1 + L2 − LML| over the logged steps (each term computed apart,
+    :func:`llmrec.llm.losses.lml_decomposition`), Figure 3's median gradient-norm ratio
+    (:func:`llmrec.probes.grad_norm_summary`) and Figure 4's mean L2 over the last ``tail`` steps."""
+    log = pd.DataFrame([r for r in lml.log if "loss" in r])
+    first = log.iloc[0]
+    out = {"first.lml": f"{first['loss']:.2f}", "first.l1": f"{first['l1'] / first['loss']:.0%}",
+           "identity.gap": sci((log['l1'] + log['l2'] - log['loss']).abs().max()),
+           "identity.steps": str(len(log))}
+    with tempfile.TemporaryDirectory() as tmp:
+        norms = probes.grad_norm_summary({name: unpack(rec, Path(tmp) / name)
+                                          for name, rec in (("toy", lml), ("books", books))})
+    for name, r in norms.iterrows():
+        out.update({f"grad.{name}": f"{r['ratio L1/L2']:.2f}", f"grad.{name}.logged": str(int(r["logged steps"])),
+                    f"grad.{name}.steps": str(int(r["of steps"]))})
+    alone = pd.DataFrame([r for r in l2_only.log if "loss" in r])
+    out.update({"l2.alone": f"{alone['l2'].tail(tail).mean():.2f}", "l2.lml": f"{log['l2'].tail(tail).mean():.2f}",
+                "l2.tail": str(min(tail, len(log))), "l2.steps": str(len(log))})
+    return out
 
 
 # ------------------------------------------------------------------------------ chapter 08 (quick): Lite-LLM4Rec
@@ -234,7 +339,8 @@ def lite() -> dict[str, str]:
     evals = _lite_runs(folder)
     pairs = paired_table({n: evals[n] for n in ("SASRec + CE", "Lite-LLM4Rec", "SASRec + SCE (K 500, α 100)")},
                          "SASRec + CE", metrics=("ndcg@10", "hr@10")).set_index(["method", "metric"])
-    out = {"windows": f"{evals['Lite-LLM4Rec'][1]['n_users']:,}"}
+    out = {"windows": f"{evals['Lite-LLM4Rec'][1]['n_users']:,}", "date": _dates(_records(folder).values()),
+           "sasrec-ce.ndcg@10": num(evals["SASRec + CE"][1]["summary"]["ndcg@10"])}
     for key, name in (("lite", "Lite-LLM4Rec"), ("sce", "SASRec + SCE (K 500, α 100)")):
         for m in ("ndcg@10", "hr@10"):
             d = pairs.loc[(name, m)].to_dict()
