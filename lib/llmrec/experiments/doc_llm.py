@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import probes
+from ..core.io import read_json, repo_root
 from ..core.results import RunRecord, entry_from_evaluation, unpack
 from ..core.metrics import no_hit_bound
 from .doc_bench import sci
@@ -227,8 +228,14 @@ def quick_llm() -> dict[str, str]:
         out[f"table5.{name}"], out[f"table5.{name}.nll"] = interval(d, 2), f"{abs(d['diff']):.2f}"
     # ATS over the 64 steps, seconds per step, beam search against the exact ranking
     out.update({k: v for k, v in _ats_values(ats, lml, None).items() if not k.startswith("ats.valid")})
-    step = {name: r.training.facts["seconds_per_step"] for name, r in (("lml", lml), ("ats", ats), ("sdpo", sdpo))}
+    # seconds per step side by side in one process (``llmrec bench train``, bench/train.json), not the batch's
+    # runs: the first run of a batch pays the process's warm-up, so their ratio says more about order than loss
+    bench = read_json(repo_root() / "bench" / "train.json")["train"]
+    today = "one batch per forward (today)"
+    step = {name: bench["losses"][loss]["settings"][today]["seconds_per_step"]
+            for name, loss in (("lml", "lml"), ("ats", "msl-ats"), ("sdpo", "sdpo"))}
     out.update({f"step.{k}": f"{v:.2f}" for k, v in step.items()})
+    out["step.windows"] = f"{bench['windows']}"
     out["step.ats_vs_lml"] = f"{abs(1 - step['ats'] / step['lml']):.0%} {'faster' if step['ats'] < step['lml'] else 'slower'}"
     out["step.sdpo_vs_ats"] = f"{step['sdpo'] / step['ats']:.1f}×"
     out.update(_exact_values(ats))
