@@ -79,7 +79,8 @@ def test_the_chapter_states_the_choice_and_its_test_difference_from_the_tables()
     assert "worst seed is above" in text
     assert "by NDCG@10, the chosen default beats SASRec + CE" in text
     assert "0.0112 (seeds 0.0105 to 0.0119) against 0.0100 (seeds 0.0090 to 0.0110), 2 seeds each" in text
-    assert "Books" not in text and "forward selection" not in text
+    assert "Books" not in text and "forward selection" not in text and "On Toy's test windows" in text
+    assert "On Books' test windows" in narrative.default_findings(S.selection_table(frame), {"Books": {"NDCG@10": test}})
     path = narrative.default_findings(S.selection_table(frame), {}, path=[S.TODAY, "N(0, 0.02) init"])
     assert "goes N(0, 0.02) init: the same choice" in path
 

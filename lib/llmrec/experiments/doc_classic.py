@@ -13,8 +13,8 @@ import pandas as pd
 
 from ..core.metrics import compare_by_user
 from ..core.results import read_record
-from .classic_protocol import (PROTOCOL_LOSSES, PROTOCOL_VARIANTS, protocol_selection, protocol_table,
-                               sce_protocol_variants)
+from .classic_protocol import (CHOSEN_DEFAULT, PROTOCOL_LOSSES, PROTOCOL_VARIANTS, protocol_selection,
+                               protocol_table, sce_protocol_variants)
 from .doc_format import (_dates, _evaluation, agreement, hours, interval, lr_text, markdown, num, seconds, signed,
                          table, values, verdict_word)
 from .published import read_runs, results_root, slug
@@ -331,3 +331,29 @@ def classic_quick() -> dict[str, str]:
             "caser.epoch": str(caser),
             "plateau.ndcg": num(_test(long_ce)["ndcg@10"]), "plateau.epoch": str(long_ce.training.best_epoch),
             "plateau.cap": str(long_ce.training.epochs_cap), "plateau.patience": str(long_ce.config["patience"])}
+
+
+@values
+def sasrec_default() -> dict[str, str]:
+    """SASRec's default chosen on validation (:mod:`.sasrec_default`) in the prose: the candidates, the chosen one
+    and its validation margin on Toy, its validation on Books beside today's (where committed), and its test
+    differences against SASRec + CE on both (``toy.ndcg@10``, ``books.hr@10``...)."""
+    from . import sasrec_default as S
+
+    toy = S.default_selection("laptop", "toy", train=False, progress=False)
+    pick = S.chosen(toy)
+    out = {"candidates": f"{len(toy)}", "seeds": f"{int(toy.loc[pick, 'seeds'])}", "chosen": pick,
+           "toy.valid": num(toy.loc[pick, "valid ndcg@10"]), "toy.valid.today": num(toy.loc[S.TODAY, "valid ndcg@10"]),
+           "path": " → ".join(S.forward_path(toy)[1:])}
+    try:
+        books = S.default_selection("laptop", "books", names=(S.TODAY, pick), train=False, progress=False)
+        out["books.valid"] = num(books.loc[pick, "valid ndcg@10"])
+        out["books.valid.today"] = num(books.loc[S.TODAY, "valid ndcg@10"])
+        out["books.valid.margin"] = signed(books.loc[pick, "valid ndcg@10"] - books.loc[S.TODAY, "valid ndcg@10"])
+    except FileNotFoundError:
+        pass
+    for dataset in ("toy", "books"):
+        tables = _protocol(_classic_folder(), dataset, (CHOSEN_DEFAULT,))
+        for metric, t in tables.items():
+            out[f"{dataset}.{metric}"] = interval(t.loc[CHOSEN_DEFAULT])
+    return out

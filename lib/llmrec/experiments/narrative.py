@@ -32,6 +32,11 @@ def count(n: float) -> str:
     return f"{int(round(n)):,}"
 
 
+def possessive(name: str) -> str:
+    """"Toy's", "Books'"."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
 def share(x: float, digits: int = 0) -> str:
     """A fraction as a percentage: 0.677 -> 68%."""
     return f"{100 * x:.{digits}f}%"
@@ -550,7 +555,7 @@ def default_findings(selection, tests: dict, path=None, baseline: str = "SASRec 
                  f"{count(t.loc[CHOSEN, 'seeds'])} seeds each"
                  for metric, t in by_metric.items() if CHOSEN in t.index]
         if parts:
-            rows.append(f"On {name}'s test windows (per user the mean over the seeds): "
+            rows.append(f"On {possessive(name)} test windows (per user the mean over the seeds): "
                         + "; ".join(parts) + ".")
     return bullets(choice, *rows)
 
