@@ -81,6 +81,10 @@ def test_the_chapter_states_the_choice_and_its_test_difference_from_the_tables()
     assert "0.0112 (seeds 0.0105 to 0.0119) against 0.0100 (seeds 0.0090 to 0.0110), 2 seeds each" in text
     assert "Books" not in text and "forward selection" not in text and "On Toy's test windows" in text
     assert "On Books' test windows" in narrative.default_findings(S.selection_table(frame), {"Books": {"NDCG@10": test}})
+    books = S.selection_table(frame.assign(**{"valid ndcg@10": frame["valid ndcg@10"] * [1, 1.5, 1, 1]}))
+    other = narrative.default_findings(S.selection_table(frame), {}, elsewhere={"Books": books})
+    assert "On Books' validation (2 seeds each, the chosen candidate and the code as it was): 0.0135 (0.0130 to " \
+           "0.0140) against 0.0133 (0.0100 to 0.0165); the seeds' spreads overlap." in other
     path = narrative.default_findings(S.selection_table(frame), {}, path=[S.TODAY, "N(0, 0.02) init"])
     assert "goes N(0, 0.02) init: the same choice" in path
 

@@ -350,6 +350,8 @@ def sasrec_default() -> dict[str, str]:
         out["books.valid"] = num(books.loc[pick, "valid ndcg@10"])
         out["books.valid.today"] = num(books.loc[S.TODAY, "valid ndcg@10"])
         out["books.valid.margin"] = signed(books.loc[pick, "valid ndcg@10"] - books.loc[S.TODAY, "valid ndcg@10"])
+        out["books.valid.spread"] = ("its worst seed above the old default's best"
+                                     if books.loc[pick, "min"] > books.loc[S.TODAY, "max"] else "within the seeds' spread")
     except FileNotFoundError:
         pass
     for dataset in ("toy", "books"):

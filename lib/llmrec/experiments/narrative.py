@@ -523,13 +523,14 @@ def protocol_findings(protocol, books=None, baseline: str = "SASRec + CE",
 CHOSEN = "CE, chosen default (the three combined)"  # classic_protocol.CHOSEN_DEFAULT (a test checks they agree)
 
 
-def default_findings(selection, tests: dict, path=None, baseline: str = "SASRec + CE",
+def default_findings(selection, tests: dict, path=None, elsewhere: dict | None = None, baseline: str = "SASRec + CE",
                      today: str = "today's default") -> str:
     """Chapter 07: SASRec's default chosen on validation (``selection``:
     :func:`.sasrec_default.default_selection`) and what the chosen one does on test under the protocol
     (``tests``: {"Toy": {"NDCG@10": table, "HR@10": table}, ...}, each :func:`.classic_protocol.protocol_table`
     with the chosen variant :data:`CHOSEN` paired against ``baseline``); ``path``: the forward selection's
-    candidates (:func:`.sasrec_default.forward_path`)."""
+    candidates (:func:`.sasrec_default.forward_path`); ``elsewhere``: {"Books": the same selection on another
+    dataset's validation, the chosen candidate beside today's}."""
     pick = selection.index[selection["chosen"]][0]
     row, base = selection.loc[pick], selection.loc[today]
     seeds = count(row["seeds"])
@@ -546,6 +547,14 @@ def default_findings(selection, tests: dict, path=None, baseline: str = "SASRec 
                    "forward selection on validation alone (from the code as it was, add the departure that most "
                    f"raises the mean while one does) goes {' → '.join(path[1:]) or 'nowhere'}: {same}.")
     rows = []
+    for name, t in (elsewhere or {}).items():
+        if pick in t.index and today in t.index:
+            r, b = t.loc[pick], t.loc[today]
+            rows.append(f"On {possessive(name)} validation ({count(r['seeds'])} seeds each, the chosen candidate and "
+                        f"the code as it was): {num(r['valid ndcg@10'])} ({num(r['min'])} to {num(r['max'])}) against "
+                        f"{num(b['valid ndcg@10'])} ({num(b['min'])} to {num(b['max'])})"
+                        + ("; its worst seed is above the old default's best." if r["min"] > b["max"] else
+                           "; the seeds' spreads overlap."))
     for name, by_metric in tests.items():
         def seeds_of(t, name, m):
             return (f"{num(t.loc[name, m])} (seeds {num(t.loc[name, f'{m} min'])} to "
