@@ -252,6 +252,9 @@ def test_too_few_windows_and_missing_files(tmp_path, raw):
         prepare(*raw, tmp_path / "out", core=50)
     with pytest.raises(DataError, match="no such file"):
         prepare(tmp_path / "nope.json", raw[1], tmp_path / "out")
+    empty = write_lines(tmp_path / "empty.json", [])  # no titles at all: the titles' file is named, not the reviews'
+    with pytest.raises(DataError, match=r"empty\.json: no item with a title"):
+        prepare(raw[0], empty, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -15,7 +15,7 @@ from llmrec.core.profiles import train_config
 from llmrec.data import load_dataset
 from llmrec.experiments import classic_protocol
 from llmrec.experiments.classic_losses import popularity_summary
-from llmrec.experiments.classic_protocol import (PROTOCOL_LOSSES, PROTOCOL_VARIANTS, classic_reference, protocol_grid,
+from llmrec.experiments.classic_protocol import (CHOSEN_DEFAULT, PROTOCOL_LOSSES, PROTOCOL_VARIANTS, classic_reference, protocol_grid,
                                                  protocol_selection, protocol_table, protocol_variants,
                                                  sce_protocol_variants)
 from llmrec.experiments.profile_runs import seqrec_config
@@ -380,7 +380,7 @@ def test_the_classic_reference_runs_every_variant_on_toy_and_the_losses_on_books
     assert calls == [("toy", tuple(PROTOCOL_VARIANTS), (0, 1, 2)), ("toy", tuple(sce_protocol_variants()), (0,))]
     calls.clear()
     classic_reference("laptop", "books", progress=False)
-    assert calls == [("books", PROTOCOL_LOSSES, (0, 1, 2))]
+    assert calls == [("books", (*PROTOCOL_LOSSES, CHOSEN_DEFAULT), (0, 1, 2))]
     calls.clear()
     classic_reference("laptop", "books", names=["SASRec + CE"], grid=True, progress=False)
     assert [c[1] for c in calls] == [("SASRec + CE",), tuple(sce_protocol_variants())]

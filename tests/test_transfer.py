@@ -142,8 +142,14 @@ def test_the_committed_toy_table_gives_the_numbers_of_the_committed_records():
     assert row["seed diffs"] == pytest.approx([lite.mean() - ce[0].mean()])
     assert row["lo"] < row["diff"] < row["hi"] and row["verdict"] in T.VERDICTS
     nll = table.query("key == 'msl-ats' and metric == 'nll_valid'").iloc[0]
-    means = [_llm_record(loss).evaluations["test/likelihood/n1000"].summary["nll_valid"].mean
+    # every committed seed of each arm: seed 0 from chapter 05's runs, the others from the reference's seed runs
+    seeds = {loss: [_llm_record(loss)] + [read_record(p) for p in
+                                          sorted((RESULTS / "laptop" / "transfer").glob(f"toy-{loss}-seed-*.json"))]
+             for loss in ("lml", "msl-ats")}
+    means = [np.mean([r.evaluations["test/likelihood/n1000"].summary["nll_valid"].mean for r in seeds[loss]])
              for loss in ("lml", "msl-ats")]
+    n = (len(seeds["msl-ats"]), len(seeds["lml"]))
+    assert nll["seeds"] == (f"{n[0]}" if n[0] == n[1] else f"{n[0]} vs {n[1]}")
     assert nll["diff"] == pytest.approx(means[1] - means[0]) and nll["expects"] == "lower"
     assert nll["baseline mean"] == pytest.approx(means[0]) and nll["windows"] == 1000
     assert table.query("key == 'msl-ats' and metric != 'nll_valid'")["windows"].tolist() == [500, 500]

@@ -269,6 +269,8 @@ def prepare(reviews: str | Path | None, meta: str | Path | None, out: str | Path
     _check_out(out, force)
 
     titles = read_titles(meta) if amazon else read_title_csv(meta)
+    if not titles:
+        raise DataError(f"{meta}: no item with a title (every interaction needs its item's title)")
     raw, n_raw = (read_reviews if amazon else read_interaction_csv)(reviews, keep=titles)
     kept = core_filter(raw, core)
     if kept.empty:

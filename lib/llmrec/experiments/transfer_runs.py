@@ -31,7 +31,7 @@ from ..core.recommender import evaluate as evaluate_recommender
 from ..core.results import read_record, run_record, write_record
 from ..data import dataset_fingerprint, load_dataset
 from ..seqrec import Popularity
-from .classic_protocol import PROTOCOL_VARIANTS, protocol_selection, protocol_variants
+from .classic_protocol import CHOSEN_DEFAULT, PROTOCOL_VARIANTS, protocol_selection, protocol_variants
 from .profile_runs import lite_config, llm_config, llm_eval, llm_run, seqrec_config
 from .published import provenance, results_root, slug
 from .sasrec_vs_llm import PLATEAU
@@ -66,6 +66,7 @@ SCE = "SASRec + SCE (K 500, α 100)"
 ARMS = {a.name: a for a in (
     _llm("LML", "lml"), _llm("MSL + ATS", "msl-ats"), _llm("MSL + α", "msl-alpha"), _llm("S-DPO", "sdpo"),
     sasrec_arm("SASRec + CE"), sasrec_arm("SASRec + BCE"), sasrec_arm("SASRec + BPR"), sasrec_arm(SCE),
+    sasrec_arm(CHOSEN_DEFAULT),
     Arm("Lite-LLM4Rec", "lite", {}, "quick", ("quick/08_lite",)),  # make results-lite
     Arm("popularity", "popularity"),
 )}
