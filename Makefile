@@ -99,10 +99,11 @@ results-llm: $(STAMP)
 # 1e-4 while it is the smallest; seed 0),
 # then with 3 seeds at the chosen rates every loss and, on Toy, each measured SASRec departure and the SCE K x alpha
 # grid (seed 0) (experiments.classic_protocol.CLASSIC_REFERENCE); one results record per run in results/laptop/07_classic/ as it
-# finishes (resumable: a finished run is not trained again).
+# finishes (resumable: a finished run is not trained again); then SASRec's default chosen on Toy's validation, and the
+# choice beside today's default on the other datasets' validation (experiments.sasrec_default, results/laptop/07_classic/default/).
 CLASSIC_DATASETS ?= toy books
 results-classic: $(STAMP)
-	$(PY) -c "from llmrec.experiments import classic_protocol; [classic_protocol.classic_reference('laptop', d) for d in '$(CLASSIC_DATASETS)'.split()]"
+	$(PY) -c "from llmrec.experiments import classic_protocol, sasrec_default; [(classic_protocol.classic_reference('laptop', d), sasrec_default.default_reference('laptop', d)) for d in '$(CLASSIC_DATASETS)'.split()]"
 
 bench: $(STAMP)
 	$(PY) -m llmrec bench all

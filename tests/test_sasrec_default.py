@@ -98,3 +98,16 @@ def test_forward_selection_adds_the_best_departure_while_it_helps():
     assert S.forward_path(pd.DataFrame({"valid ndcg@10": {S.TODAY: 0.2, "a": 0.1}})) == [S.TODAY]
     committed = S.default_selection("laptop", "toy", train=False, progress=False)
     assert S.forward_path(committed)[-1] == S.chosen(committed)  # validation alone reaches the same choice
+
+
+def test_make_results_classic_selects_on_toy_and_checks_the_choice_elsewhere(monkeypatch):
+    calls = []
+    monkeypatch.setattr(S, "default_selection", lambda profile, dataset, names=None, seeds=(0, 1, 2), train=True,
+                        progress=True: calls.append((dataset, names, train)) or S.selection_table(pd.DataFrame(
+                            [{"candidate": n, "seed": 0, "valid ndcg@10": v, "best epoch": 1, "s/run": 1.0}
+                             for n, v in ((S.TODAY, 0.1), ("Adam beta2 0.999", 0.2))])))
+    S.default_reference("laptop", "toy")
+    assert calls == [("toy", None, True)]
+    calls.clear()
+    S.default_reference("laptop", "books")
+    assert calls == [("toy", None, False), ("books", (S.TODAY, "Adam beta2 0.999"), True)]

@@ -113,3 +113,14 @@ def forward_path(table: pd.DataFrame) -> list[str]:
         if not better:
             return path
         path.append(max(better, key=lambda n: table.loc[n, "valid ndcg@10"]))
+
+
+def default_reference(profile: str = "laptop", dataset: str = "toy", seeds=(0, 1, 2), progress: bool = True
+                      ) -> pd.DataFrame:
+    """What ``make results-classic`` runs for SASRec's default after the protocol: on Toy every candidate of
+    :data:`CANDIDATES` (:func:`default_selection`); on another dataset the candidate Toy chose beside today's
+    default, on that dataset's validation only (does the choice hold there?)."""
+    if dataset == "toy":
+        return default_selection(profile, "toy", seeds=seeds, progress=progress)
+    pick = chosen(default_selection(profile, "toy", seeds=seeds, train=False, progress=False))
+    return default_selection(profile, dataset, names=(TODAY, pick), seeds=seeds, progress=progress)
