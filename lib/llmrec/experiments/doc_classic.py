@@ -265,9 +265,9 @@ def _quick_seqrec(schedule: str = "chapter 07") -> dict[str, object]:
     """The canonical quick batch's classic runs on Toy (``results/quick/seqrec/``) by name ("SASRec + CE",
     "SASRec + SCE (K 500, α 100)", "SASRec + sampled softmax (K 500)"): chapter 07's quick schedule (its epoch cap,
     the profile's) or, ``schedule="plateau"``, the longer runs chapter 08 trains SASRec with."""
-    from ..core.profiles import _table
+    from ..core.profiles import train_config
 
-    cap = _table("quick")["seqrec"]["epochs"]
+    cap = train_config("quick", "seqrec")["epochs"]
     out = {}
     for path in sorted((results_root() / "quick" / "seqrec").glob("toy-*.json")):
         rec = read_record(path)
