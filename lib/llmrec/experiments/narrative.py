@@ -207,6 +207,47 @@ def laptop_comparison_findings(profile: str = "laptop") -> str:
         + listing(f"{n} {num(e['summary']['ndcg@10'])}" for n, e in beam.items()) + f". {ndcg}.")
 
 
+def beam_scoring_findings(runs=None) -> str:
+    """Chapters 05 and 06 under the committed ``laptop`` runs: how beams should be scored (full-vocabulary
+    log-softmax or log P_valid), chosen on validation over every run scored both ways, then the same comparison
+    on test, per run and pooled, beside the MSL authors' own figures (:mod:`.beam_scoring`). ``runs``: only the
+    runs whose label starts with one of these names (None: every run)."""
+    from . import beam_scoring as B
+
+    c = B.choice()
+    v = c["pooled"]
+    table = B.scoring_table("test")
+    if runs is not None:
+        keep = table["run"].str.startswith(tuple(runs))
+        table = table[keep | table["run"].str.startswith("pooled")]
+    each_run = "; ".join(f"{r['run']} {num(r['ndcg@10 full'])} → {num(r['ndcg@10 P_valid'])}"
+                         for r in table.to_dict("records") if not r["run"].startswith("pooled"))
+    pool = table[table["run"].str.startswith("pooled")]
+    pooled = ""
+    if not pool.empty and runs is None:
+        r = pool.iloc[0]
+        d = {m: {"diff": r[f"{m} diff"], "lo": r[f"{m} lo"], "hi": r[f"{m} hi"], "verdict": r[f"{m} verdict"]}
+             for m in B.METRICS}
+        pooled = (f" Pooled over the {len(table) - 1} runs: NDCG@10 {interval(d['ndcg@10'])}, HR@10 "
+                  f"{interval(d['hr@10'], 3)}.")
+    resolved = [r["run"] for r in table.to_dict("records") if r["ndcg@10 verdict"] == "resolved"]
+    if c["choice"] == "valid":
+        chosen = "P_valid is ahead on validation, and becomes the default beam score"
+    elif v["verdict"] == "resolved":
+        chosen = "the full softmax is ahead on validation, and stays the default beam score"
+    else:
+        chosen = "validation does not tell them apart, so the default stays the full softmax"
+    return bullets(
+        f"**Chosen on validation.** {count(len(c['runs']))} committed runs, {listing(c['runs'])}, have their "
+        f"validation beams scored both ways on the same {count(c['users'])} users: {c['hits']['full']} hits in all with "
+        f"the full softmax, {c['hits']['valid']} with P_valid; pooled, P_valid − full on NDCG@10 is "
+        f"{interval(v)}: {chosen}.",
+        f"**On test** (NDCG@10, full → P_valid, the same {count(int(table['users'].iloc[0]))} users): {each_run}."
+        f"{pooled} {'No run resolves' if not resolved else 'Resolved for ' + listing(resolved) + '; no other run resolves'}"
+        f" a difference. The MSL authors, with 10-epoch models on Toy, report {B.PAPER_TOY['full']} (the paper, full "
+        f"softmax) and {B.PAPER_TOY['valid']} (their README, beams over the valid tokens) for BIGRec + MSL.")
+
+
 # ------------------------------------------------------------------------------ chapter 04: Gaussian logits, ATS
 
 
