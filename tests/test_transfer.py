@@ -240,6 +240,12 @@ def test_a_published_reference_run_is_found_as_committed(runs_dir, tmp_path, mon
     assert json.loads(path.read_text())["extra"]["run"] == rec.extra["run"]
 
 
+def test_every_arm_is_published_under_its_own_file_name():
+    paths = {a: R.transfer_path(arm, "toy", 1).name for a, arm in R.ARMS.items() if arm.reference}
+    assert len(set(paths.values())) == len(paths)
+    assert paths["MSL + α"] == "toy-msl-alpha-seed-1.json" and paths["MSL + ATS"] == "toy-msl-ats-seed-1.json"
+
+
 def test_plan_lists_the_runs_to_train_with_their_estimate_and_trains_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LLMREC_RUNS", str(tmp_path / "runs"))
     assert main(["verdicts", "--dataset", "synthetic", "--profile", "smoke", "--claims", "ce-bce", "lite-popularity",

@@ -185,8 +185,10 @@ def committed_record(arm: Arm, dataset: str, seed: int, keys=()):
 
 
 def transfer_path(arm: Arm, dataset: str, seed: int) -> Path:
-    """Where ``llmrec verdicts --reference --publish`` commits the reference run of ``arm``."""
-    return results_root() / arm.reference / "transfer" / f"{slug(dataset)}-{slug(arm.name)}-seed-{seed}.json"
+    """Where ``llmrec verdicts --reference --publish`` commits the reference run of ``arm`` (a Greek letter spelled
+    out, so that "MSL + α" is not filed as "msl")."""
+    name = slug(arm.name.replace("α", " alpha ").replace("τ", " tau "))
+    return results_root() / arm.reference / "transfer" / f"{slug(dataset)}-{name}-seed-{seed}.json"
 
 
 # ------------------------------------------------------------------------------------------------ what to train
