@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.metrics import entry_values, user_bootstrap
+from ..core.metrics import compare_by_user, entry_values, user_bootstrap
 from ..core.results import RunRecord, entry_from_evaluation, records
 from .published import results_root
 
@@ -103,9 +103,7 @@ def choice(metric: str = "ndcg@10", dataset: str = "toy") -> dict:
 
 def scoring_table(split: str = "test", dataset: str = "toy") -> pd.DataFrame:
     """Per run and pooled: NDCG@10 and HR@10 under each scoring and (P_valid − full) with its 95% interval, users
-    resampled, and whether the two measures agree."""
-    from ..core.metrics import compare_by_user
-
+    resampled."""
     pairs = scored_both_ways(split, dataset)
     rows = []
     for label, (full, valid) in pairs.items():
