@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..core.labels import loss_name
 from ..core.metrics import compare_by_user, entry_values, user_bootstrap
 from ..core.results import RunRecord, entry_from_evaluation, records
 from .published import results_root
@@ -22,8 +23,6 @@ from .published import results_root
 DEFAULT = "full"  # the library's default (llmrec.runs.evaluate, llmrec.llm.recommender), which :func:`choice` checks
 FOLDERS = ("laptop/llm", "laptop/transfer")
 METRICS = ("ndcg@10", "hr@10")
-NAMES = {"lml": "LML", "msl-ats": "MSL + ATS", "msl-alpha": "MSL + α", "sdpo": "S-DPO", "lml-tau": "LML + τ",
-         "l2-only": "L2 only"}
 # The MSL authors' Toy NDCG@10 for BIGRec + MSL: the paper's Table 5 (full-softmax beams) and their repository's
 # README after they switched to beams over the valid tokens (quoted by issue 26)
 PAPER_TOY = {"full": 0.0288, "valid": 0.0313}
@@ -32,7 +31,7 @@ PAPER_TOY = {"full": 0.0288, "valid": 0.0313}
 def run_label(rec: RunRecord) -> str:
     """``MSL + ATS (seed 1)`` or ``MSL τ 4.5 (seed 0)``."""
     c = rec.config
-    name = f"MSL τ {float(c['tau']):g}" if c["loss"] == "msl" else NAMES.get(c["loss"], c["loss"])
+    name = f"MSL τ {float(c['tau']):g}" if c["loss"] == "msl" else loss_name(c["loss"])
     return f"{name} (seed {c['seed']})"
 
 
@@ -121,3 +120,8 @@ def scoring_table(split: str = "test", dataset: str = "toy") -> pd.DataFrame:
                         f"{m} hi": d["hi"], f"{m} verdict": d["verdict"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def row_result(row: dict, metric: str) -> dict:
+    """One measure of a :func:`scoring_table` row as a paired result (diff, lo, hi, verdict), for the words."""
+    return {k: row[f"{metric} {k}"] for k in ("diff", "lo", "hi", "verdict")}

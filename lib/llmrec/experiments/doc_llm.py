@@ -72,8 +72,7 @@ def laptop_beam_scoring() -> str:
 
     out = []
     for r in beam_scoring.scoring_table("test").to_dict("records"):
-        d = {m: {"diff": r[f"{m} diff"], "lo": r[f"{m} lo"], "hi": r[f"{m} hi"], "verdict": r[f"{m} verdict"]}
-             for m in beam_scoring.METRICS}
+        d = {m: beam_scoring.row_result(r, m) for m in beam_scoring.METRICS}
         out.append({"run": r["run"], "users": str(r["users"]),
                     "NDCG@10 full / P_valid": f"{num(r['ndcg@10 full'])} / {num(r['ndcg@10 P_valid'])}",
                     "P_valid − full [95% interval]": interval(d["ndcg@10"]),

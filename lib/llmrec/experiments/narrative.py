@@ -226,8 +226,7 @@ def beam_scoring_findings(runs=None) -> str:
     pooled = ""
     if not pool.empty and runs is None:
         r = pool.iloc[0]
-        d = {m: {"diff": r[f"{m} diff"], "lo": r[f"{m} lo"], "hi": r[f"{m} hi"], "verdict": r[f"{m} verdict"]}
-             for m in B.METRICS}
+        d = {m: B.row_result(r, m) for m in B.METRICS}
         pooled = (f" Pooled over the {len(table) - 1} runs: NDCG@10 {interval(d['ndcg@10'])}, HR@10 "
                   f"{interval(d['hr@10'], 3)}.")
     resolved = [r["run"] for r in table.to_dict("records") if r["ndcg@10 verdict"] == "resolved"]
