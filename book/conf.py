@@ -31,6 +31,7 @@ suppress_warnings = ["myst.header", "misc.highlighting_failure"]
 
 html_theme = "sphinx_book_theme"
 html_title = "llmrec-study"
+html_favicon = "favicon.svg"  # a page without one makes the browser ask for /favicon.ico: a 404 in the console
 html_theme_options = {"show_toc_level": 2, "use_download_button": True, "home_page_in_toc": True}
 html_context = {"default_mode": "light"}  # without it the theme's script logs an error on every page
 html_last_updated_fmt = None

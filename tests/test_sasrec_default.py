@@ -8,12 +8,14 @@ import pytest
 
 from llmrec import runs
 from llmrec.experiments import sasrec_default as S
-from llmrec.experiments.classic_protocol import CHOSEN_DEFAULT, CHOSEN_DEPARTURES, PROTOCOL_VARIANTS
+from llmrec.experiments.classic_protocol import CHOSEN_DEFAULT, CHOSEN_DEPARTURES, PROTOCOL_VARIANTS, REFERENCE_CODE
+from llmrec.seqrec.config import MODEL_DEFAULTS
 
 
 def test_the_candidates_are_the_departures_singly_and_combined():
-    singles = {n: {k: v for k, v in o.items() if k != "loss"} for n, o in PROTOCOL_VARIANTS.items()
-               if n.startswith("CE, ") and n != CHOSEN_DEFAULT}
+    singles = {n: {k: v for k, v in o.items() if k != "loss" and REFERENCE_CODE.get(k) != v}
+               for n, o in PROTOCOL_VARIANTS.items() if n.startswith("CE, ") and n != CHOSEN_DEFAULT}
+    assert all(len(o) >= 1 for o in singles.values())  # each departure changes something
     assert S.CANDIDATES[S.TODAY] == {}
     assert all(S.CANDIDATES[n.removeprefix("CE, ")] == o for n, o in singles.items())
     combined = [n for n in S.CANDIDATES if " + " in n]
@@ -23,9 +25,11 @@ def test_the_candidates_are_the_departures_singly_and_combined():
             assert S.CANDIDATES[part].items() <= S.CANDIDATES[name].items()
     configs = [S.candidate_config("laptop", "toy", n, 0, 0.01) for n in S.CANDIDATES]
     assert len({tuple(sorted(c.items())) for c in configs}) == len(S.CANDIDATES)  # every candidate is its own run
-    # today's default is the protocol's SASRec + CE: the same run
+    # the code as it was is the protocol's SASRec + CE (the same run), not the library's default, the chosen one
     from llmrec.experiments.profile_runs import seqrec_config
-    assert configs[0] == seqrec_config("laptop", "toy", loss="ce", seed=0, lr=0.01)
+    assert configs[0] == seqrec_config("laptop", "toy", **PROTOCOL_VARIANTS["SASRec + CE"], seed=0, lr=0.01)
+    chosen = configs[list(S.CANDIDATES).index(" + ".join(S._COMBINED))]
+    assert chosen == seqrec_config("laptop", "toy", loss="ce", seed=0, lr=0.01) != configs[0]
 
 
 def test_the_table_chooses_the_best_seed_mean_and_says_its_margin():
@@ -62,6 +66,7 @@ def test_the_protocol_runs_the_default_the_committed_selection_chose():
     assert (t["seeds"] == 3).all() and len(t) == len(S.CANDIDATES)
     assert S.chosen(t) == " + ".join(n.removeprefix("CE, ") for n in CHOSEN_DEPARTURES)
     assert PROTOCOL_VARIANTS[CHOSEN_DEFAULT] == {"loss": "ce", **S.CANDIDATES[S.chosen(t)]}
+    assert S.CANDIDATES[S.chosen(t)] == MODEL_DEFAULTS["sasrec"]  # and the library's SASRec is that candidate
 
 
 def test_the_chapter_states_the_choice_and_its_test_difference_from_the_tables():

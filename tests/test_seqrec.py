@@ -15,11 +15,13 @@ from llmrec.core.profiles import train_config
 from llmrec.data import load_dataset
 from llmrec.experiments import classic_protocol
 from llmrec.experiments.classic_losses import popularity_summary
-from llmrec.experiments.classic_protocol import (CHOSEN_DEFAULT, PROTOCOL_LOSSES, PROTOCOL_VARIANTS, classic_reference, protocol_grid,
+from llmrec.experiments.classic_protocol import (CHOSEN_DEFAULT, PROTOCOL_LOSSES, PROTOCOL_VARIANTS, REFERENCE_CODE,
+                                                 classic_reference, protocol_grid,
                                                  protocol_selection, protocol_table, protocol_variants,
                                                  sce_protocol_variants)
 from llmrec.experiments.profile_runs import seqrec_config
 from llmrec.experiments.published import slug
+from llmrec.seqrec.config import MODEL_DEFAULTS
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +169,7 @@ def test_run_cache_returns_without_training(runs_root, monkeypatch):
     monkeypatch.setattr(T, "batch_loss", boom)
     assert seqrec.train(dict(cfg), progress=False) == run_dir
     # partial configs are completed with the defaults before hashing
-    partial = {k: v for k, v in cfg.items() if v != seqrec.DEFAULTS[k]}
+    partial = {k: v for k, v in cfg.items() if v != seqrec.DEFAULTS.get(k)}
     assert seqrec.train(partial, progress=False) == run_dir
     # another configuration in the same directory is refused
     with pytest.raises(ValueError):
@@ -181,9 +183,25 @@ def test_config_validation():
         smoke(nonsense=1)
     with pytest.raises(ValueError):
         train_config("nope", "seqrec")
-    assert seqrec.complete(train_config("paper", "seqrec")) == {**seqrec.DEFAULTS, "profile": "paper"}
+    assert seqrec.complete(train_config("paper", "seqrec")) == {**seqrec.DEFAULTS, **MODEL_DEFAULTS["sasrec"],
+                                                                "profile": "paper"}
     with pytest.warns(FutureWarning, match="now called 'paper'"):  # the old name of the papers' profile
         assert train_config("full", "seqrec") == train_config("paper", "seqrec")
+
+
+def test_the_study_s_sasrec_is_the_chosen_default_and_the_cached_runs_keep_their_keys():
+    """train_config gives SASRec the options chosen on validation (issue 26), and only SASRec; a caller's option
+    wins; the reference code's values stay out of config.json, so runs cached before keep their keys."""
+    chosen = MODEL_DEFAULTS["sasrec"]
+    assert chosen.items() <= seqrec.complete(train_config("quick", "seqrec", loss="ce")).items()
+    for model in ("gru4rec", "caser"):
+        assert not set(chosen) & set(seqrec.complete(train_config("quick", "seqrec", model=model)))
+    assert seqrec.complete(train_config("quick", "seqrec", init="torch"))["init"] == "torch"
+    reference = seqrec.complete(train_config("quick", "seqrec", **REFERENCE_CODE))
+    assert not set(chosen) & set(reference)  # omitted at the reference's values: the key of a run made before
+    assert {k: seqrec.REFERENCE[k] for k in chosen} == REFERENCE_CODE != chosen
+    with pytest.raises(ValueError, match="init"):  # the chosen values are the class's own choices
+        seqrec.complete({**chosen, "init": "orthogonal"})
 
 
 def test_bench_reports_ce_and_sce():
@@ -254,7 +272,7 @@ def test_the_same_config_trains_to_the_same_model_in_another_process(loss, tmp_p
 # ----------------------------------------------------------------------------- departures from the reference SASRec
 
 
-def test_default_options_are_todays_model_and_keep_run_keys():
+def test_the_reference_options_are_the_reference_model_and_keep_run_keys():
     torch.manual_seed(0)
     a = seqrec.SASRec(40, hidden=16, blocks=2, heads=2, dropout=0.0, maxlen=8).eval()
     torch.manual_seed(0)
@@ -262,8 +280,10 @@ def test_default_options_are_todays_model_and_keep_run_keys():
                       ffn_mult=1, emb_scale=True, init="xavier").eval()
     seq = torch.tensor([[0, 0, 3, 7, 9, 11, 4, 5]])
     assert torch.equal(a(seq), b(seq))
-    explicit = smoke(loss="ce", **{k: v[0] for k, v in seqrec.config.OPTIONS.items()})
-    assert explicit == smoke(loss="ce")  # stating a default changes nothing, not even the run's key
+    explicit = smoke(loss="ce", **seqrec.REFERENCE)
+    # stating the reference's values changes nothing, not even the run's key; the study's SASRec is another run
+    assert explicit == smoke(loss="ce", **REFERENCE_CODE) == seqrec.complete({**explicit, "family": "seqrec"})
+    assert explicit != smoke(loss="ce") and not set(seqrec.REFERENCE) & set(explicit)
     assert smoke(loss="ce", norm="post")["norm"] == "post"
     with pytest.raises(ValueError, match="norm must be one of"):
         smoke(norm="sideways")

@@ -47,9 +47,13 @@ class Family:
     test_users: str | None = None  # the profile's size of a test evaluation after ``train`` (None: every window)
     profiles: dict = field(default_factory=dict)  # profile -> options, where PROFILES has no sub-table for it
     load_options: tuple = ()  # keyword arguments of from_run that runs.load passes on (the LLM's "embed")
+    # "module:NAME", {model: options}: what the study uses for one model over the configuration class's defaults
+    # (train_config adds them; the class keeps the values that the runs cached before them were made with)
+    model_defaults: str | None = None
 
     def load(self, part: str):
-        """The object a dotted path of this entry names (``config``, ``train``, ``recommender``, ``weights``)."""
+        """The object a dotted path of this entry names (``config``, ``train``, ``recommender``, ``weights``,
+        ``model_defaults``)."""
         module, _, name = getattr(self, part).partition(":")
         return getattr(importlib.import_module(module), name)
 
@@ -116,7 +120,8 @@ register(Family(
 register(Family(
     name="seqrec", summary="SASRec, GRU4Rec, Caser (SCE paper)",
     config="llmrec.seqrec.config:SeqRecConfig", train="llmrec.seqrec.training:train",
-    recommender="llmrec.seqrec.recommender:SeqRecommender", models=("sasrec", "gru4rec", "caser")))
+    recommender="llmrec.seqrec.recommender:SeqRecommender", models=("sasrec", "gru4rec", "caser"),
+    model_defaults="llmrec.seqrec.config:MODEL_DEFAULTS"))
 
 register(Family(
     name="lite", summary="Lite-LLM4Rec (item LLM + recommendation LLM + projection head)",

@@ -71,7 +71,7 @@ PROFILES = {
         "llm": dict(model="smollm2-135m", layers=None, lora_layers=None, n_train=10_000, epochs=10, batch_size=16,
                     grad_accum=8, micro_batch="auto", max_steps=None, n_valid_users=500, valid_beams=10, lr=1e-4,
                     max_history=10, dtype="bfloat16", device="cuda", valid_by="nll_valid"),
-        "seqrec": {},  # the SCE authors' setting
+        "seqrec": {},  # the SCE authors' setting (SASRec: the study's chosen default, seqrec.config.MODEL_DEFAULTS)
         # the whole SmolLM2; not yet chosen on validation: on a GPU, `python -m llmrec
         # select-lite --profile paper --device cuda` (llmrec.experiments.lite_selection) chooses blocks and lr
         "lite": dict(rec_layers=30, epochs=50, patience=5, batch_size=256, device="cuda"),
@@ -137,7 +137,9 @@ def dataset_for(name: str, dataset: str | None) -> str:
 def train_config(name: str, family: str = "llm", **overrides) -> dict:
     """A run configuration: the profile's options for ``family`` with ``overrides`` (None values are ignored).
 
-    The family's defaults fill what is missing (its configuration class, :mod:`llmrec.core.config`); a
+    The options the study chose for the model come under the overrides
+    (:attr:`llmrec.core.families.Family.model_defaults`: SASRec's); the family's defaults fill what is missing (its
+    configuration class, :mod:`llmrec.core.config`); a
     family registered without a sub-table here sizes itself per profile (:attr:`llmrec.core.families.Family.profiles`).
     """
     name = canonical(name)
@@ -148,6 +150,9 @@ def train_config(name: str, family: str = "llm", **overrides) -> dict:
         cfg["validate"] = cfg["n_valid_users"] > 0
         if overrides.get("loss") == "lml":  # every LLM LML run of a profile logs Figure 3's gradient norms
             cfg["log_grad_norms"] = t["eval"]["grad_norm_every"]
+    if spec.model_defaults:  # the study's options for this model (SASRec's chosen default), under the overrides
+        model = overrides.get("model") or cfg.get("model") or spec.load("config").model
+        cfg.update(spec.load("model_defaults").get(model, {}))
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     cfg.update(family=family, profile=name)
     return cfg

@@ -15,12 +15,18 @@ from ..core.io import read_json
 from ..core.metrics import entry_values, user_bootstrap
 from ..core.results import read_record, run_record, write_record
 from ..data import dataset_fingerprint
+from ..seqrec.config import MODEL_DEFAULTS, REFERENCE
 from .profile_runs import seqrec_config
 from .published import export_runs, provenance, read_runs, results_root, slug
 
 
+# The protocol measures against the reference SASRec code (its options named, so that the study's chosen default,
+# which train_config adds to a "sasrec" configuration, does not apply): with the reference's values, a
+# configuration omits them and every committed run keeps its key.
+REFERENCE_CODE = {k: REFERENCE[k] for k in MODEL_DEFAULTS["sasrec"]}
+
 # one change each against SASRec + CE (issue 16): losses, and the measured departures from the reference code
-PROTOCOL_VARIANTS = {
+_CHANGES = {
     "SASRec + CE": {"loss": "ce"},
     "SASRec + BCE": {"loss": "bce"},
     "SASRec + BPR": {"loss": "bpr"},
@@ -35,12 +41,14 @@ PROTOCOL_VARIANTS = {
     "SCE (K 500, α 100), negatives per position": {"loss": "sce", "negatives": 500, "alpha": 100.0,
                                                    "negatives_per": "position"},
 }
+PROTOCOL_VARIANTS = {name: {**REFERENCE_CODE, **change} for name, change in _CHANGES.items()}
 
 # SASRec's default chosen on validation among those departures, singly and combined (issue 26,
 # :mod:`llmrec.experiments.sasrec_default`; a test checks that its committed selection chose these three)
 CHOSEN_DEPARTURES = ("CE, N(0, 0.02) init", "CE, Adam beta2 0.999", "CE, GELU FFN of width 4d")
 CHOSEN_DEFAULT = "CE, chosen default (the three combined)"
-PROTOCOL_VARIANTS[CHOSEN_DEFAULT] = {k: v for name in CHOSEN_DEPARTURES for k, v in PROTOCOL_VARIANTS[name].items()}
+PROTOCOL_VARIANTS[CHOSEN_DEFAULT] = {k: v for name in ("SASRec + CE", *CHOSEN_DEPARTURES)
+                                     for k, v in _CHANGES[name].items()}
 
 
 def sce_protocol_variants(selection: pd.DataFrame | None = None, Ks=(10, 100, 500), alphas=(1.0, 10.0, 100.0)) -> dict:
@@ -57,7 +65,7 @@ def sce_protocol_variants(selection: pd.DataFrame | None = None, Ks=(10, 100, 50
             else:
                 name, base = f"SASRec + SCE (K {K}, α {a:g})", chosen["SASRec + SCE (K 500, α 100)"]
                 over = {"loss": "sce", "negatives": K, "alpha": float(a)}
-            out[name] = {**over, **({"lr": base["lr"]} if "lr" in base else {})}
+            out[name] = {**REFERENCE_CODE, **over, **({"lr": base["lr"]} if "lr" in base else {})}
     return out
 
 

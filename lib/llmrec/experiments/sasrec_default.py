@@ -13,12 +13,14 @@ import pandas as pd
 from .. import runs
 from ..core.results import read_record, run_record, write_record
 from ..data import dataset_fingerprint
-from .classic_protocol import CHOSEN_DEFAULT, PROTOCOL_VARIANTS, protocol_selection, protocol_variants
+from .classic_protocol import (CHOSEN_DEFAULT, PROTOCOL_VARIANTS, REFERENCE_CODE, protocol_selection,
+                               protocol_variants)
 from .profile_runs import seqrec_config
 from .published import provenance, results_root, slug
 
 TODAY = "today's default"
-_SINGLE = {name.removeprefix("CE, "): {k: v for k, v in over.items() if k != "loss"}
+# each departure's change against the reference code (REFERENCE_CODE)
+_SINGLE = {name.removeprefix("CE, "): {k: v for k, v in over.items() if k != "loss" and REFERENCE_CODE.get(k) != v}
            for name, over in PROTOCOL_VARIANTS.items() if name.startswith("CE, ") and name != CHOSEN_DEFAULT}
 # the departures that did not lose on test as single changes (chapter 07), combined two by two and all three
 _COMBINED = ("N(0, 0.02) init", "Adam beta2 0.999", "GELU FFN of width 4d")
@@ -31,8 +33,8 @@ CANDIDATES: dict[str, dict] = {
 
 
 def candidate_config(profile: str, dataset: str, name: str, seed: int, lr: float | None = None) -> dict:
-    """SASRec + CE with candidate ``name``'s changes at ``profile`` (at ``lr`` where given)."""
-    return seqrec_config(profile, dataset, loss="ce", seed=seed, **CANDIDATES[name],
+    """SASRec + CE with candidate ``name``'s changes to the reference code at ``profile`` (at ``lr`` where given)."""
+    return seqrec_config(profile, dataset, loss="ce", seed=seed, **{**REFERENCE_CODE, **CANDIDATES[name]},
                          **({"lr": lr} if lr is not None else {}))
 
 

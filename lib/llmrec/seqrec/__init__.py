@@ -4,7 +4,7 @@ sampled softmax or SCE, shaped like :mod:`llmrec.llm`: ``config``, ``models``, `
 :mod:`llmrec.itemseq`). The models, recommenders and ``train`` are imported on first use (they import torch;
 the configuration does not)."""
 
-from .config import DEFAULTS, LOSSES, MODELS, SeqRecConfig, complete
+from .config import DEFAULTS, LOSSES, MODEL_DEFAULTS, MODELS, REFERENCE, SeqRecConfig, complete
 
 _LAZY = {"GRU4Rec": "models", "SASRec": "models", "Caser": "models", "Popularity": "recommender",
          "SeqRecommender": "recommender", "train": "training"}

@@ -11,8 +11,8 @@ LOSSES = ("ce", "bce", "bpr", "sampled-softmax", "sce")
 MODELS = ("sasrec", "gru4rec", "caser")
 
 # Measured departures from the reference SASRec (pmixer's SASRec.pytorch, which follows Kang & McAuley): each
-# option's default (the first value) is what this project's SASRec does. A config names an option only when it
-# differs from the default, so the runs made before the options existed keep their keys.
+# option's first value is the reference code's and the configuration class's default. A config names an option only
+# when it differs from that value, so the runs made before the options existed keep their keys.
 OPTIONS: dict = {
     "norm": ("pre", "post"),  # pre: the reference's normalised-query blocks; post: LayerNorm after each residual
     "ffn_act": ("relu", "gelu"),
@@ -22,6 +22,14 @@ OPTIONS: dict = {
     "adam_beta2": (0.98, 0.999),  # the reference's Adam beta2 or PyTorch's default
     "negatives_per": ("sequence", "position"),  # sampled losses: K negatives shared by a sequence, or per position
 }
+REFERENCE: dict = {k: values[0] for k, values in OPTIONS.items()}  # the reference SASRec, option by option
+
+# The study's SASRec (issue 26): the candidate chosen on validation among those departures, singly and combined
+# (llmrec.experiments.sasrec_default; a test checks that it is what the committed selection chose).
+# llmrec.core.profiles.train_config adds these to every "sasrec" configuration it builds (the command line, the
+# chapters), unless a caller names the option; the configuration class keeps the reference's values, so that a
+# run cached before (whose config.json omits an option at the reference's value) keeps its key and its meaning.
+MODEL_DEFAULTS: dict = {"sasrec": {"init": "normal", "adam_beta2": 0.999, "ffn_act": "gelu", "ffn_mult": 4}}
 
 
 # The SCE authors' SASRec setting (architecture, optimiser, alpha, K). Epochs and
