@@ -8,6 +8,7 @@ grouped by length; windows/s, tokens/s, padding and the 6·N·tokens utilisation
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -51,10 +52,12 @@ def matmul_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, n: int 
     return 2 * n ** 3 / best
 
 
-def _train_settings(loss: str, accum: int, compile_blocks: bool) -> dict[str, dict]:
+def _train_settings(loss: str, accum: int, compile_blocks: bool, device: str = "cpu") -> dict[str, dict]:
     """The ways one loss is timed: {name: {attention, logical batches per forward, grouped by length, compiled,
-    gradient norms logged on every step}}."""
-    base = dict(attention="sdpa", per_forward=1, grouped=True, compiled=False, grad_norms=False)
+    gradient norms logged on every step, bfloat16 autocast}}. On the CPU, the float32 step is also timed under
+    torch's bfloat16 autocast: no profile trains so (it would change every number); it says whether a CPU's
+    bfloat16 matrix units (``peak_flop_per_s_bfloat16``) would pay for a quicker ``quick`` profile."""
+    base = dict(attention="sdpa", per_forward=1, grouped=True, compiled=False, grad_norms=False, autocast=False)
     out = {"one batch per forward (today)": base,
            f"the step's {accum} batches in one forward": {**base, "per_forward": accum}}
     if loss == "lml":
@@ -63,6 +66,8 @@ def _train_settings(loss: str, accum: int, compile_blocks: bool) -> dict[str, di
         out["with gradient norms (Figure 3)"] = {**base, "grad_norms": True}
     if compile_blocks:
         out["compiled blocks"] = {**base, "compiled": True}
+    if device == "cpu":
+        out["bfloat16 autocast (not used by any profile)"] = {**base, "autocast": True}
     return out
 
 
@@ -88,27 +93,30 @@ def bench_train(profile: str | None = None, device: str = "cpu", steps: int | No
            "batch_size": base.batch_size, "batches_per_step": accum, "steps": steps,
            "windows": steps * accum * base.batch_size, "max_history": base.max_history,
            "lora_layers": base.lora_layers, "repeats": repeats, "peak_flop_per_s": matmul_peak(device, dtype),
+           **({"peak_flop_per_s_bfloat16": matmul_peak(device, torch.bfloat16)} if device == "cpu" else {}),
            "flop_note": FLOP_NOTE, "losses": {}}
     with tempfile.TemporaryDirectory(prefix="llmrec-bench-train-") as tmp:
         for loss in losses:
             load = os.getloadavg()[0]
             cfg = TrainConfig.from_dict({**base.to_dict(), "loss": loss, "grad_accum": accum,
                                          **({"sdpo_ref": tmp} if loss == "sdpo" else {})})
-            settings = _train_loss(cfg, steps, repeats, tmp, out["peak_flop_per_s"], compile_blocks)
+            peaks = {False: out["peak_flop_per_s"], True: out.get("peak_flop_per_s_bfloat16")}
+            settings = _train_loss(cfg, steps, repeats, tmp, peaks, compile_blocks)
             today = settings["one batch per forward (today)"]["seconds_per_step"]
             out["losses"][loss] = {"settings": settings, "load_average": [load, os.getloadavg()[0]],
                                    "speedup_vs_today": {k: today / v["seconds_per_step"] for k, v in settings.items()}}
     return out
 
 
-def _train_loss(cfg: TrainConfig, steps: int, repeats: int, tmp: str, peak: float, compile_blocks: bool) -> dict:
-    """:func:`bench_train` for one loss: each setting's forward batches built once, then timed alternating."""
+def _train_loss(cfg: TrainConfig, steps: int, repeats: int, tmp: str, peaks: dict, compile_blocks: bool) -> dict:
+    """:func:`bench_train` for one loss: each setting's forward batches built once, then timed alternating;
+    utilisation against ``peaks[autocast]``, the matrix product's peak in the dtype the setting multiplies in."""
     rec = LLMRecommender(cfg)
     examples = rec.encoder.encode_frame(sample_windows(rec.ds.train, cfg.n_train, seed=cfg.seed))
     n = steps * cfg.grad_accum * cfg.batch_size
     lengths = [len(e.input_ids) for e in examples[:n]]
     models, ways = {}, {}
-    for name, s in _train_settings(cfg.loss, cfg.grad_accum, compile_blocks).items():
+    for name, s in _train_settings(cfg.loss, cfg.grad_accum, compile_blocks, cfg.device).items():
         key = (s["attention"], s["compiled"])
         if key not in models:
             models[key] = _bench_model(rec, cfg, tmp, s["attention"], s["compiled"])
@@ -134,7 +142,8 @@ def _train_loss(cfg: TrainConfig, steps: int, repeats: int, tmp: str, peak: floa
         out[name] = {**{k: v for k, v in r["setting"].items()}, "seconds_per_step": sec, "all_seconds": r["seconds"],
                      "windows_per_s": cfg.grad_accum * cfg.batch_size / sec, "tokens_per_s": tokens / sec,
                      "padding": r["padded"] / r["tokens"] - 1, "forwards_per_step": len(r["forwards"]) / steps,
-                     "N": r["n_params"], "flop_per_step": flop, "flop_per_s": flop / sec, "utilisation": flop / sec / peak}
+                     "N": r["n_params"], "flop_per_step": flop, "flop_per_s": flop / sec,
+                     "utilisation": flop / sec / peaks[r["setting"]["autocast"]]}
     return out
 
 
@@ -159,13 +168,19 @@ def _time_steps(run: dict, cfg: TrainConfig, steps: int) -> float:
     model = run["model"]
     acc = Accelerator(cpu=cfg.device == "cpu", gradient_accumulation_steps=cfg.grad_accum,
                       mixed_precision="bf16" if cfg.dtype in ("bf16", "bfloat16") and cfg.device != "cpu" else "no")
+    # accelerate fixes mixed precision once per process: the CPU's bfloat16 setting enters torch's autocast itself
+    bf16 = run["setting"].get("autocast", False)
+
+    def cast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     opt = torch.optim.AdamW(trainable(model), lr=cfg.lr)
     compute = LossComputer(TrainConfig.from_dict({**cfg.to_dict(), "log_grad_norms": int(run["setting"]["grad_norms"])}))
     per_step = len(run["forwards"]) // steps
 
     def go(forwards):
         for i, batch in enumerate(forwards):
-            forward_backward(model, compute, batch, acc)
+            with cast():
+                forward_backward(model, compute, batch, acc)
             if (i + 1) % per_step == 0:
                 opt.step()
                 opt.zero_grad()

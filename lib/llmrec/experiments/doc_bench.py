@@ -156,6 +156,11 @@ def train() -> dict[str, str]:
     for loss, r in t["losses"].items():
         one = next(k for k in r["speedup_vs_today"] if k.startswith("the step's"))
         out[f"{loss}.one_forward"] = _ratio(r["speedup_vs_today"][one])
+    if "peak_flop_per_s_bfloat16" in t:  # the CPU's bfloat16 autocast beside float32
+        cast = [r["speedup_vs_today"][k] for r in t["losses"].values() for k in r["speedup_vs_today"]
+                if k.startswith("bfloat16 autocast")]
+        out["peak_bf16"] = f"{t['peak_flop_per_s_bfloat16'] / 1e9:,.0f} GFLOP/s"
+        out["autocast"] = f"{_ratio(min(cast))} to {_ratio(max(cast))}"
     return out
 
 
