@@ -174,6 +174,7 @@ def scratch() -> dict[str, str]:
     longest = max(alone["chapters"].items(), key=lambda kv: kv[1]["seconds"])
     top = max(b["seconds"], key=b["seconds"].get)
     return {"date": b["date"], "commit": b["commit"][:7], "total": _clock(total),
+            "need": _ratio(total / (45 * 60)),  # how much faster the batch must run to fit issue 24's 45 minutes
             "chapters": ", ".join(f"{k} {v:,.0f} s" for k, v in sorted(b["seconds"].items())),
             "longest": f"{top} ({b['seconds'][top] / total:.0%} of the batch)",
             "load": f"{load['min']:.1f} to {load['max']:.1f} (median {load['median']:.1f})" if load else "not recorded",
