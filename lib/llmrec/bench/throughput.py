@@ -8,7 +8,6 @@ grouped by length; windows/s, tokens/s, padding and the 6·N·tokens utilisation
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 
@@ -170,16 +169,13 @@ def _time_steps(run: dict, cfg: TrainConfig, steps: int) -> float:
                       mixed_precision="bf16" if cfg.dtype in ("bf16", "bfloat16") and cfg.device != "cpu" else "no")
     # accelerate fixes mixed precision once per process: the CPU's bfloat16 setting enters torch's autocast itself
     bf16 = run["setting"].get("autocast", False)
-
-    def cast():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     opt = torch.optim.AdamW(trainable(model), lr=cfg.lr)
     compute = LossComputer(TrainConfig.from_dict({**cfg.to_dict(), "log_grad_norms": int(run["setting"]["grad_norms"])}))
     per_step = len(run["forwards"]) // steps
 
     def go(forwards):
         for i, batch in enumerate(forwards):
-            with cast():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 forward_backward(model, compute, batch, acc)
             if (i + 1) % per_step == 0:
                 opt.step()
