@@ -66,3 +66,13 @@ def test_every_committed_reference_arm_with_both_test_scorings_is_in_the_table()
     table = B.scoring_table("test")
     assert {"LML (seed 0)", "MSL + ATS (seed 0)", "LML (seed 1)", "MSL + ATS (seed 1)"} <= set(table["run"])
     assert table["run"].iloc[-1].startswith("pooled") and (table["users"] == 500).all()
+
+
+def test_books_reference_runs_scored_both_ways_are_judged_by_the_same_rule():
+    """Books checks the choice on a second dataset: its runs scored both ways are tabled on the same 500 test users,
+    and the rule applied to its validation beams is the same function as Toy's."""
+    table = B.scoring_table("test", "books")
+    assert {"LML (seed 1)", "MSL + ATS (seed 1)", "S-DPO (seed 0)"} <= set(table["run"])
+    assert (table["users"] == 500).all()
+    c = B.choice(dataset="books")
+    assert c["choice"] == B.decide(c["pooled"]) and 0 < c["users"] <= 100 and len(c["runs"]) >= 3

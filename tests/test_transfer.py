@@ -240,6 +240,27 @@ def test_a_published_reference_run_is_found_as_committed(runs_dir, tmp_path, mon
     assert json.loads(path.read_text())["extra"]["run"] == rec.extra["run"]
 
 
+def test_a_published_llm_run_holds_its_beams_scored_both_ways(runs_dir, tmp_path, monkeypatch):
+    """A reference LLM run is published with its validation beams scored both ways and its test beams scored by
+    log P_valid (issue 26, item 2), on the users of the default scoring, so that the beam-scoring choice reads it."""
+    from llmrec.experiments import beam_scoring as B
+
+    monkeypatch.setenv("LLMREC_RUNS", str(runs_dir))
+    monkeypatch.setenv("LLMREC_RESULTS", str(tmp_path))
+    arm = R.Arm("LML", "llm", R.ARMS["LML"].over, "smoke")
+    est = [R.estimate_seconds(arm, "smoke", "synthetic", publish=p) for p in (False, True)]
+    assert est[1] > est[0]  # the scorings are priced
+    R.train_jobs([R.Job(arm, 0, "smoke", "synthetic")], progress=False, publish=True)
+    rec = read_record(R.transfer_path(arm, "synthetic", 0))
+    scored = {k: e for k, e in rec.evaluations.items() if e.mode == "beam"}
+    assert {(e.split, e.options.get("beam_score", "full")) for e in scored.values()} == \
+        {("test", "full"), ("test", "valid"), ("valid", "full"), ("valid", "valid")}
+    for split in ("valid", "test"):
+        pair = [e for e in scored.values() if e.split == split]
+        assert pair[0].user_ids == pair[1].user_ids and pair[0].k == pair[1].k
+    assert list(B.scored_both_ways("valid", "synthetic", folders=("smoke/transfer",))) == ["LML (seed 0)"]
+
+
 def test_every_arm_is_published_under_its_own_file_name():
     paths = {a: R.transfer_path(arm, "toy", 1).name for a, arm in R.ARMS.items() if arm.reference}
     assert len(set(paths.values())) == len(paths)

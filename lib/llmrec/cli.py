@@ -109,7 +109,7 @@ def _verdicts(args) -> int:
     source = "reference" if args.reference else "train" if args.train else None
     if args.plan:
         *_, todo = transfer.plan(dataset, args.profile, args.seeds, source, args.claims, args.publish)
-        print(transfer_runs.describe(todo))
+        print(transfer_runs.describe(todo, args.publish))
         return 0
     table = transfer.transfer_table(dataset, args.profile, args.seeds, source, args.device, args.claims,
                                     progress=not args.quiet, publish=args.publish)

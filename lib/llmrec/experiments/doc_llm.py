@@ -64,14 +64,13 @@ def laptop_tau_sweep() -> str:
     return markdown(out, "lrrrrrrrl")
 
 
-@table
-def laptop_beam_scoring() -> str:
-    """Beams scored by log P_valid against the default full-vocabulary log-softmax on the same test users: every
-    committed laptop run scored both ways, and the runs pooled (:mod:`.beam_scoring`)."""
+def _beam_scoring_rows(dataset: str) -> str:
+    """Beams scored by log P_valid against the default full-vocabulary log-softmax on the same test users of
+    ``dataset``: every committed laptop run scored both ways, and the runs pooled (:mod:`.beam_scoring`)."""
     from . import beam_scoring
 
     out = []
-    for r in beam_scoring.scoring_table("test").to_dict("records"):
+    for r in beam_scoring.scoring_table("test", dataset).to_dict("records"):
         d = {m: beam_scoring.row_result(r, m) for m in beam_scoring.METRICS}
         out.append({"run": r["run"], "users": str(r["users"]),
                     "NDCG@10 full / P_valid": f"{num(r['ndcg@10 full'])} / {num(r['ndcg@10 P_valid'])}",
@@ -82,16 +81,33 @@ def laptop_beam_scoring() -> str:
     return markdown(out, "lrrrrrl")
 
 
-@values
-def beam_choice() -> dict[str, str]:
-    """The beam score chosen on validation (:func:`.beam_scoring.choice`), for the prose."""
+@table
+def laptop_beam_scoring() -> str:
+    """Toy: every committed laptop run whose test beams were scored both ways, and the runs pooled."""
+    return _beam_scoring_rows("toy")
+
+
+@table
+def laptop_beam_scoring_books() -> str:
+    """Books: the same, for the reference runs of chapter 09 scored both ways."""
+    return _beam_scoring_rows("books")
+
+
+def _choice_values(dataset: str) -> dict[str, str]:
     from . import beam_scoring
 
-    c = beam_scoring.choice()
+    c = beam_scoring.choice(dataset=dataset)
     return {"runs": str(len(c["runs"])), "users": str(c["users"]), "hits.full": str(c["hits"]["full"]),
             "hits.valid": str(c["hits"]["valid"]), "diff": interval(c["pooled"]),
             "choice": {"full": "the full-vocabulary log-softmax", "valid": "log P_valid"}[c["choice"]],
-            "test": interval(beam_scoring.pooled(beam_scoring.scored_both_ways("test")))}
+            "test": interval(beam_scoring.pooled(beam_scoring.scored_both_ways("test", dataset)))}
+
+
+@values
+def beam_choice() -> dict[str, str]:
+    """The beam score chosen on validation (:func:`.beam_scoring.choice`, Toy), for the prose; ``books.*``: the
+    same comparison on Books, which checks the choice on a second dataset."""
+    return {**_choice_values("toy"), **{f"books.{k}": v for k, v in _choice_values("books").items()}}
 
 
 @values

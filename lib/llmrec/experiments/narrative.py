@@ -236,6 +236,14 @@ def beam_scoring_findings(runs=None) -> str:
         chosen = "the full softmax is ahead on validation, and stays the default beam score"
     else:
         chosen = "validation does not tell them apart, so the default stays the full softmax"
+    books = ""
+    if runs is None and B.scored_both_ways("valid", "books"):
+        cb, tb = B.choice(dataset="books"), B.pooled(B.scored_both_ways("test", "books"))
+        books = (f"**On Books** ({count(len(cb['runs']))} reference runs scored both ways): on validation P_valid − full "
+                 f"on NDCG@10 is {interval(cb['pooled'])} (hits on {count(cb['users'])} users: {cb['hits']['full']} with the "
+                 f"full softmax, {cb['hits']['valid']} with P_valid), so the same rule "
+                 + ("would choose P_valid there" if cb["choice"] == "valid" else "keeps the full softmax there too")
+                 + f"; pooled on test, {interval(tb)}.")
     return bullets(
         f"**Chosen on validation.** {count(len(c['runs']))} committed runs, {listing(c['runs'])}, have their "
         f"validation beams scored both ways on the same {count(c['users'])} users: {c['hits']['full']} hits in all with "
@@ -244,7 +252,8 @@ def beam_scoring_findings(runs=None) -> str:
         f"**On test** (NDCG@10, full → P_valid, the same {count(int(table['users'].iloc[0]))} users): {each_run}."
         f"{pooled} {'No run resolves' if not resolved else 'Resolved for ' + listing(resolved) + '; no other run resolves'}"
         f" a difference. The MSL authors, with 10-epoch models on Toy, report {B.PAPER_TOY['full']} (the paper, full "
-        f"softmax) and {B.PAPER_TOY['valid']} (their README, beams over the valid tokens) for BIGRec + MSL.")
+        f"softmax) and {B.PAPER_TOY['valid']} (their README, beams over the valid tokens) for BIGRec + MSL.",
+        books)
 
 
 # ------------------------------------------------------------------------------ chapter 04: Gaussian logits, ATS

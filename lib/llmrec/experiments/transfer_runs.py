@@ -121,6 +121,24 @@ def eval_keys(arm: Arm, profile: str) -> dict[str, str]:
             "ndcg@10": beam, "hr@10": beam}
 
 
+# The beam scorings a published reference LLM run also holds (issue 26, item 2; :mod:`.beam_scoring`): the
+# validation beams scored both ways (what the default is chosen on) and the test beams scored by log P_valid, on the
+# users of the scoring that the verdicts judge by
+BEAM_SCORINGS = (("valid", "full"), ("valid", "valid"), ("test", "valid"))
+
+
+def beam_scoring_keys(run: Path, profile: str) -> list[str]:
+    """Evaluate ``run``'s beams in every :data:`BEAM_SCORINGS` (cached in its ``metrics.json``: a second call
+    computes nothing); their metric keys. Needs the run's weights, so it is done before a run is published."""
+    p, cfg = profile_sizes(profile), runs.config_of(run)
+    keys = []
+    for split, score in BEAM_SCORINGS:
+        n, k = (p["valid_users"], cfg["valid_beams"]) if split == "valid" else (p["eval_users"], p["eval_beams"])
+        runs.evaluate(run, split, "beam", n, k=k, beam_score=score, progress=False)
+        keys.append(runs.metrics_key(split, "beam", n, k, beam_score=score))
+    return keys
+
+
 @functools.lru_cache(maxsize=8)
 def _popularity(dataset: str, fingerprint: str) -> dict:
     pop = Popularity(dataset)
@@ -200,10 +218,11 @@ COST = {"llm step": 0.5, "sdpo step": 3.5, "beam user": 0.7, "likelihood user": 
         "lite epoch per 1k windows per block": 2.0, "item": 0.005}
 
 
-def estimate_seconds(arm: Arm, profile: str, dataset: str) -> float:
+def estimate_seconds(arm: Arm, profile: str, dataset: str, publish: bool = False) -> float:
     """What training and evaluating ``arm`` at ``profile`` on ``dataset`` costs on 2 CPU cores, roughly
     (:data:`COST`; early stopping is taken to end a run halfway to its epoch cap; the LML run of a seed pays for
-    the frozen blocks' cache of its windows and evaluated users, which the seed's other LLM runs share)."""
+    the frozen blocks' cache of its windows and evaluated users, which the seed's other LLM runs share);
+    ``publish``: with the beam scorings a published LLM run holds (:data:`BEAM_SCORINGS`)."""
     if arm.family == "popularity":
         return 1.0
     ds = load_dataset(dataset)
@@ -216,8 +235,11 @@ def estimate_seconds(arm: Arm, profile: str, dataset: str) -> float:
         steps = min(math.ceil(n / p["batch_size"]), p.get("max_steps") or math.inf) * p["epochs"]
         likelihood = (p["likelihood_users"] or len(ds.test)) + p["n_valid_users"] * p["epochs"]
         frozen = n + (p["likelihood_users"] or len(ds.test)) if arm.over["loss"] == "lml" else 0  # the seed's first
-        return (steps * COST["sdpo step" if sdpo else "llm step"] + (p["eval_users"] or len(ds.test))
-                * COST["beam user"] + likelihood * COST["likelihood user"] + frozen * COST["frozen window"])
+        beam_users = (p["eval_users"] or len(ds.test)) + (sum(  # a validation beam has about half as many beams
+            (p["valid_users"] or len(ds.valid)) / 2 if split == "valid" else p["eval_users"] or len(ds.test)
+            for split, _ in BEAM_SCORINGS) if publish else 0)
+        return (steps * COST["sdpo step" if sdpo else "llm step"] + beam_users * COST["beam user"]
+                + likelihood * COST["likelihood user"] + frozen * COST["frozen window"])
     epochs = PLATEAU["epochs"] / 2 if arm.family == "seqrec" else cfg["epochs"] / 2 + 1
     if arm.family == "seqrec":
         return epochs * windows / 1000 * COST["sasrec epoch per 1k windows"][arm.over["loss"]]
@@ -250,9 +272,9 @@ def jobs(dataset: str, profile: str | None, seeds, names) -> list[Job]:
             for a in arms for s in (seeds if a.family != "popularity" else seeds[:1])]
 
 
-def estimates(todo: list[Job]) -> list[int]:
+def estimates(todo: list[Job], publish: bool = False) -> list[int]:
     """:func:`estimate_seconds` of each job, in whole seconds (at least 1)."""
-    return [max(1, round(estimate_seconds(j.arm, j.profile, j.dataset))) for j in todo]
+    return [max(1, round(estimate_seconds(j.arm, j.profile, j.dataset, publish))) for j in todo]
 
 
 def _summary(todo: list[Job], est: list[int]) -> str:
@@ -260,10 +282,10 @@ def _summary(todo: list[Job], est: list[int]) -> str:
             "none is there")
 
 
-def describe(todo: list[Job]) -> str:
+def describe(todo: list[Job], publish: bool = False) -> str:
     """What :func:`train_jobs` would train, one line per run with its estimate on 2 CPU cores, then the total
     (``llmrec verdicts --plan``: nothing trains)."""
-    est = estimates(todo)
+    est = estimates(todo, publish)
     lines = [f"{job.label} on {job.dataset}: " + ("computed from the training windows" if
              job.arm.family == "popularity" else f"about {e / 60:.0f} min") for job, e in zip(todo, est)]
     return "\n".join([*lines, _summary(todo, est) if todo else "nothing to train"])
@@ -274,7 +296,7 @@ def train_jobs(todo: list[Job], device: str | None = None, progress: bool = True
     weighted by :func:`estimate_seconds` with the time left; with ``publish`` each run is committed as a results
     record at :func:`transfer_path` as it finishes. Returns {(arm name, seed): {metric: evaluation}} and, under
     ``"_stats"``, the runs trained, found and computed (popularity) and the seconds it took."""
-    est = estimates(todo)
+    est = estimates(todo, publish)
     out, stats = {}, {"trained": [], "found": [], "computed": [], "seconds": 0.0}
     nothing_trains = all(j.arm.family == "popularity" for j in todo)
     bar = tqdm(total=sum(est), unit="s", smoothing=0, disable=nothing_trains or not progress_bars(progress),
@@ -294,8 +316,9 @@ def train_jobs(todo: list[Job], device: str | None = None, progress: bool = True
             bar.total -= e
             bar.refresh()
         if publish and run is not None:
+            scorings = beam_scoring_keys(run, job.profile) if job.arm.family == "llm" else []
             write_record(transfer_path(job.arm, job.dataset, job.seed), run_record(
-                run, name=f"{job.arm.name} / seed {job.seed}", profile=job.profile, keys=sorted(evals),
+                run, name=f"{job.arm.name} / seed {job.seed}", profile=job.profile, keys=sorted({*evals, *scorings}),
                 what="do the conclusions transfer? the committed reference run of one arm (llmrec verdicts)",
                 extra={"arm": job.arm.name, "seed": job.seed, "run": run.name}, provenance=provenance(),
                 dataset_fingerprint=dataset_fingerprint(job.dataset)))
