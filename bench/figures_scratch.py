@@ -33,12 +33,14 @@ def main(argv=None) -> int:
     executed = sorted((args.clone / "notebooks" / "executed").glob("[0-9][0-9]_*.ipynb"))
     if not executed:
         raise SystemExit(f"{args.clone}: no executed chapters in notebooks/executed/")
-    seconds = {}
+    seconds, cells = {}, {}
     for path in executed:
         meta = nbformat.read(path, as_version=4).metadata.get("llmrec", {})
         if "seconds" not in meta:
             raise SystemExit(f"{path}: no metadata.llmrec.seconds (not written by `llmrec figures`)")
         seconds[path.name[:2]] = meta["seconds"]
+        if meta.get("cell seconds"):
+            cells[path.name[:2]] = meta["cell seconds"]
     commit = subprocess.run(["git", "-C", str(args.clone), "rev-parse", "HEAD"], capture_output=True, text=True,
                             check=True).stdout.strip()
     load = None
@@ -50,7 +52,8 @@ def main(argv=None) -> int:
                 "states and item vectors: every run trained from scratch; each chapter's wall seconds as its "
                 "executed copy recorded them (metadata.llmrec.seconds)",
         "commit": commit, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
-        "load average during (1 min)": load, "total seconds": round(sum(seconds.values()), 1), "seconds": seconds})
+        "load average during (1 min)": load, "total seconds": round(sum(seconds.values()), 1), "seconds": seconds,
+        **({"cell seconds (cells of 5 s or more, by index)": cells} if cells else {})})
     print(args.out)
     return 0
 

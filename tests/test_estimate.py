@@ -41,10 +41,10 @@ def toy_train():
 
 def test_an_llm_run_counts_its_windows_blocks_gradient_norms_and_frozen_pass():
     work = {w.unit: w for w in W.llm_train("quick", "lml", "toy", "cpu")}
-    # quick: 512 windows, 1 epoch, LoRA on the top 4 of 30 blocks, gradient norms every 4th of 64 steps
-    assert work["llm_train:lml"].count == 512 * 4
-    assert work["llm_grad_norms"].count == 16 * 8 * 4
-    assert work["llm_frozen"].count == 512 * 26
+    # quick: 256 windows, 1 epoch, LoRA on the top 4 of 30 blocks, gradient norms every 4th of 32 steps
+    assert work["llm_train:lml"].count == 256 * 4
+    assert work["llm_grad_norms"].count == 8 * 8 * 4
+    assert work["llm_frozen"].count == 256 * 26
     paper = {w.unit: w for w in W.llm_train("paper", "msl-ats", "toy", "cuda")}
     toy = len(toy_train())  # n_train 10,000 of Toy's 5,000 windows: all of them, 10 epochs, every block
     assert paper["llm_train:msl-ats"].count == toy * 10 * 30 and "llm_frozen" not in paper

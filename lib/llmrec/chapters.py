@@ -218,10 +218,16 @@ def _summary(results: list[tuple[str, float, str | None]], profile: str, out_dir
 def record_versions(path: Path, kernel: str, seconds: float | None = None) -> None:
     """Clean the executed notebook ``path`` (:func:`clean_executed`) and write into its metadata (``llmrec``) the
     versions and commit that executed it (those of this process's environment, in which ``kernel`` runs; ``make
-    figures``: the venv's own ``python3``) and the chapter's wall seconds."""
-    book = clean_executed(nbformat.read(path, as_version=4))
+    figures``: the venv's own ``python3``), the chapter's wall seconds and, for its cells that took 5 s or more,
+    each one's seconds by cell index (``cell seconds``: where a chapter's time goes, read by
+    ``bench/figures_scratch.py``)."""
+    book = nbformat.read(path, as_version=4)
+    slow = {str(i): round(c.metadata["papermill"]["duration"], 1) for i, c in enumerate(book.cells)
+            if (c.metadata.get("papermill") or {}).get("duration") and c.metadata["papermill"]["duration"] >= 5}
+    book = clean_executed(book)
     book.metadata["llmrec"] = {"versions": versions(), "kernel": kernel,
-                               **({"seconds": round(seconds, 1)} if seconds is not None else {})}
+                               **({"seconds": round(seconds, 1)} if seconds is not None else {}),
+                               **({"cell seconds": slow} if slow else {})}
     nbformat.write(book, path)
 
 

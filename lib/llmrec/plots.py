@@ -63,7 +63,7 @@ def save_figure(fig, name: str, dpi: int = 120) -> Path:
 
 def reference_figure(name: str, profile: str, dataset: str, reference: str = "laptop") -> list:
     """What to show beside a chapter's figure ``name`` drawn under ``profile`` where the committed ``reference``
-    results evaluate beam search on more users (``quick``: 48 test users, on which no run hits a target): a caption
+    results evaluate beam search on more users (``quick``: 16 test users, on which no run hits a target): a caption
     that says which results it shows and ``figures/<reference>/<name>.png`` (drawn from ``results/<reference>/llm/``
     by the chapter run with ``-p results <reference>``), for ``display(*...)``; nothing where this run is at least
     that large, is on another dataset than the reference's or the reference has no such figure."""

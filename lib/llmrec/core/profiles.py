@@ -3,12 +3,13 @@
 * ``smoke``: synthetic catalogue, tiny models; every path runs in seconds (tests, CI).
 * ``quick``: real Toy/Books on 2 CPU cores. LLM: the whole SmolLM2-135M with LoRA
   on its last 4 blocks only (the 26 frozen blocks below run once per training
-  window and are cached, :class:`llmrec.llm.frozen.FrozenBlocks`), 512 windows,
-  one epoch (64 steps), 48 test users (10 beams) / 24 validation users (5
-  beams), and the teacher-forced likelihood of the target title on 500 users of
+  window and are cached, :class:`llmrec.llm.frozen.FrozenBlocks`), 256 windows,
+  one epoch (32 steps), 16 test users (10 beams) / 8 validation users (5
+  beams), and the teacher-forced likelihood of the target title on 250 users of
   each split (what resolves differences at this size, and what validation
-  chooses by); LML runs log the gradient norms of L1 and L2 every 4 steps (Figure
-  3); the Books LML run that only Figures 3 and 8 use stops at 32 steps; a checkpoint every 16 steps lets
+  chooses by; beam search on so few users only shows the path: no quick run hits
+  a target); LML runs log the gradient norms of L1 and L2 every 4 steps (Figure 3); the Books LML run that only
+  Figures 3 and 8 use stops at 32 steps (``side_steps``); a checkpoint every 16 steps lets
   an interrupted run resume inside its one epoch (not part of the run's key: resuming is exact).
   Classic models: the SCE authors' SASRec with at most 12 epochs. Lite-LLM4Rec: 2 SmolLM2 blocks, at
   most 5 epochs.
@@ -50,7 +51,7 @@ PROFILES = {
     },
     "quick": {
         "dataset": "toy",
-        "llm": dict(model="smollm2-135m", layers=None, lora_layers=4, n_train=512, epochs=1, batch_size=8,
+        "llm": dict(model="smollm2-135m", layers=None, lora_layers=4, n_train=256, epochs=1, batch_size=8,
                     max_steps=None, n_valid_users=0, valid_beams=5, lr=1e-3, max_history=5, checkpoint_every=16),
         # the authors' architecture (2 blocks, 1 head, hidden 64) with maxlen 10 (histories have at most 10
         # items, so nothing is cut), a larger learning rate, less dropout and at most 12 epochs (patience 3);
@@ -59,7 +60,7 @@ PROFILES = {
         # Lite-LLM4Rec: the first 2 SmolLM2 blocks over the item vectors (4 gave the same validation NDCG@10
         # at twice the cost), at most 5 epochs (validation peaked at epoch 4 in both), patience 2
         "lite": dict(rec_layers=2, epochs=5, patience=2),
-        "eval": dict(eval_users=48, valid_users=24, eval_beams=10, exact_users=4, likelihood_users=500, sdpo_n_train=128,
+        "eval": dict(eval_users=16, valid_users=8, eval_beams=10, exact_users=2, likelihood_users=250, sdpo_n_train=128,
                      grad_norm_every=4, side_steps=32),
         "sce_grid": {"K": (10, 100, 500), "alpha": (1.0, 10.0, 100.0)},
     },

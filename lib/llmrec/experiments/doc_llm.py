@@ -253,7 +253,7 @@ def quick_llm() -> dict[str, str]:
     for name, rec in (("sdpo", sdpo), ("ats", ats)):
         d = _compare(lml, rec, "likelihood", CHOOSE_BY)
         out[f"table5.{name}"], out[f"table5.{name}.nll"] = interval(d, 2), f"{abs(d['diff']):.2f}"
-    # ATS over the 64 steps, seconds per step, beam search against the exact ranking
+    # ATS over the training steps, seconds per step, beam search against the exact ranking
     out.update({k: v for k, v in _ats_values(ats, lml, None).items() if not k.startswith("ats.valid")})
     # seconds per step side by side in one process (``llmrec bench train``, bench/train.json), not the batch's
     # runs: the first run of a batch pays the process's warm-up, so their ratio says more about order than loss
