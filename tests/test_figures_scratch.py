@@ -47,3 +47,14 @@ def test_an_executed_copy_without_its_time_is_an_error_and_nothing_is_written(tm
     done = _run(clone, "--out", out)
     assert done.returncode != 0 and not out.exists()
     assert ("no executed chapters" if not seconds else "02_chapter.ipynb: no metadata.llmrec.seconds") in done.stderr
+
+
+def test_the_slow_cells_seconds_are_reported_by_chapter(tmp_path):
+    clone = _clone(tmp_path, {"01": 12.5, "02": 300.0})
+    path = clone / "notebooks" / "executed" / "02_chapter.ipynb"
+    book = nbformat.read(path, as_version=4)
+    book.metadata["llmrec"]["cell seconds"] = {"3": 250.0, "5": 40.5}
+    nbformat.write(book, path)
+    out = tmp_path / "out.json"
+    assert _run(clone, "--out", out).returncode == 0
+    assert json.loads(out.read_text())["cell seconds (cells of 5 s or more, by index)"] == {"02": {"3": 250.0, "5": 40.5}}

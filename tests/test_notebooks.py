@@ -183,6 +183,23 @@ def test_clean_executed_removes_progress_residue_only():
     assert clean.metadata["papermill"] == {"parameters": {"a": 1}}
 
 
+def test_record_versions_keeps_the_seconds_of_slow_cells_only(tmp_path):
+    """Where a chapter's time goes: each cell of 5 s or more by its index, read before the durations are stripped."""
+    import nbformat
+
+    from llmrec.chapters import record_versions
+
+    cells = [nbformat.v4.new_code_cell(f"c{i}", metadata={"papermill": {"duration": d, "status": "completed"}})
+             for i, d in enumerate((0.4, 12.34, 5.0, 4.99, None))]
+    path = tmp_path / "ch.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# t"), *cells]), path)
+    record_versions(path, "python3", seconds=22.0)
+    book = nbformat.read(path, as_version=4)
+    assert book.metadata["llmrec"]["seconds"] == 22.0
+    assert book.metadata["llmrec"]["cell seconds"] == {"2": 12.3, "3": 5.0}  # the markdown cell is index 0
+    assert all("duration" not in c.metadata.get("papermill", {}) for c in book.cells)
+
+
 def test_clean_executed_rebases_links_out_of_the_notebooks_folder():
     """The executed copy lies in notebooks/executed/: a chapter's link to the glossary must still find the file
     there (on a code host), a link between chapters must lead to the sibling executed copy, and cleaning twice

@@ -24,7 +24,7 @@ def test_validation_uses_fewer_beams_and_its_own_metric(monkeypatch):
     profile_runs.llm_eval("r", "quick", "valid")
     profile_runs.llm_eval("r", "quick", "test")
     profile_runs.llm_eval("r", "quick", "test", mode="full")
-    assert seen == [("valid", 24, 5), ("test", 48, 10), ("test", 4, 10)]
+    assert seen == [("valid", 8, 5), ("test", 16, 10), ("test", 2, 10)]
     assert profile_runs.valid_metric("quick") == "ndcg@5" and profile_runs.valid_metric("paper") == "ndcg@10"
 
 
@@ -57,7 +57,7 @@ def test_the_canonical_runs_keep_their_keys():
 
     config = lambda loss: TrainConfig.from_dict(profile_runs.llm_config("quick", loss, "toy", "cpu", seed=0))
     keys = {loss: rundir.config_key(config(loss).to_dict()) for loss in ("lml", "msl-ats")}
-    assert keys == {"lml": "474fb5352839", "msl-ats": "e7c150d07607"}
+    assert keys == {"lml": "06c2239a6b78", "msl-ats": "b0139d47fb6a"}  # since the quick sizes of 2026-12-06
 
 
 def test_committed_llm_results_are_read_back_as_a_run_cache_and_nothing_trains(tmp_path, monkeypatch):

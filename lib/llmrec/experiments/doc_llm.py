@@ -159,6 +159,8 @@ def _ats_values(ats: RunRecord, lml: RunRecord, tau2: RunRecord | None) -> dict[
            "ats.median_root": f"{s['median raw root']:.2f}", "ats.clamp": f"{s['clamp'][0]:g}",
            "ats.fallback": f"{s['clamp'][1]:g}",
            **{f"ats.tau.{steps // q}": f"{s[f'tau at step {steps // q}']:.2f}" for q in (4, 2, 1)},
+           "ats.half": str(steps // 2), "ats.tau.half": f"{s[f'tau at step {steps // 2}']:.2f}",
+           "ats.tau.last": f"{s[f'tau at step {steps}']:.2f}",
            "ats.valid_users": f"{ats.config['n_valid_users']:,}"}
     if tau2 is not None:
         nll = {r.name: _evaluation(r, "test", "likelihood")["summary"][CHOOSE_BY] for r in (ats, tau2)}
@@ -233,6 +235,7 @@ def quick_llm() -> dict[str, str]:
         out[f"sweep.{tau:g}"] = mean_interval_text(*user_interval(nll[CHOOSE_BY], nll["user_ids"]), digits=2)
     out["sweep.users"] = str(_evaluation(sweep[1.0], "test", "likelihood")["n_users"])
     out["beam.users"] = f"{_evaluation(lml, 'test', 'beam')['n_users']} / {_evaluation(lml, 'valid', 'beam')['n_users']}"
+    out["beam.test_users"] = str(_evaluation(lml, 'test', 'beam')['n_users'])
     beams = {r.name: _evaluation(r, "test", "beam") for r in toy.values() if any(
         ev.split == "test" and ev.mode == "beam" for ev in r.evaluations.values())}
     ndcg = {name: b["summary"]["ndcg@10"] for name, b in beams.items()}
