@@ -180,7 +180,7 @@ def test_a_quick_chapter_shows_the_committed_laptop_figure_beside_its_own_and_sa
     caption, image = shown
     text = caption.data
     assert "`laptop` reference" in text and "results/laptop/llm/" in text and "-p results laptop" in text
-    assert "500 test users" in text and "`quick` run above has 48" in text and image.data[:4] == b"\x89PNG"
+    assert "500 test users" in text and "`quick` run above has 16" in text and image.data[:4] == b"\x89PNG"
     assert plots.reference_figure("06_accuracy_vs_time", "laptop", "toy") == []  # the reference itself
     assert plots.reference_figure("06_accuracy_vs_time", "quick", "books") == []  # the reference is Toy only
     assert plots.reference_figure("06_accuracy_vs_time", "paper", "toy") == []  # every test user: nothing to add
