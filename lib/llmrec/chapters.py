@@ -222,8 +222,8 @@ def record_versions(path: Path, kernel: str, seconds: float | None = None) -> No
     each one's seconds by cell index (``cell seconds``: where a chapter's time goes, read by
     ``bench/figures_scratch.py``)."""
     book = nbformat.read(path, as_version=4)
-    slow = {str(i): round(c.metadata["papermill"]["duration"], 1) for i, c in enumerate(book.cells)
-            if (c.metadata.get("papermill") or {}).get("duration") and c.metadata["papermill"]["duration"] >= 5}
+    took = {str(i): (c.metadata.get("papermill") or {}).get("duration") or 0 for i, c in enumerate(book.cells)}
+    slow = {i: round(d, 1) for i, d in took.items() if d >= 5}
     book = clean_executed(book)
     book.metadata["llmrec"] = {"versions": versions(), "kernel": kernel,
                                **({"seconds": round(seconds, 1)} if seconds is not None else {}),

@@ -158,9 +158,10 @@ def _ats_values(ats: RunRecord, lml: RunRecord, tau2: RunRecord | None) -> dict[
            else str(s["roots below the lower clamp"]),
            "ats.median_root": f"{s['median raw root']:.2f}", "ats.clamp": f"{s['clamp'][0]:g}",
            "ats.fallback": f"{s['clamp'][1]:g}",
-           **{f"ats.tau.{steps // q}": f"{s[f'tau at step {steps // q}']:.2f}" for q in (4, 2, 1)},
-           "ats.half": str(steps // 2), "ats.tau.half": f"{s[f'tau at step {steps // 2}']:.2f}",
-           "ats.tau.last": f"{s[f'tau at step {steps}']:.2f}",
+           # τ at a quarter, half and all of the run's steps (the step numbers: ats.quarter, ats.half, ats.steps)
+           **{f"ats.{part}": str(steps // q) for part, q in (("quarter", 4), ("half", 2))},
+           **{f"ats.tau.{part}": f"{s[f'tau at step {steps // q}']:.2f}"
+              for part, q in (("quarter", 4), ("half", 2), ("last", 1))},
            "ats.valid_users": f"{ats.config['n_valid_users']:,}"}
     if tau2 is not None:
         nll = {r.name: _evaluation(r, "test", "likelihood")["summary"][CHOOSE_BY] for r in (ats, tau2)}
