@@ -76,3 +76,13 @@ def test_books_reference_runs_scored_both_ways_are_judged_by_the_same_rule():
     assert (table["users"] == 500).all()
     c = B.choice(dataset="books")
     assert c["choice"] == B.decide(c["pooled"]) and 0 < c["users"] <= 100 and len(c["runs"]) >= 3
+
+
+def test_runs_that_differ_only_in_learning_rate_get_their_own_labels():
+    from llmrec.core.results import records
+    from llmrec.experiments.published import results_root
+    sweep = {r.config["lr"]: r for r in records(results_root() / "laptop" / "llm").values()
+             if r.config["loss"] == "msl" and float(r.config["tau"]) == 1.0}
+    assert set(sweep) == {1e-3, 3e-3}  # chapter 05's τ 1 at the profile's learning rate and at 3x it
+    assert B.run_label(sweep[1e-3]) == "MSL τ 1 (seed 0)"
+    assert B.run_label(sweep[3e-3]) == "MSL τ 1, lr 0.003 (seed 0)"

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..core.labels import loss_name
 from ..core.metrics import compare_by_user, entry_values, user_bootstrap
+from ..core.profiles import train_config
 from ..core.results import RunRecord, entry_from_evaluation, records
 from .published import results_root
 
@@ -29,9 +30,12 @@ PAPER_TOY = {"full": 0.0288, "valid": 0.0313}
 
 
 def run_label(rec: RunRecord) -> str:
-    """``MSL + ATS (seed 1)`` or ``MSL τ 4.5 (seed 0)``."""
+    """``MSL + ATS (seed 1)``, ``MSL τ 4.5 (seed 0)``, or with a learning rate other than its profile's
+    ``MSL τ 1, lr 0.003 (seed 0)``."""
     c = rec.config
     name = f"MSL τ {float(c['tau']):g}" if c["loss"] == "msl" else loss_name(c["loss"])
+    if c.get("lr") != train_config(rec.profile, "llm").get("lr"):
+        name += f", lr {float(c['lr']):g}"
     return f"{name} (seed {c['seed']})"
 
 
