@@ -1,4 +1,4 @@
-"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures|tables|verdicts``.
+"""``python -m llmrec train|evaluate|compare|adopt|prepare|check|bench|figures|tables|verdicts|select-lite|remake``.
 
 The modules that import torch, transformers or peft are imported inside the subcommands that need them, so
 ``--help`` and ``check`` answer in about a second. An error is one line on stderr (exit status 2) naming what
@@ -135,6 +135,18 @@ def _select_lite(args) -> int:
 
     chosen = select_lite(args.profile, args.dataset, args.device)["chosen"]
     print(f"chosen on validation: {', '.join(f'{k}={v}' for k, v in chosen.items())}")
+    return 0
+
+
+def _remake(args) -> int:
+    from .experiments.remake import remake
+
+    for path in args.records:
+        r = remake(path, scorings=args.beam_scorings)
+        d = r["drift"]
+        print(f"{path}: {r['verdict']} (training loss within {d['loss']:.1e}, validation likelihood within "
+              f"{d['valid']:.1e}" + (f"; not the same: {', '.join(r['differs'])})" if r["differs"] else ")"),
+              flush=True)
     return 0
 
 
@@ -306,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="default: the profile's")
     s.add_argument("--dataset", default=None)
     s.set_defaults(func=_select_lite)
+
+    r = sub.add_parser("remake", help="train a committed record's run again from its configuration (its weights were "
+                                      "not kept), evaluate again all it holds and rewrite it: replayed (the same "
+                                      "evaluations, new ones added) or made whole from the new run")
+    r.add_argument("records", nargs="+", help="results/<profile>/.../<name>.json")
+    r.add_argument("--beam-scorings", action="store_true",
+                   help="an LLM run also gets its validation beams scored both ways and its test beams by log P_valid")
+    r.set_defaults(func=_remake)
 
     g = sub.add_parser("tables", help="write the results tables and numbers of README.md and docs/*.md from the "
                                       "committed results/ and bench/*.json (their generated regions only)")
