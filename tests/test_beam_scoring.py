@@ -86,3 +86,17 @@ def test_runs_that_differ_only_in_learning_rate_get_their_own_labels():
     assert set(sweep) == {1e-3, 3e-3}  # chapter 05's τ 1 at the profile's learning rate and at 3x it
     assert B.run_label(sweep[1e-3]) == "MSL τ 1 (seed 0)"
     assert B.run_label(sweep[3e-3]) == "MSL τ 1, lr 0.003 (seed 0)"
+
+
+def test_not_scored_names_the_runs_with_beams_scored_one_way_only(tmp_path, monkeypatch):
+    from llmrec.core.results import read_record, write_record
+    from llmrec.experiments.published import results_root
+
+    src = results_root() / "laptop" / "transfer" / "toy-lml-seed-1.json"
+    monkeypatch.setenv("LLMREC_RESULTS", str(tmp_path))
+    rec = read_record(src)
+    write_record(tmp_path / "laptop" / "transfer" / src.name, rec)
+    assert B.not_scored("test") == [] and list(B.scored_both_ways("test")) == ["LML (seed 1)"]
+    one_way = {k: e for k, e in rec.evaluations.items() if "score-valid" not in k}
+    write_record(tmp_path / "laptop" / "transfer" / src.name, rec.model_copy(update={"evaluations": one_way}))
+    assert B.not_scored("test") == ["LML (seed 1)"] and B.scored_both_ways("test") == {}

@@ -55,24 +55,34 @@ def _both(rec: RunRecord, split: str) -> tuple[dict, dict] | None:
     return entry_from_evaluation(full), entry_from_evaluation(valid)
 
 
+def _llm_records(dataset: str, folders) -> list[RunRecord]:
+    out = []
+    for folder in folders:
+        path = results_root() / folder
+        if path.is_dir():
+            out += [r for r in records(path).values() if r.family == "llm" and r.dataset == dataset]
+    return out
+
+
 def scored_both_ways(split: str, dataset: str = "toy", folders=FOLDERS) -> dict[str, tuple[dict, dict]]:
     """{run label: (full entry, P_valid entry)} for every committed LLM run on ``dataset`` whose beams on
     ``split`` were scored both ways."""
     out = {}
-    for folder in folders:
-        path = results_root() / folder
-        if not path.is_dir():
-            continue
-        for rec in records(path).values():
-            if rec.family != "llm" or rec.dataset != dataset:
-                continue
-            both = _both(rec, split)
-            if both is not None:
-                label = run_label(rec)
-                if label in out:
-                    raise ValueError(f"two committed runs labelled {label!r} in {folders}")
-                out[label] = both
+    for rec in _llm_records(dataset, folders):
+        both = _both(rec, split)
+        if both is not None:
+            label = run_label(rec)
+            if label in out:
+                raise ValueError(f"two committed runs labelled {label!r} in {folders}")
+            out[label] = both
     return dict(sorted(out.items()))
+
+
+def not_scored(split: str, dataset: str = "toy", folders=FOLDERS) -> list[str]:
+    """The committed LLM runs on ``dataset`` whose beams on ``split`` were scored the default way only (their
+    weights were not kept: ``llmrec remake --beam-scorings`` trains them again), by label."""
+    return sorted(run_label(r) for r in _llm_records(dataset, folders) if _both(r, split) is None and any(
+        (e.split, e.mode, e.options) == (split, "beam", {}) for e in r.evaluations.values()))
 
 
 def pooled(pairs: dict[str, tuple[dict, dict]], metric: str = "ndcg@10") -> dict:

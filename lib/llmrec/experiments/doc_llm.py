@@ -19,6 +19,7 @@ from .doc_format import (_chosen, _compare, _dates, _evaluation, _llm_base_lr, _
                          _msl_sweep, _records, _table6_runs, _valid_nll, agreement, hours, interval, markdown, mean_interval_text,
                          num, seconds, signed, table, values, verdict_word)
 from .profile_runs import CHOOSE_BY
+from .words import listing
 from .published import read_runs, read_table, results_root, slug
 from .tables import accuracy_table, paired_table, user_interval
 
@@ -100,7 +101,8 @@ def _choice_values(dataset: str) -> dict[str, str]:
     return {"runs": str(len(c["runs"])), "users": str(c["users"]), "hits.full": str(c["hits"]["full"]),
             "hits.valid": str(c["hits"]["valid"]), "diff": interval(c["pooled"]),
             "choice": {"full": "the full-vocabulary log-softmax", "valid": "log P_valid"}[c["choice"]],
-            "test": interval(beam_scoring.pooled(beam_scoring.scored_both_ways("test", dataset)))}
+            "test": interval(beam_scoring.pooled(beam_scoring.scored_both_ways("test", dataset))),
+            "not_scored": listing(beam_scoring.not_scored("test", dataset)) or "none"}
 
 
 @values
