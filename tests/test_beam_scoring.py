@@ -97,6 +97,8 @@ def test_not_scored_names_the_runs_with_beams_scored_one_way_only(tmp_path, monk
     rec = read_record(src)
     write_record(tmp_path / "laptop" / "transfer" / src.name, rec)
     assert B.not_scored("test") == [] and list(B.scored_both_ways("test")) == ["LML (seed 1)"]
+    from llmrec.experiments import doc_llm
+    assert doc_llm._choice_values("toy")["not_scored"] == "none"
     one_way = {k: e for k, e in rec.evaluations.items() if "score-valid" not in k}
     write_record(tmp_path / "laptop" / "transfer" / src.name, rec.model_copy(update={"evaluations": one_way}))
     assert B.not_scored("test") == ["LML (seed 1)"] and B.scored_both_ways("test") == {}

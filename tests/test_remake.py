@@ -71,25 +71,66 @@ def test_a_run_trained_again_the_same_keeps_its_record_and_gains_the_beam_scorin
     pair = [e for e in after.evaluations.values() if (e.split, e.mode) == ("test", "beam")]
     assert pair[0].user_ids == pair[1].user_ids and pair[0].k == pair[1].k
     assert after.log == before.log and "added" in after.provenance.note and after.provenance.commit == "0" * 40
+    # again, weights gone: every evaluation it now holds is compared (the P_valid ones too), the note carried on
+    shutil.rmtree(run)
+    again = M.remake(path, scorings=True)
+    assert again["verdict"] == "replayed" and again["differs"] == []
+    final = read_record(path)
+    assert final.evaluations == after.evaluations
+    assert final.provenance.note.startswith("nothing added") and after.provenance.note in final.provenance.note
 
 
-def test_a_run_that_drifted_is_made_whole_from_the_new_run(committed):
+def _tampered(record, key=None, log=False):
+    """``record`` as if its run had been another: one user's beam rank under ``key`` moved, or every logged
+    training loss 0.1 higher."""
+    update = {}
+    if key is not None:
+        ranks = list(record.evaluations[key].ranks)
+        ranks[0] = 7.0 if ranks[0] != 7.0 else 6.0
+        update["evaluations"] = {**record.evaluations, key: record.evaluations[key].model_copy(update={"ranks": ranks})}
+    if log:
+        update["log"] = [dict(r, loss=r["loss"] + 0.1) if "loss" in r and "step" in r else r for r in record.log]
+    return record.model_copy(update=update)
+
+
+@pytest.mark.parametrize("moved", ["a rank", "the log"])
+def test_a_run_that_is_not_the_committed_one_makes_the_record_whole(committed, moved):
+    """Either sign alone (one evaluation that differs, or the training log) makes the new run a twin: the record
+    becomes the new run's, every evaluation and the log, with the beam scorings."""
     path, run = committed
     before = read_record(path)
     key = runs.metrics_key("test", "beam", 8, 4)
-    ranks = list(before.evaluations[key].ranks)
-    ranks[0] = 7.0 if ranks[0] != 7.0 else 6.0  # as if the committed run had ranked one user's target elsewhere
-    drifted = before.model_copy(update={
-        "evaluations": {**before.evaluations, key: before.evaluations[key].model_copy(update={"ranks": ranks})},
-        "log": [dict(r, loss=r["loss"] + 0.1) if "loss" in r and "step" in r else r for r in before.log]})
+    drifted = _tampered(before, key=key) if moved == "a rank" else _tampered(before, log=True)
     write_record(path, drifted)
-    result = M.remake(path)
-    assert result["verdict"] == "remade" and result["differs"] == [key]
-    assert result["drift"]["loss"] == pytest.approx(0.1, abs=1e-6)
+    result = M.remake(path, scorings=True)
+    assert result["verdict"] == "remade"
+    assert result["differs"] == ([key] if moved == "a rank" else [])
+    assert result["drift"]["loss"] == (0.0 if moved == "a rank" else pytest.approx(0.1, abs=1e-6))
     after = read_record(path)
-    assert after.evaluations[key].ranks == before.evaluations[key].ranks  # the new run's, not the drifted record's
-    assert [r.get("loss") for r in after.log] == [r.get("loss") for r in rundir.read_log(run)] != \
-        [r.get("loss") for r in drifted.log]
+    for k, ev in before.evaluations.items():
+        assert after.evaluations[k].user_ids == ev.user_ids and after.evaluations[k].ranks == ev.ranks  # the new run's
+    assert len(after.evaluations) == len(before.evaluations) + 3  # and the three scorings
+    assert [r.get("loss") for r in after.log] == [r.get("loss") for r in rundir.read_log(run)]
     assert after.provenance.note.startswith("made again whole") and "0000000" in after.provenance.note
     assert after.provenance.commit != "0" * 40
-    assert rundir.is_done(run)
+
+
+def test_a_record_on_data_that_changed_is_refused(committed):
+    path, run = committed
+    write_record(path, read_record(path).model_copy(update={"dataset_fingerprint": "another"}))
+    with pytest.raises(ValueError, match="has changed"):
+        M.remake(path)
+    assert not run.exists()  # refused before anything trained
+
+
+def test_key_args_inverts_metrics_key():
+    for args in [dict(split="test", mode="beam", n_users=500, k=10, beam_score="valid"),
+                 dict(split="valid", mode="likelihood", n_users=None, k=10),
+                 dict(split="test", mode="ground", n_users=8, k=20, embed="minilm"),
+                 dict(split="test", mode="full", n_users=None, k=10)]:
+        key = runs.metrics_key(**args)
+        back = runs.key_args(key)
+        assert runs.metrics_key(**{**back, "k": back["k"] or 10}) == key
+    assert runs.key_args("test/beam/n500/k10/score-valid")["beam_score"] == "valid"
+    with pytest.raises(ValueError, match="not an evaluation key"):
+        runs.key_args("test/beam/500")

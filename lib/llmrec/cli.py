@@ -139,14 +139,12 @@ def _select_lite(args) -> int:
 
 
 def _remake(args) -> int:
-    from .experiments.remake import remake
+    from .experiments.remake import drift_text, remake
 
     for path in args.records:
         r = remake(path, scorings=args.beam_scorings)
-        d = r["drift"]
-        print(f"{path}: {r['verdict']} (training loss within {d['loss']:.1e}, validation likelihood within "
-              f"{d['valid']:.1e}" + (f"; not the same: {', '.join(r['differs'])})" if r["differs"] else ")"),
-              flush=True)
+        print(f"{path}: {r['verdict']} ({drift_text(r['drift'])}"
+              + (f"; not the same: {', '.join(r['differs'])})" if r["differs"] else ")"), flush=True)
     return 0
 
 
@@ -319,9 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", default=None)
     s.set_defaults(func=_select_lite)
 
-    r = sub.add_parser("remake", help="train a committed record's run again from its configuration (its weights were "
-                                      "not kept), evaluate again all it holds and rewrite it: replayed (the same "
-                                      "evaluations, new ones added) or made whole from the new run")
+    r = sub.add_parser("remake", help="train a committed LLM record's run again from its configuration (its weights "
+                                      "were not kept), evaluate again all it holds and rewrite it: replayed (the "
+                                      "same log and evaluations, new ones added) or made whole from the new run")
     r.add_argument("records", nargs="+", help="results/<profile>/.../<name>.json")
     r.add_argument("--beam-scorings", action="store_true",
                    help="an LLM run also gets its validation beams scored both ways and its test beams by log P_valid")

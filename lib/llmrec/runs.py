@@ -117,6 +117,24 @@ def metrics_key(split: str, mode: str, n_users: int | None, k: int, embed: str =
     return key + (f"/{embed}" if mode == "ground" else "")
 
 
+def key_args(key: str) -> dict:
+    """The :func:`evaluate` arguments of a :func:`metrics_key` (its inverse): split, mode, n_users (None: every
+    window), k (None for the modes without a list), embed and beam_score."""
+    split, mode, users, *rest = key.split("/")
+    out = {"split": split, "mode": mode, "n_users": None if users == "nall" else int(users[1:]), "k": None,
+           "embed": "llm", "beam_score": "full"}
+    for part in rest:
+        if part.startswith("k") and part[1:].isdigit():
+            out["k"] = int(part[1:])
+        elif part.startswith("score-"):
+            out["beam_score"] = part[len("score-"):]
+        else:
+            out["embed"] = part
+    if metrics_key(**{**out, "k": out["k"] or 10}) != key:
+        raise ValueError(f"{key!r} is not an evaluation key (split/mode/n<users>[/k<k>][/score-valid][/<encoder>])")
+    return out
+
+
 def evaluate(run_dir: str | Path, split: str = "test", mode: str | None = None, n_users: int | None = None,
              k: int = 10, force: bool = False, progress: bool = True, embed: str = "llm",
              beam_score: str = "full") -> dict:

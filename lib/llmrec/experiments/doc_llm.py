@@ -102,7 +102,7 @@ def _choice_values(dataset: str) -> dict[str, str]:
             "hits.valid": str(c["hits"]["valid"]), "diff": interval(c["pooled"]),
             "choice": {"full": "the full-vocabulary log-softmax", "valid": "log P_valid"}[c["choice"]],
             "test": interval(beam_scoring.pooled(beam_scoring.scored_both_ways("test", dataset))),
-            "not_scored": listing(beam_scoring.not_scored("test", dataset)) or "none"}
+            "not_scored": listing(unscored) if (unscored := beam_scoring.not_scored("test", dataset)) else "none"}
 
 
 @values

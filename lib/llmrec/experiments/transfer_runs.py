@@ -127,15 +127,18 @@ def eval_keys(arm: Arm, profile: str) -> dict[str, str]:
 BEAM_SCORINGS = (("valid", "full"), ("valid", "valid"), ("test", "valid"))
 
 
-def beam_scoring_keys(run: Path, profile: str) -> list[str]:
+def beam_scoring_keys(run: Path, profile: str, tests=None) -> list[str]:
     """Evaluate ``run``'s beams in every :data:`BEAM_SCORINGS` (cached in its ``metrics.json``: a second call
-    computes nothing); their metric keys. Needs the run's weights, so it is done before a run is published."""
+    computes nothing); their metric keys. Needs the run's weights, so it is done before a run is published.
+    ``tests``: the (users, beams) of the test scorings (default: the profile's; empty: validation only)."""
     p, cfg = profile_sizes(profile), runs.config_of(run)
+    sizes = {"valid": [(p["valid_users"], cfg["valid_beams"])],
+             "test": [(p["eval_users"], p["eval_beams"])] if tests is None else list(tests)}
     keys = []
     for split, score in BEAM_SCORINGS:
-        n, k = (p["valid_users"], cfg["valid_beams"]) if split == "valid" else (p["eval_users"], p["eval_beams"])
-        runs.evaluate(run, split, "beam", n, k=k, beam_score=score, progress=False)
-        keys.append(runs.metrics_key(split, "beam", n, k, beam_score=score))
+        for n, k in sizes[split]:
+            runs.evaluate(run, split, "beam", n, k=k, beam_score=score, progress=False)
+            keys.append(runs.metrics_key(split, "beam", n, k, beam_score=score))
     return keys
 
 
