@@ -16,6 +16,7 @@ from .core import families, rundir
 from .core.io import read_json
 from .core.metrics import compare_entries
 from .core.recommender import Recommender, evaluate as evaluate_recommender
+from .core.results import key_options
 
 WATCHERS: list = []  # called with each run trained, found or evaluated (experiments.published.standalone's export)
 
@@ -121,15 +122,9 @@ def key_args(key: str) -> dict:
     """The :func:`evaluate` arguments of a :func:`metrics_key` (its inverse): split, mode, n_users (None: every
     window), k (None for the modes without a list), embed and beam_score."""
     split, mode, users, *rest = key.split("/")
-    out = {"split": split, "mode": mode, "n_users": None if users == "nall" else int(users[1:]), "k": None,
-           "embed": "llm", "beam_score": "full"}
-    for part in rest:
-        if part.startswith("k") and part[1:].isdigit():
-            out["k"] = int(part[1:])
-        elif part.startswith("score-"):
-            out["beam_score"] = part[len("score-"):]
-        else:
-            out["embed"] = part
+    k = next((int(p[1:]) for p in rest if p.startswith("k") and p[1:].isdigit()), None)
+    out = {"split": split, "mode": mode, "n_users": None if users == "nall" else int(users[1:]), "k": k,
+           "embed": "llm", "beam_score": "full", **key_options(key)}
     if metrics_key(**{**out, "k": out["k"] or 10}) != key:
         raise ValueError(f"{key!r} is not an evaluation key (split/mode/n<users>[/k<k>][/score-valid][/<encoder>])")
     return out

@@ -315,7 +315,7 @@ def run_record(run_dir: str | Path, name: str, what: str, profile: str, keys=Non
         name=name, what=what, family=family, profile=profile, dataset=config["dataset"],
         dataset_fingerprint=dataset_fingerprint or prov.get("dataset_fingerprint") or (identity or {}).get("dataset", ""),
         config=config, identity=identity, training=training,
-        evaluations={k: evaluation_from_entry(metrics[k], options=_options_of(k)) for k in keys},
+        evaluations={k: evaluation_from_entry(metrics[k], options=key_options(k)) for k in keys},
         log=log_rows, extra=extra or {},
         provenance=Provenance(machine=prov.get("machine", ""), commit=prov.get("commit", ""),
                               date=prov.get("date", ""), versions=versions, note=prov.get("commit_note")))
@@ -326,7 +326,7 @@ def _finite(row: dict) -> dict:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
-def _options_of(key: str) -> dict:
+def key_options(key: str) -> dict:
     """What an evaluation key says beyond split, mode and users (``.../score-valid``, ``.../minilm``)."""
     parts = key.split("/")[3:]
     out = {}
