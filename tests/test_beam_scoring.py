@@ -102,3 +102,11 @@ def test_not_scored_names_the_runs_with_beams_scored_one_way_only(tmp_path, monk
     one_way = {k: e for k, e in rec.evaluations.items() if "score-valid" not in k}
     write_record(tmp_path / "laptop" / "transfer" / src.name, rec.model_copy(update={"evaluations": one_way}))
     assert B.not_scored("test") == ["LML (seed 1)"] and B.scored_both_ways("test") == {}
+
+
+@pytest.mark.parametrize("dataset", ["toy", "books"])
+def test_every_committed_laptop_run_with_beams_is_scored_both_ways(dataset):
+    """Issue 26, item 2: every committed `laptop` LLM run evaluated by beam search has its beams scored by log
+    P_valid too, on test and on validation (`llmrec remake --beam-scorings` made the runs kept without weights)."""
+    assert B.not_scored("test", dataset) == [] and B.not_scored("valid", dataset) == []
+    assert set(B.scored_both_ways("test", dataset)) <= set(B.scored_both_ways("valid", dataset))  # chosen on validation
